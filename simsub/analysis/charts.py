@@ -1,0 +1,95 @@
+"""The two charts of a run: throughput over time, and legitimate false delay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .summary import FALSE_DELAY_THRESHOLDS  # noqa: E402
+from .tables import ACCEPTED_OUTCOMES  # noqa: E402
+
+LEGIT_COLOR = "#1f77b4"
+SPAM_COLOR = "#d62728"
+
+
+def throughput_chart(timeseries: pd.DataFrame, title: str, process_limit: int, bin_width: float,
+                     path: Path) -> None:
+    """Accepted recipients per bin (legit, spam) above smtpd slots busy."""
+    hours = timeseries["t_start_s"].to_numpy() / 3600.0
+    step = dict(where="post")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 2]})
+    minutes = bin_width / 60
+    top.step(hours, timeseries["spam_recipients_accepted"], color=SPAM_COLOR, label="spam", **step)
+    top.step(hours, timeseries["legit_recipients_accepted"], color=LEGIT_COLOR, label="legitimate", **step)
+    top.set_yscale("symlog", linthresh=10)
+    top.set_ylim(bottom=0)
+    top.set_ylabel(f"recipients accepted\nper {minutes:g} min (symlog)")
+    top.legend(loc="upper left", frameon=False)
+    top.grid(alpha=0.3)
+    top.set_title(title)
+
+    bottom.fill_between(hours, timeseries["busy_peak"], step="post", color="0.85", label="busy (peak in bin)")
+    bottom.step(hours, timeseries["busy_mean"], color="black", label="busy (mean in bin)", **step)
+    if timeseries["queue_peak"].max() > 0:
+        bottom.step(hours, timeseries["queue_peak"], color="#ff7f0e", label="accept queue (peak)", **step)
+    bottom.axhline(process_limit, color="black", linestyle="--", linewidth=1)
+    bottom.annotate(f"process limit {process_limit}", (hours[-1] if len(hours) else 0, process_limit),
+                    xytext=(0, 3), textcoords="offset points", fontsize=8, ha="right")
+    bottom.set_ylim(0, max(process_limit, int(timeseries["queue_peak"].max() or 0)) * 1.15)
+    bottom.set_ylabel("smtpd processes")
+    bottom.set_xlabel("simulated time (h)")
+    bottom.legend(loc="center left", frameon=True, framealpha=0.9, fontsize=8)
+    bottom.grid(alpha=0.3)
+    if len(hours):
+        bottom.set_xlim(0, hours[-1] + minutes / 60)
+        bottom.set_xticks(np.arange(0, hours[-1] + 1e-9, max(1, round(hours[-1] / 12))))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def false_delay_chart(messages: pd.DataFrame, title: str, path: Path) -> None:
+    """Share of legitimate messages delayed more than x, one curve per origin.
+
+    Messages never accepted count as delayed beyond every x, so a curve's
+    right-hand plateau is its failure share.
+    """
+    legit = messages[(messages["kind"] == "user").to_numpy()]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    xs = np.logspace(-2, 4, 400)  # 10 ms to ~3 h
+    floor = xs[0]
+    any_delay = False
+    for origin, group in legit.groupby("origin", observed=True):
+        accepted = group["outcome"].astype(str).isin(ACCEPTED_OUTCOMES).to_numpy()
+        delays = np.sort(group["false_delay_s"].to_numpy()[accepted])
+        failed = int((~accepted).sum())
+        n = len(group)
+        share = (len(delays) - np.searchsorted(delays, xs, side="right") + failed) / n
+        any_delay |= bool(share.max() > 0)
+        p95 = np.quantile(delays, 0.95) if len(delays) else float("nan")
+        ax.step(xs, share * 100, where="post",
+                label=f"{origin} ({n:,} msgs, p95 {p95:.2f} s, failed {failed})")
+    for label, x in FALSE_DELAY_THRESHOLDS.items():
+        ax.axvline(x, color="0.6", linestyle=":", linewidth=1)
+        ax.annotate(label, (x, 101), ha="center", fontsize=8, color="0.4", annotation_clip=False)
+    ax.set_xscale("log")
+    ax.set_xlim(floor, xs[-1])
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("false delay x (s, log scale)")
+    ax.set_ylabel("legitimate messages delayed more than x (%)")
+    ax.set_title(title, pad=14)
+    ax.grid(alpha=0.3, which="both")
+    if not any_delay:
+        ax.text(0.5, 0.5, f"no legitimate message was delayed by more than {floor * 1000:g} ms",
+                transform=ax.transAxes, ha="center", va="center", fontsize=11, color="0.3")
+    ax.legend(loc="upper right", frameon=False, fontsize=8, title="client origin", title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

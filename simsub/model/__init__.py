@@ -1,0 +1,1 @@
+"""The discrete-event model: it only simulates and reports to a recorder."""

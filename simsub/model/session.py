@@ -1,0 +1,233 @@
+"""One SMTP session against the submission service, as a SimPy process fragment.
+
+The session asks the smtpd pool for a slot, then plays the dialogue
+(:mod:`simsub.model.dialogue`) step by step, evaluating the policy's restriction
+stages on the way.  It yields to the simulation only (a) while waiting for a free
+smtpd and (b) before a stage that consults a policy service, so that shared
+counters are read and written at the right simulated time.  Everything else is
+arithmetic, which keeps the events per session constant whatever the number of
+recipients.  The smtpd slot is released at the time the server side ends.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..policy.restrictions import Result, Verdict
+from .clients import Client
+from .dialogue import Dialogue
+from .outcomes import Outcome, Step
+from .smtpd import GRANTED, REFUSED
+
+NAN = math.nan
+_NO_VERDICT = Verdict()
+_FAILURES = (Result.REJECT, Result.DEFER)
+
+
+@dataclass(slots=True)
+class SessionResult:
+    outcome: Outcome
+    step: Step
+    client_end: float  # s, when the client was done with this session
+    accepted_at: float = NAN  # s, final 250 reached the client
+    recipients_accepted: int = 0
+    slot_wait: float = 0.0  # s waiting for an smtpd
+    policy_delay: float = 0.0  # s of sleeps imposed on this session
+
+
+class Transaction:
+    """What restrictions may ask about the session (a Postfix policy request)."""
+
+    __slots__ = ("client", "sasl_username", "message_id", "recipient_count", "decisions", "dialogue")
+
+    def __init__(self, client: Client, account: str, message_id: int, dialogue: Dialogue):
+        self.client = client
+        self.sasl_username = account
+        self.message_id = message_id
+        self.recipient_count = 0
+        self.decisions: dict = {}
+        self.dialogue = dialogue
+
+    def pipelining_seen(self, t: float) -> bool:
+        return self.dialogue.pipelining_seen(t)
+
+
+def smtp_session(world, client: Client, account: str, message_id: int, recipients: int, all_or_nothing: bool):
+    """Generator: run one session now; returns a :class:`SessionResult`.
+
+    ``all_or_nothing``: a legitimate mail client gives up the transaction when
+    any recipient is refused (and retries later); a bot sends to whichever
+    recipients were accepted.
+    """
+    env = world.env
+    arrival = env.now
+    grant = world.pool.connect(client.connect_timeout)
+    if grant is REFUSED:
+        world.recorder.session(client.population, arrival, Outcome.REFUSED, 0.0, 0.0)
+        return SessionResult(Outcome.REFUSED, Step.QUEUE, arrival)
+    if grant is not GRANTED:
+        if not (yield grant):
+            world.recorder.session(client.population, arrival, Outcome.ABANDONED, env.now - arrival, 0.0)
+            return SessionResult(Outcome.ABANDONED, Step.QUEUE, env.now, slot_wait=env.now - arrival)
+    start = env.now
+    dialogue = Dialogue(arrival, start, client.half_rtt, world.reply_time, client.patience,
+                        client.connect_timeout, client.talks)
+    tx = Transaction(client, account, message_id, dialogue)
+    stages = world.policy.stages
+    state = world.policy_state
+    delay = 0.0
+    hold = discard = False
+    outcome = None
+    accepted_rcpts = 0
+
+    def verdict(stage_name: str) -> Verdict:
+        stage = stages[stage_name]
+        if stage.empty:
+            return _NO_VERDICT
+        if stage.cacheable:
+            cached = client.verdicts.get(stage_name)
+            if cached is None:
+                cached = client.verdicts[stage_name] = stage.evaluate(tx, dialogue.server_start(), state)
+            return cached
+        return stage.evaluate(tx, dialogue.server_start(), state)
+
+    def wait_for(stage_name: str):
+        """Delay needed before evaluating a stage that touches shared state."""
+        if stages[stage_name].stateful:
+            return dialogue.server_start() - env.now
+        return 0.0
+
+    # ---------------------------------------------------------------- banner
+    step = Step.BANNER
+    wait = wait_for("connect")
+    if wait > 0:
+        yield env.timeout(wait)
+    v = verdict("connect")
+    delay += v.delay
+    alive = dialogue.banner(v.delay)
+    if alive and v.result in _FAILURES:
+        outcome = Outcome.REJECTED if v.result == Result.REJECT else Outcome.DEFERRED
+    # ---------------------------------------------------------------- EHLO
+    if alive and outcome is None:
+        step = Step.EHLO
+        wait = wait_for("helo")
+        if wait > 0:
+            yield env.timeout(wait)
+        v = verdict("helo")
+        delay += v.delay
+        alive = dialogue.command(v.delay, strict=True)
+        if alive and v.result in _FAILURES:
+            outcome = Outcome.REJECTED if v.result == Result.REJECT else Outcome.DEFERRED
+    # ---------------------------------------------------------------- AUTH
+    if alive and outcome is None:
+        step = Step.AUTH
+        alive = dialogue.command(0.0)
+        if alive and world.account_locked(account):
+            outcome = Outcome.AUTH_FAILED
+    # ---------------------------------------------------------------- MAIL
+    if alive and outcome is None:
+        step = Step.MAIL
+        wait = wait_for("mail")
+        if wait > 0:
+            yield env.timeout(wait)
+        v = verdict("mail")
+        delay += v.delay
+        hold |= v.hold
+        discard |= v.discard
+        alive = dialogue.command(v.delay)
+        if alive and v.result in _FAILURES:
+            outcome = Outcome.REJECTED if v.result == Result.REJECT else Outcome.DEFERRED
+    # ---------------------------------------------------------------- RCPT × n
+    if alive and outcome is None:
+        step = Step.RCPT
+        stage = stages["rcpt"]
+        rejected = deferred = 0
+        if stage.stateful and stage.same_for_each_recipient:
+            wait = wait_for("rcpt")
+            if wait > 0:
+                yield env.timeout(wait)
+        if stage.same_for_each_recipient:
+            v = verdict("rcpt")
+            delay += v.delay * recipients
+            hold |= v.hold
+            discard |= v.discard
+            alive = dialogue.repeat(recipients, v.delay)
+            if v.result == Result.REJECT:
+                rejected = recipients
+            elif v.result == Result.DEFER:
+                deferred = recipients
+            else:
+                accepted_rcpts = recipients
+        else:
+            # Per-recipient evaluation: a policy service counts each RCPT at its
+            # own time; only the first one needs the simulation clock to catch up.
+            wait = wait_for("rcpt")
+            if wait > 0:
+                yield env.timeout(wait)
+            for _ in range(recipients):
+                v = stage.evaluate(tx, dialogue.server_start(), state)
+                delay += v.delay
+                hold |= v.hold
+                discard |= v.discard
+                if not dialogue.command(v.delay):
+                    alive = False
+                    break
+                if v.result == Result.REJECT:
+                    rejected += 1
+                elif v.result == Result.DEFER:
+                    deferred += 1
+                else:
+                    accepted_rcpts += 1
+        if alive and (accepted_rcpts == 0 or (all_or_nothing and accepted_rcpts < recipients)):
+            outcome = Outcome.REJECTED if rejected else Outcome.DEFERRED
+        tx.recipient_count = accepted_rcpts
+    # ---------------------------------------------------------------- DATA
+    if alive and outcome is None:
+        step = Step.DATA
+        wait = wait_for("data")
+        if wait > 0:
+            yield env.timeout(wait)
+        v = verdict("data")
+        delay += v.delay
+        hold |= v.hold
+        discard |= v.discard
+        alive = dialogue.command(v.delay, strict=True)
+        if alive and v.result in _FAILURES:
+            outcome = Outcome.REJECTED if v.result == Result.REJECT else Outcome.DEFERRED
+    # ---------------------------------------------------------------- end of data
+    accepted_at = NAN
+    if alive and outcome is None:
+        step = Step.END_OF_DATA
+        wait = wait_for("end_of_data")
+        if wait > 0:
+            yield env.timeout(wait)
+        v = verdict("end_of_data")
+        delay += v.delay
+        hold |= v.hold
+        discard |= v.discard
+        alive = dialogue.command(v.delay)
+        if alive:
+            if v.result in _FAILURES:
+                outcome = Outcome.REJECTED if v.result == Result.REJECT else Outcome.DEFERRED
+            else:
+                step = Step.QUIT
+                accepted_at = dialogue.last_receipt
+                outcome = Outcome.DISCARDED if discard else Outcome.HELD if hold else Outcome.ACCEPTED
+    # ---------------------------------------------------------------- QUIT
+    if alive:
+        dialogue.quit()
+    else:
+        outcome = Outcome.TIMEOUT
+    world.pool.release_at(dialogue.server_end)
+    slot_wait = start - arrival
+    world.recorder.session(client.population, arrival, outcome, slot_wait, dialogue.server_end - start)
+    return SessionResult(
+        outcome=outcome,
+        step=step,
+        client_end=dialogue.client_left,
+        accepted_at=accepted_at,
+        recipients_accepted=accepted_rcpts if outcome.accepted else 0,
+        slot_wait=slot_wait,
+        policy_delay=delay,
+    )

@@ -1,0 +1,70 @@
+"""Write a run's folder atomically: complete, or not there at all.
+
+Files go to a hidden temporary sibling first; only when every file is written
+is it renamed to the requested name (replacing an older folder of that name).
+A crash or Ctrl-C leaves no folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import tomli_w
+
+from .analysis.charts import false_delay_chart, throughput_chart
+from .api import Result
+
+FILES = ("summary.json", "messages.csv.gz", "timeseries.csv", "scenario.toml", "throughput.png", "false_delay.png")
+
+
+@contextmanager
+def atomic_folder(target: Path):
+    """Yield a temporary folder that becomes ``target`` when the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a result folder is not
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_run(result: Result, target: Path, command: str | None = None) -> Path:
+    """Write summary, tables, resolved scenario and charts of ``result`` to ``target``."""
+    summary = dict(result.summary)
+    if command:
+        summary["run"] = {**summary["run"], "command": command}
+    scenario = result.scenario
+    title = f"{scenario.name} · policy {result.policy} · seed {result.seed}"
+    with atomic_folder(target) as folder:
+        result.messages.to_csv(folder / "messages.csv.gz", index=False, float_format="%.6f",
+                               compression={"method": "gzip", "compresslevel": 1, "mtime": 0})
+        result.timeseries.to_csv(folder / "timeseries.csv", index=False, float_format="%.6f")
+        resolved = dict(scenario.raw)
+        resolved["scenario"] = {**resolved.get("scenario", {}), "seed": result.seed, "default_policy": result.policy}
+        with open(folder / "scenario.toml", "wb") as fh:
+            fh.write(b"# The scenario exactly as run (overrides applied); `simsub run` on this file reproduces it.\n")
+            tomli_w.dump(resolved, fh, multiline_strings=True)
+        throughput_chart(result.timeseries, f"Throughput — {title}", scenario.mta.process_limit, scenario.bin,
+                         folder / "throughput.png")
+        false_delay_chart(result.messages, f"Legitimate false delay by origin — {title}", folder / "false_delay.png")
+        with open(folder / "summary.json", "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+    return Path(target)

@@ -1,0 +1,1 @@
+"""Postfix-like policy: restriction lists, pcre access maps and policy services."""

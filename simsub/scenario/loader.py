@@ -1,0 +1,451 @@
+"""Load a scenario file, apply ``--set`` overrides, validate every key.
+
+Every problem becomes one :class:`~simsub.errors.ScenarioError` that names the
+file and the dotted key (or the line, for syntax errors) and says what was
+expected; unknown keys get a "did you mean" suggestion.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import ipaddress
+import math
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from ..distributions import Distribution, DistributionSpecError, parse_distribution
+from ..errors import ScenarioError
+from ..policy.policy import LIST_KEYS, compile_policy
+from ..policy.restrictions import PolicyConfigError
+from ..policy.services import ACTIONS, COUNTS, KEYS, RateLimitSpec
+from ..policy.ratelimit import ALGORITHMS
+from ..units import parse_duration
+from .types import MTA, Origin, Population, Scenario
+
+DEFAULT_SCENARIO = "may-2012.toml"
+_MISSING = object()
+
+
+def default_scenario_path() -> Path:
+    """The built-in default scenario, from the installed package or the checkout."""
+    packaged = resources.files("simsub").joinpath("scenarios", DEFAULT_SCENARIO)
+    if packaged.is_file():
+        return Path(str(packaged))
+    checkout = Path(__file__).resolve().parents[2] / "scenarios" / DEFAULT_SCENARIO
+    return checkout
+
+
+# --------------------------------------------------------------------------- overrides
+def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
+    """``["mta.process_limit=50", "horizon=2h"]`` → ``{"mta.process_limit": 50, ...}``.
+
+    Values are read as TOML values when they parse as one (``50``, ``true``,
+    ``"x"``, ``[1, 2]``), otherwise kept as plain strings (``2h``, ``sleep 5``).
+    """
+    result: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ScenarioError("--set", pair, "expected KEY=VALUE, e.g. mta.process_limit=50")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        result[key] = value
+    return result
+
+
+_SHORTCUTS = {"horizon": "scenario.horizon", "seed": "scenario.seed"}
+
+
+def apply_overrides(data: dict, overrides: dict[str, Any]) -> set[str]:
+    """Set dotted keys in ``data`` in place; arrays of tables are addressed by name.
+
+    Returns the set of dotted keys that were set, for error messages.
+    """
+    touched = set()
+    for dotted, value in overrides.items():
+        dotted = _SHORTCUTS.get(dotted, dotted)
+        parts = dotted.split(".")
+        node: Any = data
+        path: list[str] = []
+        for part in parts[:-1]:
+            path.append(part)
+            if isinstance(node, list):
+                match = [t for t in node if isinstance(t, dict) and t.get("name") == part]
+                if not match:
+                    names = [str(t.get("name")) for t in node if isinstance(t, dict)]
+                    raise ScenarioError("--set", dotted, f"no entry named {part!r} in {'.'.join(path[:-1])} (have: {', '.join(names)}){_hint(part, names)}")
+                node = match[0]
+            elif isinstance(node, dict):
+                node = node.setdefault(part, {})
+            else:
+                raise ScenarioError("--set", dotted, f"{'.'.join(path[:-1])} is not a table")
+        if isinstance(node, list):
+            raise ScenarioError("--set", dotted, f"{'.'.join(parts[:-1])} is a list of tables; name an entry, e.g. populations.NAME.count")
+        if not isinstance(node, dict):
+            raise ScenarioError("--set", dotted, f"{'.'.join(parts[:-1])} is not a table")
+        node[parts[-1]] = value
+        touched.add(dotted)
+    return touched
+
+
+def _hint(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# --------------------------------------------------------------------------- reading
+class Section:
+    """One TOML table under validation: typed getters that report full keys."""
+
+    def __init__(self, loader: "Loader", prefix: str, data: Any, known: tuple[str, ...]):
+        self.loader = loader
+        self.prefix = prefix
+        if not isinstance(data, dict):
+            loader.fail(prefix, f"expected a table, got {_show(data)}")
+        self.data = data
+        for key in data:
+            if key not in known:
+                loader.fail(self.key(key), f"unknown key{_hint(key, known)} (known here: {', '.join(known)})")
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str, default: Any = _MISSING) -> Any:
+        if name not in self.data:
+            if default is _MISSING:
+                self.loader.fail(self.key(name), "is required")
+            return default
+        return self.data[name]
+
+    def string(self, name: str, default: Any = _MISSING, choices: tuple[str, ...] | None = None) -> str:
+        value = self.raw(name, default)
+        if not isinstance(value, str):
+            self.loader.fail(self.key(name), f"expected a string, got {_show(value)}")
+        if choices and value not in choices:
+            self.loader.fail(self.key(name), f"expected one of {', '.join(choices)}, got {value!r}{_hint(value, choices)}")
+        return value
+
+    def boolean(self, name: str, default: Any = _MISSING) -> bool:
+        value = self.raw(name, default)
+        if not isinstance(value, bool):
+            self.loader.fail(self.key(name), f"expected true or false, got {_show(value)}")
+        return value
+
+    def integer(self, name: str, default: Any = _MISSING, minimum: int = 0) -> int:
+        value = self.raw(name, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.loader.fail(self.key(name), f"expected a whole number >= {minimum}, got {_show(value)}")
+        if value < minimum:
+            self.loader.fail(self.key(name), f"expected a whole number >= {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: Any = _MISSING, minimum: float = 0.0, exclusive: bool = False) -> float:
+        value = self.raw(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            self.loader.fail(self.key(name), f"expected a finite number, got {_show(value)}")
+        if value < minimum or (exclusive and value == minimum):
+            relation = ">" if exclusive else ">="
+            self.loader.fail(self.key(name), f"expected a number {relation} {minimum:g}, got {value}")
+        return float(value)
+
+    def duration(self, name: str, default: Any = _MISSING, positive: bool = True) -> float:
+        value = self.raw(name, default)
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.loader.fail(self.key(name), str(exc))
+        if positive and seconds <= 0:
+            self.loader.fail(self.key(name), f"expected a duration > 0, got {value!r}")
+        return seconds
+
+    def distribution(self, name: str, flavour: str, default: Any = _MISSING, positive: bool = False) -> Distribution:
+        value = self.raw(name, default)
+        try:
+            dist = parse_distribution(value, flavour)  # type: ignore[arg-type]
+        except DistributionSpecError as exc:
+            sub = f"{self.key(name)}.{exc.subkey}" if exc.subkey else self.key(name)
+            self.loader.fail(sub, str(exc))
+        if positive and dist.mean <= 0:
+            self.loader.fail(self.key(name), f"expected a duration > 0, got {value!r}")
+        return dist
+
+    def table(self, name: str, known: tuple[str, ...], default: Any = _MISSING) -> "Section":
+        return Section(self.loader, self.key(name), self.raw(name, default), known)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    kind = type(value).__name__
+    kind = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "dict": "table", "list": "array"}.get(kind, kind)
+    return f"{kind} {text[:60]}{'…' if len(text) > 60 else ''}"
+
+
+class Loader:
+    def __init__(self, source: str, overridden: set[str]):
+        self.source = source
+        self.overridden = overridden
+
+    def fail(self, key: str | None, message: str):
+        source = self.source
+        if key and any(key == o or key.startswith(o + ".") for o in self.overridden):
+            source = f"{source} (--set {key})"
+        raise ScenarioError(source, key, message)
+
+
+# --------------------------------------------------------------------------- scenario
+_TOP = ("scenario", "origins", "populations", "mta", "policies")
+_SCENARIO = ("name", "description", "horizon", "seed", "default_policy", "bin")
+_ORIGIN = ("hostname", "rtt", "mynetworks", "network", "description")
+_POPULATION_COMMON = ("name", "kind", "count", "origins", "recipients", "patience", "connect_timeout",
+                      "on_timeout", "description")
+_POPULATION_USER = ("messages_per_day", "diurnal", "retries", "retry_interval")
+_POPULATION_BOT = ("start", "stop", "accounts", "accounts_from", "parallel", "pause", "ramp")
+_MTA = ("process_limit", "backlog", "reply_time")
+_POLICY = ("description", "smtpd_delay_reject", "maps", "services") + LIST_KEYS
+_SERVICE = ("type", "key", "count", "limit", "window", "algorithm", "action", "description")
+_HOSTNAME = re.compile(r"^(unknown|[A-Za-z0-9{}\-]+(\.[A-Za-z0-9{}\-]+)*)$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+
+
+def load_scenario(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Read and validate a scenario file (``None`` = the built-in default).
+
+    ``overrides`` maps dotted keys to values, as ``--set`` does.  Raises
+    :class:`ScenarioError` for any problem; never returns a partial scenario.
+    """
+    file = Path(path) if path is not None else default_scenario_path()
+    source = str(path) if path is not None else f"{DEFAULT_SCENARIO} (built-in)"
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise ScenarioError(source, None, "no such file") from None
+    except IsADirectoryError:
+        raise ScenarioError(source, None, "is a directory, expected a .toml scenario file") from None
+    except OSError as exc:
+        raise ScenarioError(source, None, f"cannot read: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ScenarioError(source, f"line {line}", "is not valid UTF-8 text") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        where = f"line {match.group(1)}, column {match.group(2)}" if match else None
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise ScenarioError(source, where, f"TOML syntax error: {reason}") from None
+    except RecursionError:
+        raise ScenarioError(source, None, "TOML nesting is too deep") from None
+    return build_scenario(raw, source, overrides or {}, file)
+
+
+def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path | None = None) -> Scenario:
+    """Validate already-parsed TOML data (the part of :func:`load_scenario` after reading)."""
+    data = copy.deepcopy(raw)
+    touched = apply_overrides(data, overrides)
+    loader = Loader(source, touched)
+    top = Section(loader, "", data, _TOP)
+
+    head = top.table("scenario", _SCENARIO)
+    name = head.string("name")
+    horizon = head.duration("horizon")
+    seed = head.integer("seed", 0)
+    bin_width = head.duration("bin", "5m")
+
+    origins_raw = top.raw("origins")
+    if not isinstance(origins_raw, dict) or not origins_raw:
+        loader.fail("origins", "expected at least one [origins.NAME] table")
+    origins = {}
+    for index, origin_name in enumerate(origins_raw):
+        origins[origin_name] = _origin(top.table("origins", tuple(origins_raw)), origin_name, index)
+
+    populations_raw = top.raw("populations")
+    if not isinstance(populations_raw, list) or not populations_raw:
+        loader.fail("populations", "expected at least one [[populations]] table")
+    populations: list[Population] = []
+    for index, entry in enumerate(populations_raw):
+        populations.append(_population(loader, index, entry, origins, populations))
+    _check_accounts(loader, populations)
+
+    mta_section = top.table("mta", _MTA, {})
+    mta = MTA(
+        process_limit=mta_section.integer("process_limit", 100, minimum=1),
+        backlog=mta_section.integer("backlog", 100, minimum=0),
+        reply_time=mta_section.duration("reply_time", "2ms", positive=False),
+    )
+
+    policies_raw = top.raw("policies")
+    if not isinstance(policies_raw, dict) or not policies_raw:
+        loader.fail("policies", "expected at least one [policies.NAME] table")
+    policies = {}
+    for policy_name in policies_raw:
+        if not _NAME.match(policy_name):
+            loader.fail(f"policies.{policy_name}", "policy names use letters, digits, '-' and '_'")
+        policies[policy_name] = _policy(loader, Section(loader, f"policies.{policy_name}", policies_raw[policy_name], _POLICY), policy_name)
+    default_policy = head.string("default_policy", next(iter(policies)))
+    if default_policy not in policies:
+        loader.fail("scenario.default_policy", f"no policy named {default_policy!r} (have: {', '.join(policies)}){_hint(default_policy, policies)}")
+
+    return Scenario(
+        name=name,
+        description=head.string("description", ""),
+        horizon=horizon,
+        seed=seed,
+        default_policy=default_policy,
+        bin=bin_width,
+        origins=origins,
+        populations=tuple(populations),
+        mta=mta,
+        policies=policies,
+        source=file,
+        raw=data,
+    )
+
+
+def _origin(origins: Section, name: str, index: int) -> Origin:
+    section = origins.table(name, _ORIGIN)
+    hostname = section.string("hostname")
+    if not _HOSTNAME.match(hostname) or re.sub(r"\{n\}", "", hostname).count("{") or re.sub(r"\{n\}", "", hostname).count("}"):
+        section.loader.fail(section.key("hostname"), f"expected a hostname pattern such as 'p{{n}}.example.ne.jp' or 'unknown', got {hostname!r}")
+    network_text = section.string("network", f"10.{index % 256}.0.0/16")
+    try:
+        network = ipaddress.ip_network(network_text, strict=False)
+    except ValueError as exc:
+        section.loader.fail(section.key("network"), f"expected an address range such as '192.0.2.0/24': {exc}")
+    return Origin(
+        name=name,
+        hostname=hostname,
+        rtt=section.distribution("rtt", "duration"),
+        mynetworks=section.boolean("mynetworks", False),
+        network=network,
+    )
+
+
+def _population(loader: Loader, index: int, entry: Any, origins: dict, previous: list[Population]) -> Population:
+    prefix = f"populations[{index}]"
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+        prefix = f"populations.{entry['name']}"
+    kind = entry.get("kind") if isinstance(entry, dict) else None
+    extra = _POPULATION_USER if kind == "user" else _POPULATION_BOT if kind == "bot" else ()
+    section = Section(loader, prefix, entry, _POPULATION_COMMON + extra)
+    name = section.string("name")
+    if not _NAME.match(name):
+        loader.fail(section.key("name"), "population names use letters, digits, '-' and '_'")
+    if any(p.name == name for p in previous):
+        loader.fail(section.key("name"), f"population name {name!r} is used twice")
+    kind = section.string("kind", choices=("user", "bot"))
+    shares_raw = section.raw("origins")
+    if not isinstance(shares_raw, dict) or not shares_raw:
+        loader.fail(section.key("origins"), "expected a table of origin shares, e.g. { own = 0.8, unknown = 0.2 }")
+    shares = {}
+    for origin_name, share in shares_raw.items():
+        key = f"{section.key('origins')}.{origin_name}"
+        if origin_name not in origins:
+            loader.fail(key, f"no origin named {origin_name!r} (have: {', '.join(origins)}){_hint(origin_name, origins)}")
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) or share < 0:
+            loader.fail(key, f"expected a share between 0 and 1, got {_show(share)}")
+        shares[origin_name] = float(share)
+    total = sum(shares.values())
+    if abs(total - 1.0) > 1e-9:
+        loader.fail(section.key("origins"), f"shares must sum to 1, they sum to {total:g}")
+    common = dict(
+        name=name,
+        kind=kind,
+        count=section.integer("count", minimum=1),
+        origins=shares,
+        recipients=section.distribution("recipients", "count", 1),
+        patience=section.distribution("patience", "duration", "60s" if kind == "user" else _MISSING, positive=True),
+        connect_timeout=section.distribution("connect_timeout", "duration", positive=True) if section.has("connect_timeout") else None,
+        on_timeout=section.string("on_timeout", "disconnect", choices=("disconnect", "talk")),
+    )
+    if kind == "user":
+        diurnal = None
+        if section.has("diurnal"):
+            weights = section.raw("diurnal")
+            if (not isinstance(weights, list) or len(weights) != 24
+                    or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0 for w in weights)
+                    or sum(weights) <= 0):
+                loader.fail(section.key("diurnal"), "expected 24 non-negative hourly weights, not all zero")
+            mean = sum(weights) / 24
+            diurnal = tuple(float(w) / mean for w in weights)
+        return Population(
+            **common,
+            messages_per_day=section.number("messages_per_day", minimum=0, exclusive=True),
+            diurnal=diurnal,
+            retries=section.integer("retries", 3, minimum=0),
+            retry_interval=section.duration("retry_interval", "5m"),
+        )
+    start = section.duration("start", 0, positive=False)
+    stop = section.duration("stop") if section.has("stop") else None
+    if stop is not None and stop <= start:
+        loader.fail(section.key("stop"), f"must be later than start ({start:g} s)")
+    pause = section.distribution("pause", "duration", "1s")
+    return Population(
+        **common,
+        start=start,
+        stop=stop,
+        accounts=section.integer("accounts", minimum=1),
+        accounts_from=section.string("accounts_from") if section.has("accounts_from") else None,
+        parallel=section.integer("parallel", 1, minimum=1),
+        pause=pause,
+        ramp=section.duration("ramp", "1m", positive=False),
+    )
+
+
+def _check_accounts(loader: Loader, populations: list[Population]) -> None:
+    users = {p.name: p for p in populations if p.kind == "user"}
+    for p in populations:
+        if p.accounts_from is None:
+            continue
+        key = f"populations.{p.name}.accounts_from"
+        if p.accounts_from not in users:
+            loader.fail(key, f"no user population named {p.accounts_from!r} (have: {', '.join(users) or 'none'}){_hint(p.accounts_from, users)}")
+        if users[p.accounts_from].count < p.accounts:
+            loader.fail(key, f"{p.accounts_from!r} has {users[p.accounts_from].count} users, fewer than the {p.accounts} accounts to steal")
+
+
+def _policy(loader: Loader, section: Section, name: str):
+    delay_reject = section.boolean("smtpd_delay_reject", True)
+    lists = {}
+    for key in LIST_KEYS:
+        if section.has(key):
+            value = section.raw(key)
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                loader.fail(section.key(key), f"expected a list of restriction strings, got {_show(value)}")
+            lists[key] = value
+    maps_raw = section.raw("maps", {})
+    if not isinstance(maps_raw, dict) or not all(isinstance(v, str) for v in maps_raw.values()):
+        loader.fail(section.key("maps"), "expected a table of map texts, e.g. tarpit = '''/./ sleep 5'''")
+    services = {}
+    services_raw = section.raw("services", {})
+    if not isinstance(services_raw, dict):
+        loader.fail(section.key("services"), f"expected a table of services, got {_show(services_raw)}")
+    for service_name, body in services_raw.items():
+        s = Section(loader, f"{section.key('services')}.{service_name}", body, _SERVICE)
+        s.string("type", choices=("ratelimit",))
+        services[service_name] = RateLimitSpec(
+            name=service_name,
+            key=s.string("key", "sasl_username", choices=KEYS),
+            count=s.string("count", "messages", choices=COUNTS),
+            limit=s.number("limit", minimum=0, exclusive=True),
+            window=s.duration("window"),
+            algorithm=s.string("algorithm", "fixed", choices=tuple(ALGORITHMS)),
+            action=s.string("action", "DEFER", choices=ACTIONS),
+        )
+    try:
+        return compile_policy(name, delay_reject, lists, dict(maps_raw), services)
+    except PolicyConfigError as exc:
+        loader.fail(section.key(exc.key), str(exc))
