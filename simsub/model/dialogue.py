@@ -99,6 +99,13 @@ class Dialogue:
         self._greeted = True
         return self._reply(self.arrival, sent, self.connect_timeout, strict=True)
 
+    def prepare(self, strict: bool = False) -> float:
+        """Announce the next command before its restrictions are evaluated, so
+        that ``pipelining_seen`` knows which reply the client is waiting for.
+        Returns the server time at which handling starts."""
+        self._wait_from, self._wait_limit, self._wait_strict = self.next_send, self.patience, strict
+        return max(self.next_send + self.h, self.server_free)
+
     def command(self, delay: float, strict: bool = False) -> bool:
         """One command and its reply.  ``strict``: the client must wait for the
         reply before sending more (EHLO, DATA).  Returns False if the client hung up."""

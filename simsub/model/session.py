@@ -111,6 +111,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     # ---------------------------------------------------------------- EHLO
     if alive and outcome is None:
         step = Step.EHLO
+        dialogue.prepare(strict=True)
         wait = wait_for("helo")
         if wait > 0:
             yield env.timeout(wait)
@@ -128,6 +129,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     # ---------------------------------------------------------------- MAIL
     if alive and outcome is None:
         step = Step.MAIL
+        dialogue.prepare()
         wait = wait_for("mail")
         if wait > 0:
             yield env.timeout(wait)
@@ -141,6 +143,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     # ---------------------------------------------------------------- RCPT × n
     if alive and outcome is None:
         step = Step.RCPT
+        dialogue.prepare()
         stage = stages["rcpt"]
         rejected = deferred = 0
         if stage.stateful and stage.same_for_each_recipient:
@@ -166,7 +169,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
             if wait > 0:
                 yield env.timeout(wait)
             for _ in range(recipients):
-                v = stage.evaluate(tx, dialogue.server_start(), state)
+                v = stage.evaluate(tx, dialogue.prepare(), state)
                 delay += v.delay
                 hold |= v.hold
                 discard |= v.discard
@@ -185,6 +188,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     # ---------------------------------------------------------------- DATA
     if alive and outcome is None:
         step = Step.DATA
+        dialogue.prepare(strict=True)
         wait = wait_for("data")
         if wait > 0:
             yield env.timeout(wait)
@@ -199,6 +203,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     accepted_at = NAN
     if alive and outcome is None:
         step = Step.END_OF_DATA
+        dialogue.prepare()
         wait = wait_for("end_of_data")
         if wait > 0:
             yield env.timeout(wait)

@@ -1,0 +1,30 @@
+# Two commands do all the set-up on a fresh machine (Python >= 3.11 required):
+#   make demo   creates .venv, installs simsub, runs the default scenario
+#   make test   creates .venv, installs simsub with test tools, runs the tests
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-slow test-all clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/simsub run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m 'slow or not slow'
+
+clean:
+	rm -rf $(VENV) .pytest_cache
