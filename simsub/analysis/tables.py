@@ -47,8 +47,9 @@ def messages_table(recorder: Recorder) -> pd.DataFrame:
     frame = frame.sort_values(["first_attempt_s", "population", "client"], kind="stable").reset_index(drop=True)
     legit = (frame["kind"] == "user").to_numpy()
     delay = frame["accepted_s"].to_numpy() - frame["first_attempt_s"].to_numpy() - frame["ideal_s"].to_numpy()
-    # The ideal time is the same sum in another order: clear float dust.
-    delay = np.where(np.abs(delay) < 1e-9, 0.0, delay)
+    # The ideal time is the same sum in another order; round away the float
+    # dust (to 1 µs) so that a 5 s sleep is exactly 5 s against a 5 s threshold.
+    delay = np.round(delay, 6) + 0.0  # + 0.0 turns -0.0 into 0.0
     frame["false_delay_s"] = np.where(legit, delay, np.nan)
     return frame
 
