@@ -64,10 +64,25 @@ class Recorder:
             self.accounts.append(name)
         return code
 
-    def message(self, *values) -> None:
-        """One finished message, values in :data:`MESSAGE_COLUMNS` order."""
-        for append, value in zip(self._m, values):
-            append(value)
+    def message(self, population, client, origin, account, recipients, first_attempt, end, accepted,
+                attempts, outcome, step, recipients_accepted, ideal, slot_wait, policy_delay) -> None:
+        """One finished message, in :data:`MESSAGE_COLUMNS` order (times in s)."""
+        m = self._m
+        m[0](population)
+        m[1](client)
+        m[2](origin)
+        m[3](account)
+        m[4](recipients)
+        m[5](first_attempt)
+        m[6](end)
+        m[7](accepted)
+        m[8](attempts)
+        m[9](outcome)
+        m[10](step)
+        m[11](recipients_accepted)
+        m[12](ideal)
+        m[13](slot_wait)
+        m[14](policy_delay)
 
     def session(self, population: int, arrival: float, outcome: int, slot_wait: float, slot_hold: float) -> None:
         s = self._s
