@@ -129,3 +129,18 @@ def test_wheel_carries_the_default_scenario(tmp_path):
                          cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "may-2012"
+
+
+@pytest.mark.filterwarnings("error")
+def test_charts_draw_cleanly_when_nobody_is_delayed(tmp_path):
+    """Policy none delays no one: the log-scale false-delay chart must still draw, without warnings."""
+    import simsub
+    from simsub.analysis.charts import false_delay_chart, throughput_chart
+
+    scenario = simsub.load_scenario(DEFAULT_SCENARIO, {"scenario.horizon": "20m", "populations.subscribers.count": 2000,
+                                                       "populations.botnet.start": "10m"})
+    result = simsub.run(scenario, policy="none")
+    assert result.summary["legit"]["false_delay"]["max"] == 0.0
+    false_delay_chart(result.messages, "none", tmp_path / "fd.png")
+    throughput_chart(result.timeseries, "none", 100, scenario.bin, tmp_path / "tp.png")
+    assert (tmp_path / "fd.png").stat().st_size > 10_000 and (tmp_path / "tp.png").stat().st_size > 10_000

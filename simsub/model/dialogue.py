@@ -103,6 +103,8 @@ class Dialogue:
         """Announce the next command before its restrictions are evaluated, so
         that ``pipelining_seen`` knows which reply the client is waiting for.
         Returns the server time at which handling starts."""
+        if not self._greeted:
+            return self.server_free  # the wait for the banner is already set up
         self._wait_from, self._wait_limit, self._wait_strict = self.next_send, self.patience, strict
         return max(self.next_send + self.h, self.server_free)
 

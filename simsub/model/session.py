@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..policy.restrictions import Result, Verdict
+from ..policy.restrictions import Result, Stage, Verdict
 from .clients import Client
 from .dialogue import Dialogue
 from .outcomes import Outcome, Step
@@ -22,7 +22,7 @@ from .smtpd import GRANTED, REFUSED
 
 NAN = math.nan
 _NO_VERDICT = Verdict()
-_FAILURES = (Result.REJECT, Result.DEFER)
+_REFUSAL = {Result.REJECT: Outcome.REJECTED, Result.DEFER: Outcome.DEFERRED}
 
 
 @dataclass(slots=True)
@@ -53,6 +53,26 @@ class Transaction:
         return self.dialogue.pipelining_seen(t)
 
 
+def _verdict(env, stage: Stage, name: str, tx: Transaction, state, strict: bool = False):
+    """Generator: the verdict of ``stage`` for the command the client sends next.
+
+    Cacheable stages are evaluated once per client.  A stage that consults a
+    policy service first lets simulated time catch up with the server's clock.
+    """
+    if stage.empty:
+        return _NO_VERDICT
+    if stage.cacheable:
+        verdicts = tx.client.verdicts
+        cached = verdicts.get(name)
+        if cached is None:
+            cached = verdicts[name] = stage.evaluate(tx, 0.0, state)
+        return cached
+    start = tx.dialogue.prepare(strict)
+    if stage.stateful and start > env.now:
+        yield env.timeout(start - env.now)
+    return stage.evaluate(tx, start, state)
+
+
 def smtp_session(world, client: Client, account: str, message_id: int, recipients: int, all_or_nothing: bool):
     """Generator: run one session now; returns a :class:`SessionResult`.
 
@@ -76,82 +96,51 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     tx = Transaction(client, account, message_id, dialogue)
     stages = world.policy.stages
     state = world.policy_state
-    delay = 0.0
+    delay = 0.0  # sleeps imposed, s
     hold = discard = False
     outcome = None
     accepted_rcpts = 0
+    accepted_at = NAN
 
-    def verdict(stage_name: str) -> Verdict:
-        stage = stages[stage_name]
-        if stage.empty:
-            return _NO_VERDICT
-        if stage.cacheable:
-            cached = client.verdicts.get(stage_name)
-            if cached is None:
-                cached = client.verdicts[stage_name] = stage.evaluate(tx, dialogue.server_start(), state)
-            return cached
-        return stage.evaluate(tx, dialogue.server_start(), state)
-
-    def wait_for(stage_name: str):
-        """Delay needed before evaluating a stage that touches shared state."""
-        if stages[stage_name].stateful:
-            return dialogue.server_start() - env.now
-        return 0.0
-
-    # ---------------------------------------------------------------- banner
+    # Banner: with smtpd_delay_reject = no the client list runs before it.
     step = Step.BANNER
-    wait = wait_for("connect")
-    if wait > 0:
-        yield env.timeout(wait)
-    v = verdict("connect")
+    v = yield from _verdict(env, stages["connect"], "connect", tx, state, strict=True)
     delay += v.delay
     alive = dialogue.banner(v.delay)
-    if alive and v.result in _FAILURES:
-        outcome = Outcome.REJECTED if v.result == Result.REJECT else Outcome.DEFERRED
-    # ---------------------------------------------------------------- EHLO
+    if alive:
+        outcome = _REFUSAL.get(v.result)
+
     if alive and outcome is None:
         step = Step.EHLO
-        dialogue.prepare(strict=True)
-        wait = wait_for("helo")
-        if wait > 0:
-            yield env.timeout(wait)
-        v = verdict("helo")
+        v = yield from _verdict(env, stages["helo"], "helo", tx, state, strict=True)
         delay += v.delay
         alive = dialogue.command(v.delay, strict=True)
-        if alive and v.result in _FAILURES:
-            outcome = Outcome.REJECTED if v.result == Result.REJECT else Outcome.DEFERRED
-    # ---------------------------------------------------------------- AUTH
+        if alive:
+            outcome = _REFUSAL.get(v.result)
+
     if alive and outcome is None:
         step = Step.AUTH
         alive = dialogue.command(0.0)
         if alive and world.account_locked(account):
             outcome = Outcome.AUTH_FAILED
-    # ---------------------------------------------------------------- MAIL
+
     if alive and outcome is None:
         step = Step.MAIL
-        dialogue.prepare()
-        wait = wait_for("mail")
-        if wait > 0:
-            yield env.timeout(wait)
-        v = verdict("mail")
+        v = yield from _verdict(env, stages["mail"], "mail", tx, state)
         delay += v.delay
         hold |= v.hold
         discard |= v.discard
         alive = dialogue.command(v.delay)
-        if alive and v.result in _FAILURES:
-            outcome = Outcome.REJECTED if v.result == Result.REJECT else Outcome.DEFERRED
-    # ---------------------------------------------------------------- RCPT × n
+        if alive:
+            outcome = _REFUSAL.get(v.result)
+
     if alive and outcome is None:
         step = Step.RCPT
-        dialogue.prepare()
         stage = stages["rcpt"]
         rejected = deferred = 0
-        if stage.stateful and stage.same_for_each_recipient:
-            wait = wait_for("rcpt")
-            if wait > 0:
-                yield env.timeout(wait)
         if stage.same_for_each_recipient:
-            v = verdict("rcpt")
+            # One verdict for all recipients; closed-form timeline.
+            v = yield from _verdict(env, stage, "rcpt", tx, state)
             delay += v.delay * recipients
             hold |= v.hold
             discard |= v.discard
@@ -163,13 +152,12 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
             else:
                 accepted_rcpts = recipients
         else:
-            # Per-recipient evaluation: a policy service counts each RCPT at its
-            # own time; only the first one needs the simulation clock to catch up.
-            wait = wait_for("rcpt")
-            if wait > 0:
-                yield env.timeout(wait)
-            for _ in range(recipients):
-                v = stage.evaluate(tx, dialogue.prepare(), state)
+            # A verdict per recipient (a service counting recipients, or a
+            # pipelining check); only the first needs the clock to catch up.
+            v = yield from _verdict(env, stage, "rcpt", tx, state)
+            for i in range(recipients):
+                if i:
+                    v = stage.evaluate(tx, dialogue.prepare(), state)
                 delay += v.delay
                 hold |= v.hold
                 discard |= v.discard
@@ -182,44 +170,34 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
                     deferred += 1
                 else:
                     accepted_rcpts += 1
+        tx.recipient_count = accepted_rcpts
         if alive and (accepted_rcpts == 0 or (all_or_nothing and accepted_rcpts < recipients)):
             outcome = Outcome.REJECTED if rejected else Outcome.DEFERRED
-        tx.recipient_count = accepted_rcpts
-    # ---------------------------------------------------------------- DATA
+
     if alive and outcome is None:
         step = Step.DATA
-        dialogue.prepare(strict=True)
-        wait = wait_for("data")
-        if wait > 0:
-            yield env.timeout(wait)
-        v = verdict("data")
+        v = yield from _verdict(env, stages["data"], "data", tx, state, strict=True)
         delay += v.delay
         hold |= v.hold
         discard |= v.discard
         alive = dialogue.command(v.delay, strict=True)
-        if alive and v.result in _FAILURES:
-            outcome = Outcome.REJECTED if v.result == Result.REJECT else Outcome.DEFERRED
-    # ---------------------------------------------------------------- end of data
-    accepted_at = NAN
+        if alive:
+            outcome = _REFUSAL.get(v.result)
+
     if alive and outcome is None:
         step = Step.END_OF_DATA
-        dialogue.prepare()
-        wait = wait_for("end_of_data")
-        if wait > 0:
-            yield env.timeout(wait)
-        v = verdict("end_of_data")
+        v = yield from _verdict(env, stages["end_of_data"], "end_of_data", tx, state)
         delay += v.delay
         hold |= v.hold
         discard |= v.discard
         alive = dialogue.command(v.delay)
         if alive:
-            if v.result in _FAILURES:
-                outcome = Outcome.REJECTED if v.result == Result.REJECT else Outcome.DEFERRED
-            else:
+            outcome = _REFUSAL.get(v.result)
+            if outcome is None:
                 step = Step.QUIT
                 accepted_at = dialogue.last_receipt
                 outcome = Outcome.DISCARDED if discard else Outcome.HELD if hold else Outcome.ACCEPTED
-    # ---------------------------------------------------------------- QUIT
+
     if alive:
         dialogue.quit()
     else:
