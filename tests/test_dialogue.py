@@ -206,3 +206,25 @@ def test_refused_when_backlog_is_full_and_abandoned_after_connect_timeout():
     abandoned = r.messages[r.messages["outcome"] == "abandoned"].iloc[0]
     assert abandoned.slot_wait_s == pytest.approx(3.0)
     assert r.summary["smtpd"]["abandoned"] == 1
+
+
+@pytest.mark.parametrize("policy, per_session", [
+    ({"recipient_restrictions": ["sleep 2"]}, 2),  # free the slot; wait for the next session
+    ({"recipient_restrictions": ["check_policy_service rl"],  # + reach the RCPT stage on time
+      "services": {"rl": {"type": "ratelimit", "count": "messages", "limit": 5, "window": "1h"}}}, 3),
+])
+def test_events_per_session_do_not_grow_with_recipients(policy, per_session):
+    """Per-RCPT sleeps and patience are arithmetic: 1 or 100 recipients, same events.
+
+    Fixed costs (process start-up, the sampler's ticks) cancel in the marginal
+    count between two horizons."""
+    for recipients in (1, 100):
+        counts = []
+        for horizon in ("20m", "40m"):
+            scenario = make_scenario([bot(count=3, recipients=recipients, pause="10s")], horizon=horizon,
+                                     policies={"p": policy})
+            result = simsub.run(scenario, policy="p", seed=1)
+            counts.append((result.summary["run"]["events"] - len(result.timeseries), len(result.messages)))
+        (e1, s1), (e2, s2) = counts
+        assert s2 > s1
+        assert (e2 - e1) / (s2 - s1) == per_session, recipients
