@@ -27,7 +27,8 @@ class ArgumentError(Exception):
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # exit 2 with one line, like scenario errors
-        raise ArgumentError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("simsub").strip()
+        raise ArgumentError(f"{command + ': ' if command else ''}{message}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"run": command_run, "check": command_check}[args.command]
         return handler(args)
     except ArgumentError as exc:
-        print(f"{exc}\nTry 'simsub --help'.", file=sys.stderr)
+        print(f"simsub: error: {exc} (try 'simsub --help')", file=sys.stderr)
         return 2
     except ScenarioError as exc:
         print(f"simsub: error: {exc}", file=sys.stderr)

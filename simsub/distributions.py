@@ -9,6 +9,7 @@ floats) and *counts* (integers >= 1, e.g. recipients per message).
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -213,15 +214,15 @@ def parse_distribution(spec: object, flavour: Flavour) -> Distribution:
         )
     kind = spec["dist"]
     if kind not in _KNOWN:
-        import difflib
-
         close = difflib.get_close_matches(str(kind), _KNOWN, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise DistributionSpecError("dist", f"unknown distribution {kind!r}{hint} (one of {', '.join(_KNOWN)})")
     allowed = _PARAMS[kind]
     for key in spec:
         if key != "dist" and key not in allowed:
-            raise DistributionSpecError(key, f"'{kind}' takes {', '.join(sorted(allowed))}, not {key!r}")
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise DistributionSpecError(key, f"'{kind}' takes {', '.join(sorted(allowed))}, not {key!r}{hint}")
     for key in allowed:
         if key not in spec:
             raise DistributionSpecError(key, f"'{kind}' needs {key!r}")
@@ -231,7 +232,7 @@ def parse_distribution(spec: object, flavour: Flavour) -> Distribution:
 
 def _check_constant(value: float, flavour: Flavour) -> Distribution:
     if flavour == "count" and (value < 1 or value != int(value)):
-        raise DistributionSpecError(None, f"expected a whole number >= 1, got {value!r}")
+        raise DistributionSpecError(None, f"expected a whole number >= 1, got {value:g}")
     return Constant(int(value) if flavour == "count" else value)
 
 
@@ -273,6 +274,12 @@ def _build_lognormal(spec, flavour):
     sigma = spec["sigma"]  # dimensionless, so never a duration
     if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
         raise DistributionSpecError("sigma", f"expected a finite number >= 0, got {sigma!r}")
+    try:
+        mean = median * math.exp(sigma**2 / 2)
+    except OverflowError:
+        mean = math.inf
+    if not math.isfinite(mean):
+        raise DistributionSpecError("sigma", f"is too large: the mean would be infinite, got {sigma!r}")
     return LogNormal(median, float(sigma))
 
 

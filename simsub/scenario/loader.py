@@ -63,14 +63,16 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
 _SHORTCUTS = {"horizon": "scenario.horizon", "seed": "scenario.seed"}
 
 
-def apply_overrides(data: dict, overrides: dict[str, Any]) -> set[str]:
+def apply_overrides(data: dict, overrides: dict[str, Any], source: str | None = None) -> set[str]:
     """Set dotted keys in ``data`` in place; arrays of tables are addressed by name.
 
-    Returns the set of dotted keys that were set, for error messages.
+    Returns the set of dotted keys that were set, for error messages.  ``source``
+    (the scenario file) is named in errors next to the ``--set`` key.
     """
     touched = set()
     for dotted, value in overrides.items():
         dotted = _SHORTCUTS.get(dotted, dotted)
+        where = f"{source} (--set {dotted})" if source else "--set"
         parts = dotted.split(".")
         node: Any = data
         path: list[str] = []
@@ -80,19 +82,24 @@ def apply_overrides(data: dict, overrides: dict[str, Any]) -> set[str]:
                 match = [t for t in node if isinstance(t, dict) and t.get("name") == part]
                 if not match:
                     names = [str(t.get("name")) for t in node if isinstance(t, dict)]
-                    raise ScenarioError("--set", dotted, f"no entry named {part!r} in {'.'.join(path[:-1])} (have: {', '.join(names)}){_hint(part, names)}")
+                    raise ScenarioError(where, dotted, f"no entry named {part!r} in {'.'.join(path[:-1])} (have: {_one_line(', '.join(names))}){_hint(part, names)}")
                 node = match[0]
             elif isinstance(node, dict):
                 node = node.setdefault(part, {})
             else:
-                raise ScenarioError("--set", dotted, f"{'.'.join(path[:-1])} is not a table")
+                raise ScenarioError(where, dotted, f"{'.'.join(path[:-1])} is not a table")
         if isinstance(node, list):
-            raise ScenarioError("--set", dotted, f"{'.'.join(parts[:-1])} is a list of tables; name an entry, e.g. populations.NAME.count")
+            raise ScenarioError(where, dotted, f"{'.'.join(parts[:-1])} is a list of tables; name an entry, e.g. populations.NAME.count")
         if not isinstance(node, dict):
-            raise ScenarioError("--set", dotted, f"{'.'.join(parts[:-1])} is not a table")
+            raise ScenarioError(where, dotted, f"{'.'.join(parts[:-1])} is not a table")
         node[parts[-1]] = value
         touched.add(dotted)
     return touched
+
+
+def _one_line(text: str) -> str:
+    """Escape line breaks and other control characters (from quoted TOML keys) so an error stays one line."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
 
 
 def _hint(word: str, choices) -> str:
@@ -197,9 +204,12 @@ class Loader:
 
     def fail(self, key: str | None, message: str):
         source = self.source
-        if key and any(key == o or key.startswith(o + ".") for o in self.overridden):
-            source = f"{source} (--set {key})"
-        raise ScenarioError(source, key, message)
+        if key:
+            for o in sorted(self.overridden):
+                if key == o or key.startswith(o + ".") or o.startswith(key + "."):
+                    source = f"{source} (--set {o})"
+                    break
+        raise ScenarioError(_one_line(source), key and _one_line(key), _one_line(message))
 
 
 # --------------------------------------------------------------------------- scenario
@@ -253,7 +263,7 @@ def load_scenario(path: str | Path | None = None, overrides: dict[str, Any] | No
 def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path | None = None) -> Scenario:
     """Validate already-parsed TOML data (the part of :func:`load_scenario` after reading)."""
     data = copy.deepcopy(raw)
-    touched = apply_overrides(data, overrides)
+    touched = apply_overrides(data, overrides, source)
     loader = Loader(source, touched)
     top = Section(loader, "", data, _TOP)
 
@@ -337,7 +347,9 @@ def _population(loader: Loader, index: int, entry: Any, origins: dict, previous:
     if isinstance(entry, dict) and isinstance(entry.get("name"), str):
         prefix = f"populations.{entry['name']}"
     kind = entry.get("kind") if isinstance(entry, dict) else None
-    extra = _POPULATION_USER if kind == "user" else _POPULATION_BOT if kind == "bot" else ()
+    # Until kind is known to be valid, accept the keys of both kinds so that the
+    # error below is about kind itself.
+    extra = _POPULATION_USER if kind == "user" else _POPULATION_BOT if kind == "bot" else _POPULATION_USER + _POPULATION_BOT
     section = Section(loader, prefix, entry, _POPULATION_COMMON + extra)
     name = section.string("name")
     if not _NAME.match(name):
