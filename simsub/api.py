@@ -9,8 +9,10 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
-from .analysis.summary import build_summary
-from .analysis.tables import messages_table, sessions_table, timeseries_table
+from .analysis.summary import _clean as _json_safe
+from .analysis.summary import behind_the_front_end, build_summary
+from .analysis.tables import (add_queue_series, deliveries_table, events_table, listed_intervals, messages_table,
+                              sessions_table, timeseries_table)
 from .errors import ScenarioError
 from .model.recorder import Recorder
 from .model.world import ProgressCallback, simulate
@@ -22,7 +24,9 @@ class Result:
     """One replication: the summary dict and tidy tables (pandas DataFrames).
 
     ``messages``: one row per message; ``sessions``: one row per connection;
-    ``timeseries``: one row per time bin.  Times are seconds of simulated time.
+    ``timeseries``: one row per time bin; with a mail queue, ``deliveries``: one
+    row per queued message (bounces included) and ``events``: listings,
+    delistings and operator actions.  Times are seconds of simulated time.
     """
 
     scenario: Scenario
@@ -32,6 +36,8 @@ class Result:
     messages: pd.DataFrame
     sessions: pd.DataFrame
     timeseries: pd.DataFrame
+    deliveries: pd.DataFrame | None = None
+    events: pd.DataFrame | None = None
     recorder_bytes: int = field(default=0, repr=False)
 
 
@@ -74,5 +80,16 @@ def run(scenario: Scenario | str | Path | None = None, policy: str | None = None
         "version": __version__,
     }
     busy_peak = int(timeseries["busy_peak"].max()) if len(timeseries) else 0
+    deliveries = events = None
+    if scenario.queue is not None:
+        deliveries = deliveries_table(recorder)
+        events = events_table(recorder)
+        intervals = listed_intervals(events, info.end_s)
+        timeseries = add_queue_series(timeseries, recorder, deliveries, scenario.bin, intervals)
     summary = build_summary(run_info, messages, sessions, timeseries, scenario.mta.process_limit, busy_peak)
-    return Result(scenario, policy, seed, summary, messages, sessions, timeseries, recorder.nbytes())
+    if scenario.queue is not None:
+        behind_the_front_end(summary, deliveries, timeseries, recorder.totals, intervals, list(scenario.reputation),
+                             events)
+        summary = _json_safe(summary)
+    return Result(scenario, policy, seed, summary, messages, sessions, timeseries, deliveries, events,
+                  recorder.nbytes())

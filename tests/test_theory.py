@@ -350,13 +350,6 @@ def test_timeseries_spans_the_run_without_queueing():
     assert weighted == pytest.approx(result.summary["smtpd"]["busy_mean"], rel=1e-9)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "MODEL DEFECT: end_s overshoots the drained run. SmtpdPool.connect (simsub/model/smtpd.py) "
-    "schedules a connect_timeout timer for every queued connection and never cancels it when the "
-    "slot is granted; world.simulate runs env.run() until the event list is empty, so end_s = "
-    "max(last sample, last queued arrival + connect_timeout) (here 4197.1 s although the last "
-    "session ended at 3608.6 s and the time series ends at 3900 s), and summary busy_mean = "
-    "Σhold/end_s (2.12) is diluted by idle time the time series does not cover (2.28)"))
 def test_timeseries_spans_the_run_with_queueing():
     """Same identity as above with an accept queue: time-average busy slots
     from the time series (Σ busy_mean·width / Σ width) must equal summary

@@ -141,3 +141,44 @@ def _clean(value):
         value = float(value)
         return value if math.isfinite(value) else None
     return value
+
+
+def behind_the_front_end(summary: dict, deliveries: pd.DataFrame, timeseries: pd.DataFrame, totals: dict,
+                         intervals: dict[str, list[tuple[float, float]]], list_names: list[str],
+                         events: pd.DataFrame) -> None:
+    """Add the mail queue, delivery, reputation and operator metrics to ``summary``."""
+    kind = deliveries["kind"].astype(str).to_numpy()
+    legit = deliveries[kind == "legit"]
+    spam = deliveries[kind == "spam"]
+    summary["queue"] = {
+        "peak_active": int(timeseries["mail_active_peak"].max()) if len(timeseries) else 0,
+        "peak_deferred": int(timeseries["mail_deferred_peak"].max()) if len(timeseries) else 0,
+        "bounces": int(totals.get("bounces", 0)),
+        "double_bounces": int(totals.get("double_bounces", 0)),
+        "purged": int(totals.get("purged", 0)),
+        "expired": int(deliveries["expired"].sum()),
+        "queued_at_end": int(deliveries["queued"].sum()),
+    }
+    latency = legit["latency_s"].dropna().to_numpy()
+    summary["legit"]["delivery_latency"] = _quantiles(latency)
+    summary["legit"]["recipients_delivered"] = int(legit["delivered"].sum())
+    summary["legit"]["bounced"] = int(legit["bounced"].sum() + legit["expired"].sum())
+    summary["legit"]["still_queued"] = int(legit["queued"].sum())
+    summary["spam"]["recipients_delivered"] = int(spam["delivered"].sum())
+    summary["spam"]["recipients_bounced"] = int(spam["bounced"].sum())
+    summary["reputation"] = {
+        name: {
+            "listed_s": float(sum(b - a for a, b in intervals.get(name, []))),
+            "listings": len(intervals.get(name, [])),
+            "first_listed_at_s": intervals[name][0][0] if intervals.get(name) else None,
+        }
+        for name in list_names
+    }
+    if "detected_at_s" in totals:
+        actions = events[events["event"] == "action"]
+        summary["operator"] = {
+            "detected_at_s": totals["detected_at_s"],
+            "first_action_at_s": float(actions["t_s"].iloc[0]) if len(actions) else None,
+            "actions": len(actions),
+            "accounts_reset": int(totals.get("accounts_reset", 0)),
+        }

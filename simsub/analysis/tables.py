@@ -27,6 +27,7 @@ def messages_table(recorder: Recorder) -> pd.DataFrame:
     cols = recorder.messages
     kinds = np.array(recorder.population_kinds)[np.asarray(cols["population"], dtype=np.int64)] if len(cols["population"]) else np.array([], dtype=str)
     frame = pd.DataFrame({
+        "message_id": np.asarray(cols["message_id"], dtype=np.int64),
         "population": _categorical(cols["population"], recorder.populations),
         "kind": pd.Categorical(kinds, categories=["user", "bot"]),
         "client": np.asarray(cols["client"], dtype=np.int64),
@@ -44,7 +45,7 @@ def messages_table(recorder: Recorder) -> pd.DataFrame:
         "slot_wait_s": np.asarray(cols["slot_wait_s"]),
         "policy_delay_s": np.asarray(cols["policy_delay_s"]),
     })
-    frame = frame.sort_values(["first_attempt_s", "population", "client"], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(["first_attempt_s", "message_id"], kind="stable").reset_index(drop=True)
     legit = (frame["kind"] == "user").to_numpy()
     delay = frame["accepted_s"].to_numpy() - frame["first_attempt_s"].to_numpy() - frame["ideal_s"].to_numpy()
     # The ideal time is the same sum in another order; round away the float
@@ -102,4 +103,88 @@ def timeseries_table(recorder: Recorder, messages: pd.DataFrame, sessions: pd.Da
         frame[f"{label}_messages_accepted"] = per_bin(accepted_at).astype(np.int64)
         frame[f"{label}_recipients_accepted"] = per_bin(
             accepted_at, messages["recipients_accepted"].to_numpy()[rows].astype(float)).astype(np.int64)
+    return frame
+
+
+DELIVERY_KINDS = ["legit", "spam", "bounce", "double_bounce"]
+
+
+def deliveries_table(recorder: Recorder) -> pd.DataFrame:
+    """One row per message that entered the mail queue: what became of its recipients.
+
+    ``delivered + bounced + purged + expired + queued == recipients`` for every
+    row (conservation); ``latency_s`` is acceptance to the last delivery, for
+    messages whose recipients were all delivered.
+    """
+    cols = recorder.deliveries
+    frame = pd.DataFrame({
+        "message_id": np.asarray(cols["message_id"], dtype=np.int64),
+        "kind": _categorical(cols["kind"], DELIVERY_KINDS),
+        "accepted_s": np.asarray(cols["accepted_s"]),
+        "recipients": np.asarray(cols["recipients"], dtype=np.int64),
+        "delivered": np.asarray(cols["delivered"], dtype=np.int64),
+        "bounced": np.asarray(cols["bounced"], dtype=np.int64),
+        "purged": np.asarray(cols["purged"], dtype=np.int64),
+        "expired": np.asarray(cols["expired"], dtype=np.int64),
+        "queued": np.asarray(cols["queued"], dtype=np.int64),
+        "last_delivery_s": np.asarray(cols["last_delivery_s"]),
+    })
+    complete = (frame["delivered"] == frame["recipients"]).to_numpy()
+    frame["latency_s"] = np.where(complete, frame["last_delivery_s"] - frame["accepted_s"], np.nan)
+    return frame.sort_values(["accepted_s", "message_id"], kind="stable").reset_index(drop=True)
+
+
+def events_table(recorder: Recorder) -> pd.DataFrame:
+    """Listings, delistings and operator actions, in time order."""
+    return pd.DataFrame(recorder.events, columns=["t_s", "event", "detail"]).sort_values("t_s", kind="stable")
+
+
+def listed_intervals(events: pd.DataFrame, end_s: float) -> dict[str, list[tuple[float, float]]]:
+    """Per reputation list, the (start, end) times it had the server listed."""
+    intervals: dict[str, list[tuple[float, float]]] = {}
+    open_since: dict[str, float] = {}
+    for t, event, detail in events.itertuples(index=False):
+        name = detail.split(" ")[0]
+        if event == "listed":
+            open_since[name] = t
+        elif event == "delisted" and name in open_since:
+            intervals.setdefault(name, []).append((open_since.pop(name), t))
+    for name, start in open_since.items():
+        intervals.setdefault(name, []).append((start, end_s))
+    return intervals
+
+
+def add_queue_series(frame: pd.DataFrame, recorder: Recorder, deliveries: pd.DataFrame, bin_width: float,
+                     intervals: dict[str, list[tuple[float, float]]]) -> pd.DataFrame:
+    """Mail queue sizes, recipients delivered, legitimate latency and listings per bin."""
+    n = len(frame)
+    samples = recorder.samples
+    for name in ("mail_incoming", "mail_active", "mail_deferred", "mail_active_peak", "mail_deferred_peak"):
+        frame[name] = np.asarray(samples[name], dtype=np.int64)
+    kind = deliveries["kind"].astype(str).to_numpy()
+    last = deliveries["last_delivery_s"].to_numpy()
+    idx = np.floor(np.nan_to_num(last, nan=-1) / bin_width).astype(np.int64)
+    for label in ("legit", "spam"):
+        mine = (kind == label) & (idx >= 0) & (idx < n)
+        frame[f"{label}_recipients_delivered"] = np.bincount(
+            idx[mine], weights=deliveries["delivered"].to_numpy()[mine], minlength=n)[:n].astype(np.int64)
+    legit = deliveries[kind == "legit"]
+    accepted_bin = np.floor(legit["accepted_s"].to_numpy() / bin_width).astype(np.int64)
+    latency = legit["latency_s"].to_numpy()
+    p50 = np.full(n, np.nan)
+    p95 = np.full(n, np.nan)
+    for b in np.unique(accepted_bin):
+        if 0 <= b < n:
+            values = latency[(accepted_bin == b) & ~np.isnan(latency)]
+            if len(values):
+                p50[b], p95[b] = np.quantile(values, [0.5, 0.95])
+    frame["legit_latency_p50_s"] = p50
+    frame["legit_latency_p95_s"] = p95
+    starts = frame["t_start_s"].to_numpy()
+    ends = frame["t_end_s"].to_numpy()
+    for name, spans in intervals.items():
+        listed = np.zeros(n)
+        for a, b in spans:
+            listed += np.clip(np.minimum(ends, b) - np.maximum(starts, a), 0, None)
+        frame[f"listed_{name}"] = listed / np.where(ends > starts, ends - starts, 1)  # share of the bin
     return frame

@@ -11,6 +11,7 @@ from __future__ import annotations
 from array import array
 
 MESSAGE_COLUMNS = (
+    ("message_id", "q"),  # also the id of its row in the deliveries table, if accepted
     ("population", "i"),  # index into Recorder.populations
     ("client", "q"),  # client number within the population
     ("origin", "i"),  # index into Recorder.origins
@@ -40,7 +41,25 @@ SAMPLE_COLUMNS = (
     ("t_s", "d"),  # end of the bin
     ("busy_area", "d"),  # slot-seconds from 0 to t_s
     ("busy_peak", "i"),
-    ("queue_peak", "i"),
+    ("queue_peak", "i"),  # accept queue (connections waiting for an smtpd)
+    ("mail_incoming", "q"),  # mail queue sizes at t_s (messages)
+    ("mail_active", "q"),
+    ("mail_deferred", "q"),
+    ("mail_active_peak", "q"),  # peaks within the bin
+    ("mail_deferred_peak", "q"),
+)
+
+DELIVERY_COLUMNS = (
+    ("message_id", "q"),  # front-end message id; bounces have negative ids
+    ("kind", "b"),  # 0 legitimate, 1 spam, 2 bounce, 3 double bounce
+    ("accepted_s", "d"),  # entered the mail queue
+    ("recipients", "i"),
+    ("delivered", "i"),
+    ("bounced", "i"),
+    ("purged", "i"),
+    ("expired", "i"),
+    ("queued", "i"),  # still in the queue when the run ended
+    ("last_delivery_s", "d"),  # NaN if no recipient was delivered
 )
 
 
@@ -49,6 +68,9 @@ class Recorder:
         self.messages = {name: array(code) for name, code in MESSAGE_COLUMNS}
         self.sessions = {name: array(code) for name, code in SESSION_COLUMNS}
         self.samples = {name: array(code) for name, code in SAMPLE_COLUMNS}
+        self.deliveries = {name: array(code) for name, code in DELIVERY_COLUMNS}
+        self.events: list[tuple[float, str, str]] = []  # (t, what, detail): listings, operator actions
+        self.totals: dict[str, float | int | None] = {}  # end-of-run counters of the queue and operator
         self.populations: list[str] = []
         self.population_kinds: list[str] = []
         self.origins: list[str] = []
@@ -56,6 +78,7 @@ class Recorder:
         self._account_codes: dict[str, int] = {}
         self._m = [self.messages[name].append for name, _ in MESSAGE_COLUMNS]
         self._s = [self.sessions[name].append for name, _ in SESSION_COLUMNS]
+        self._d = [self.deliveries[name].append for name, _ in DELIVERY_COLUMNS]
 
     def account_code(self, name: str) -> int:
         code = self._account_codes.get(name)
@@ -64,25 +87,26 @@ class Recorder:
             self.accounts.append(name)
         return code
 
-    def message(self, population, client, origin, account, recipients, first_attempt, end, accepted,
+    def message(self, message_id, population, client, origin, account, recipients, first_attempt, end, accepted,
                 attempts, outcome, step, recipients_accepted, ideal, slot_wait, policy_delay) -> None:
         """One finished message, in :data:`MESSAGE_COLUMNS` order (times in s)."""
         m = self._m
-        m[0](population)
-        m[1](client)
-        m[2](origin)
-        m[3](account)
-        m[4](recipients)
-        m[5](first_attempt)
-        m[6](end)
-        m[7](accepted)
-        m[8](attempts)
-        m[9](outcome)
-        m[10](step)
-        m[11](recipients_accepted)
-        m[12](ideal)
-        m[13](slot_wait)
-        m[14](policy_delay)
+        m[0](message_id)
+        m[1](population)
+        m[2](client)
+        m[3](origin)
+        m[4](account)
+        m[5](recipients)
+        m[6](first_attempt)
+        m[7](end)
+        m[8](accepted)
+        m[9](attempts)
+        m[10](outcome)
+        m[11](step)
+        m[12](recipients_accepted)
+        m[13](ideal)
+        m[14](slot_wait)
+        m[15](policy_delay)
 
     def session(self, population: int, arrival: float, outcome: int, slot_wait: float, slot_hold: float) -> None:
         s = self._s
@@ -92,13 +116,33 @@ class Recorder:
         s[3](slot_wait)
         s[4](slot_hold)
 
-    def sample(self, t: float, busy_area: float, busy_peak: int, queue_peak: int) -> None:
-        self.samples["t_s"].append(t)
-        self.samples["busy_area"].append(busy_area)
-        self.samples["busy_peak"].append(busy_peak)
-        self.samples["queue_peak"].append(queue_peak)
+    def sample(self, t: float, busy_area: float, busy_peak: int, queue_peak: int,
+               mail: tuple[int, int, int] = (0, 0, 0), mail_peaks: tuple[int, int] = (0, 0)) -> None:
+        """The state at the end of a time bin (``mail``: incoming, active, deferred)."""
+        for name, value in zip(("t_s", "busy_area", "busy_peak", "queue_peak", "mail_incoming", "mail_active",
+                                "mail_deferred", "mail_active_peak", "mail_deferred_peak"),
+                               (t, busy_area, busy_peak, queue_peak, *mail, *mail_peaks)):
+            self.samples[name].append(value)
+
+    def delivery(self, message_id, kind, accepted, recipients, delivered, bounced, purged, expired, queued,
+                 last_delivery) -> None:
+        """What became of one queued message's recipients (in :data:`DELIVERY_COLUMNS` order)."""
+        d = self._d
+        d[0](message_id)
+        d[1](kind)
+        d[2](accepted)
+        d[3](recipients)
+        d[4](delivered)
+        d[5](bounced)
+        d[6](purged)
+        d[7](expired)
+        d[8](queued)
+        d[9](last_delivery)
+
+    def event(self, t: float, what: str, detail: str) -> None:
+        self.events.append((t, what, detail))
 
     def nbytes(self) -> int:
         """Memory held by the columns (for the memory benchmark)."""
-        tables = (self.messages, self.sessions, self.samples)
+        tables = (self.messages, self.sessions, self.samples, self.deliveries)
         return sum(col.itemsize * len(col) for table in tables for col in table.values())

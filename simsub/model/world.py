@@ -21,7 +21,10 @@ import simpy
 from ..scenario.types import Population, Scenario
 from .clients import AccountPool, Client
 from .dialogue import ideal_duration
+from .operator import Operator
 from .outcomes import Outcome
+from .queue import Kind, MailQueue
+from .reputation import Reputation
 from .recorder import Recorder
 from .rng import Streams
 from .session import smtp_session
@@ -102,6 +105,28 @@ def user_arrivals(population: Population, horizon: float, rng: np.random.Generat
     return times, clients, recipients
 
 
+def recipient_destinations(recipients: np.ndarray, shares: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per message, how many of its recipients go to each destination (rows sum to ``recipients``).
+
+    Drawn for all messages at once, after the arrivals, so that every policy
+    sends each legitimate recipient to the same destination."""
+    destination = rng.choice(len(shares), size=int(recipients.sum()), p=shares / shares.sum())
+    counts = np.zeros((len(recipients), len(shares)), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(len(recipients)), recipients), destination), 1)
+    return counts
+
+
+def first_recipients(split: dict[int, int], accepted: int) -> dict[int, int]:
+    """The destinations of the first ``accepted`` recipients (in destination order)."""
+    result = {}
+    for destination in sorted(split):
+        take = min(split[destination], accepted)
+        if take:
+            result[destination] = take
+        accepted -= take
+    return result
+
+
 class World:
     """Everything one replication needs; the processes read it, the recorder gets results."""
 
@@ -125,10 +150,32 @@ class World:
             p.name: ClientPopulation(scenario, i, p, self.streams)
             for i, p in enumerate(scenario.populations)
         }
+        self.reset_accounts: set[str] = set()  # passwords reset by the operator
+        self.queue = self.reputation = self.operator = None
+        if scenario.queue is not None:
+            self.reputation = Reputation(self.env, scenario.reputation, recorder)
+            self.queue = MailQueue(self.env, scenario.queue, scenario.destinations, self.reputation, recorder,
+                                   self.streams.get("queue"))
+            if scenario.operator is not None:
+                legit = [f"{p.name}{n}" for p in scenario.populations if not p.is_bot for n in range(p.count)]
+                self.operator = Operator(self.env, scenario.operator, self.queue, self.reputation,
+                                         self.reset_accounts, legit, recorder, self.streams.get("operator"))
+        self.done = self.env.event()  # triggered when the last session is over
 
     # ---------------------------------------------------------------- shared state
     def account_locked(self, account: str) -> bool:
-        return account in self.policy_state.locked_accounts
+        return account in self.policy_state.locked_accounts or account in self.reset_accounts
+
+    def to_queue(self, result, message_id: int, kind: Kind, account: str, local_sender: bool,
+                 split: dict[int, int], half_rtt: float) -> None:
+        """Hand an accepted message to the mail queue at the moment smtpd accepted it."""
+        if self.queue is None or result.outcome != Outcome.ACCEPTED:
+            return
+        if result.recipients_accepted < sum(split.values()):
+            split = first_recipients(split, result.recipients_accepted)
+        when = result.accepted_at - half_rtt  # the 250 left smtpd half a round trip earlier
+        self.env.timeout(max(when - self.env.now, 0.0)).callbacks.append(
+            lambda _e: self.queue.accept(message_id, kind, account, local_sender, split))
 
     def next_message_id(self) -> int:
         self._message_ids += 1
@@ -136,6 +183,10 @@ class World:
 
     # ---------------------------------------------------------------- processes
     def start(self) -> None:
+        if self.queue is not None:
+            self.queue.start()
+        if self.operator is not None:
+            self.operator.start()
         for i, population in enumerate(self.scenario.populations):
             if population.is_bot:
                 self._start_bots(i, population)
@@ -146,16 +197,21 @@ class World:
     def _dispatch_users(self, index: int, population: Population):
         env = self.env
         users = self.users[population.name]
-        times, clients, recipients = user_arrivals(population, self.scenario.horizon, self.streams.get("arrivals", population.name))
+        rng = self.streams.get("arrivals", population.name)
+        times, clients, recipients = user_arrivals(population, self.scenario.horizon, rng)
+        splits = None
+        if self.queue is not None:
+            splits = recipient_destinations(recipients, self.queue.legit_shares, rng)
         self.active += 1
-        for t, n, r in zip(times.tolist(), clients.tolist(), recipients.tolist()):
+        for i, (t, n, r) in enumerate(zip(times.tolist(), clients.tolist(), recipients.tolist())):
             if t > env.now:
                 yield env.timeout(t - env.now)
             self.active += 1
-            env.process(self._user_message(users.client(n), r))
+            split = None if splits is None else {d: int(c) for d, c in enumerate(splits[i]) if c}
+            env.process(self._user_message(users.client(n), r, split))
         self.active -= 1
 
-    def _user_message(self, client: Client, recipients: int):
+    def _user_message(self, client: Client, recipients: int, split: dict[int, int] | None):
         env = self.env
         population = self.scenario.populations[client.population]
         first = env.now
@@ -170,8 +226,10 @@ class World:
             if not result.outcome.temporary or attempts > population.retries:
                 break
             yield env.timeout(max(result.client_end - env.now, 0.0) + population.retry_interval)
+        if split is not None:
+            self.to_queue(result, message_id, Kind.LEGIT, client.sasl_username, True, split, client.half_rtt)
         self.recorder.message(
-            client.population, client.number, client.origin, self.recorder.account_code(client.sasl_username),
+            message_id, client.population, client.number, client.origin, self.recorder.account_code(client.sasl_username),
             recipients, first, result.client_end, result.accepted_at, attempts, result.outcome, result.step,
             result.recipients_accepted, ideal_duration(recipients, client.half_rtt, self.reply_time),
             slot_wait, policy_delay,
@@ -203,10 +261,16 @@ class World:
                 break  # every stolen account is dead: the campaign is over
             recipients = int(population.recipients.sample(rng))
             pause = float(population.pause.sample(rng))
+            if self.queue is not None:  # drawn every session, so later draws do not depend on outcomes
+                split = self.queue.split(recipients, True, rng)
+                local_sender = rng.random() >= population.forged_sender
             first = env.now
-            result = yield from smtp_session(self, bot, account, self.next_message_id(), recipients, False)
+            message_id = self.next_message_id()
+            result = yield from smtp_session(self, bot, account, message_id, recipients, False)
+            if self.queue is not None:
+                self.to_queue(result, message_id, Kind.SPAM, account, local_sender, split, bot.half_rtt)
             self.recorder.message(
-                bot.population, bot.number, bot.origin, self.recorder.account_code(account),
+                message_id, bot.population, bot.number, bot.origin, self.recorder.account_code(account),
                 recipients, first, result.client_end, result.accepted_at, 1, result.outcome, result.step,
                 result.recipients_accepted, ideal_duration(recipients, bot.half_rtt, self.reply_time),
                 result.slot_wait, result.policy_delay,
@@ -221,13 +285,19 @@ class World:
         env = self.env
         width = self.scenario.bin
         horizon = self.scenario.horizon
+        queue = self.queue
         while True:
             yield env.timeout(width)
             busy_peak, queue_peak = self.pool.sample()
-            self.recorder.sample(env.now, self.pool.busy_area(), busy_peak, queue_peak)
+            if queue is None:
+                self.recorder.sample(env.now, self.pool.busy_area(), busy_peak, queue_peak)
+            else:
+                self.recorder.sample(env.now, self.pool.busy_area(), busy_peak, queue_peak, queue.sizes(),
+                                     queue.sample_peaks())
             if self.progress is not None:
                 self.progress(env.now, horizon, _events(env))
             if env.now >= horizon and self.active == 0 and self.pool.busy == 0 and self.pool.queued == 0:
+                self.done.succeed()
                 return
 
 
@@ -243,5 +313,14 @@ def simulate(scenario: Scenario, policy: str, seed: int, recorder: Recorder,
     started = time.perf_counter()
     world = World(scenario, policy, seed, recorder, progress)
     world.start()
-    world.env.run()
+    # Stop when the front end is done: abandoned connect timers and the mail
+    # queue's retries would otherwise keep the clock running.
+    world.env.run(until=world.done)
+    if world.queue is not None:
+        world.queue.finish_all()
+        recorder.totals.update(bounces=world.queue.bounces, double_bounces=world.queue.double_bounces,
+                               purged=world.queue.purged)
+    if world.operator is not None:
+        recorder.totals.update(detected_at_s=world.operator.detected_at,
+                               accounts_reset=len(world.operator.accounts_reset))
     return RunInfo(events=_events(world.env), end_s=world.env.now, wall_s=time.perf_counter() - started)

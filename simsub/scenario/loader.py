@@ -24,7 +24,7 @@ from ..policy.restrictions import PolicyConfigError
 from ..policy.services import ACTIONS, COUNTS, KEYS, RateLimitSpec
 from ..policy.ratelimit import ALGORITHMS
 from ..units import parse_duration
-from .types import MTA, Origin, Population, Scenario
+from .types import MTA, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig, ReputationList, Scenario
 
 DEFAULT_SCENARIO = "may-2012.toml"
 _MISSING = object()
@@ -156,13 +156,16 @@ class Section:
             self.loader.fail(self.key(name), f"expected a whole number >= {minimum}, got {value}")
         return value
 
-    def number(self, name: str, default: Any = _MISSING, minimum: float = 0.0, exclusive: bool = False) -> float:
+    def number(self, name: str, default: Any = _MISSING, minimum: float = 0.0, exclusive: bool = False,
+               maximum: float | None = None) -> float:
         value = self.raw(name, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.loader.fail(self.key(name), f"expected a finite number, got {_show(value)}")
         if value < minimum or (exclusive and value == minimum):
             relation = ">" if exclusive else ">="
             self.loader.fail(self.key(name), f"expected a number {relation} {minimum:g}, got {value}")
+        if maximum is not None and value > maximum:
+            self.loader.fail(self.key(name), f"expected a number <= {maximum:g}, got {value}")
         return float(value)
 
     def duration(self, name: str, default: Any = _MISSING, positive: bool = True) -> float:
@@ -213,13 +216,13 @@ class Loader:
 
 
 # --------------------------------------------------------------------------- scenario
-_TOP = ("scenario", "origins", "populations", "mta", "policies")
+_TOP = ("scenario", "origins", "populations", "mta", "policies", "queue", "destinations", "reputation", "operator")
 _SCENARIO = ("name", "description", "horizon", "seed", "default_policy", "bin")
 _ORIGIN = ("hostname", "rtt", "mynetworks", "network", "description")
 _POPULATION_COMMON = ("name", "kind", "count", "origins", "recipients", "patience", "connect_timeout",
                       "on_timeout", "description")
 _POPULATION_USER = ("messages_per_day", "diurnal", "retries", "retry_interval")
-_POPULATION_BOT = ("start", "stop", "accounts", "accounts_from", "parallel", "pause", "ramp")
+_POPULATION_BOT = ("start", "stop", "accounts", "accounts_from", "parallel", "pause", "ramp", "forged_sender")
 _MTA = ("process_limit", "backlog", "reply_time")
 _POLICY = ("description", "smtpd_delay_reject", "maps", "services") + LIST_KEYS
 _SERVICE = ("type", "key", "count", "limit", "window", "algorithm", "action", "description")
@@ -307,6 +310,8 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
     if default_policy not in policies:
         loader.fail("scenario.default_policy", f"no policy named {default_policy!r} (have: {', '.join(policies)}){_hint(default_policy, policies)}")
 
+    queue, destinations, reputation, operator = _behind_the_front_end(loader, top)
+
     return Scenario(
         name=name,
         description=head.string("description", ""),
@@ -318,6 +323,10 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
         populations=tuple(populations),
         mta=mta,
         policies=policies,
+        queue=queue,
+        destinations=destinations,
+        reputation=reputation,
+        operator=operator,
         source=file,
         raw=data,
     )
@@ -412,6 +421,7 @@ def _population(loader: Loader, index: int, entry: Any, origins: dict, previous:
         parallel=section.integer("parallel", 1, minimum=1),
         pause=pause,
         ramp=section.duration("ramp", "1m", positive=False),
+        forged_sender=section.number("forged_sender", 1.0, maximum=1.0),
     )
 
 
@@ -461,3 +471,119 @@ def _policy(loader: Loader, section: Section, name: str):
         return compile_policy(name, delay_reject, lists, dict(maps_raw), services)
     except PolicyConfigError as exc:
         loader.fail(section.key(exc.key), str(exc))
+
+
+# --------------------------------------------------------------------------- behind the front end
+_QUEUE = ("active_limit", "delivery_agents", "destination_concurrency", "recipients_per_request",
+          "minimal_backoff", "maximal_backoff", "queue_run_delay", "maximal_queue_lifetime",
+          "bounce_queue_lifetime", "double_bounce")
+_DESTINATION = ("legit_share", "spam_share", "delivery_time", "legit", "spam", "rate_limit", "lists", "description")
+_OUTCOMES = ("defer", "reject")
+_RATE_LIMIT = ("messages", "window")
+_LIST = ("threshold", "window", "detection_delay", "action", "expiry", "delist_delay", "description")
+_OPERATOR = ("rule", "threshold", "window", "check_interval", "reaction_delay", "reset_accounts", "mistake",
+             "purge", "request_delisting", "description")
+
+
+def _behind_the_front_end(loader: Loader, top: Section):
+    """[queue], [destinations.*], [reputation.*], [operator]: all or nothing.
+
+    Without destinations accepted mail is not followed further; a queue,
+    reputation lists or an operator then make no sense and are errors.
+    """
+    if not top.has("destinations"):
+        for key in ("queue", "reputation", "operator"):
+            if top.has(key):
+                loader.fail(key, "needs [destinations.NAME] tables: without destinations accepted mail is not delivered")
+        return None, (), {}, None
+    q = top.table("queue", _QUEUE, {})
+    defaults = QueueConfig()
+    queue = QueueConfig(
+        active_limit=q.integer("active_limit", defaults.active_limit, minimum=1),
+        delivery_agents=q.integer("delivery_agents", defaults.delivery_agents, minimum=1),
+        destination_concurrency=q.integer("destination_concurrency", defaults.destination_concurrency, minimum=1),
+        recipients_per_request=q.integer("recipients_per_request", defaults.recipients_per_request, minimum=1),
+        minimal_backoff=q.duration("minimal_backoff", defaults.minimal_backoff),
+        maximal_backoff=q.duration("maximal_backoff", defaults.maximal_backoff),
+        queue_run_delay=q.duration("queue_run_delay", defaults.queue_run_delay),
+        maximal_queue_lifetime=q.duration("maximal_queue_lifetime", defaults.maximal_queue_lifetime),
+        bounce_queue_lifetime=q.duration("bounce_queue_lifetime", defaults.bounce_queue_lifetime),
+        double_bounce=q.string("double_bounce", defaults.double_bounce, choices=("drop", "postmaster")),
+    )
+    if queue.maximal_backoff < queue.minimal_backoff:
+        loader.fail("queue.maximal_backoff", f"must be >= minimal_backoff ({queue.minimal_backoff:g} s)")
+
+    reputation = {}
+    lists_raw = top.raw("reputation", {})
+    if not isinstance(lists_raw, dict):
+        loader.fail("reputation", f"expected [reputation.NAME] tables, got {_show(lists_raw)}")
+    for list_name in lists_raw:
+        r = top.table("reputation", tuple(lists_raw)).table(list_name, _LIST)
+        reputation[list_name] = ReputationList(
+            name=list_name,
+            threshold=r.integer("threshold", minimum=1),
+            window=r.duration("window"),
+            detection_delay=r.duration("detection_delay", 0, positive=False),
+            action=r.string("action", "reject", choices=("reject", "defer")),
+            expiry=r.duration("expiry"),
+            delist_delay=r.duration("delist_delay", 0, positive=False),
+        )
+
+    destinations_raw = top.raw("destinations")
+    if not isinstance(destinations_raw, dict) or not destinations_raw:
+        loader.fail("destinations", "expected at least one [destinations.NAME] table")
+    section = top.table("destinations", tuple(destinations_raw))
+    destinations = []
+    for dest_name in destinations_raw:
+        d = section.table(dest_name, _DESTINATION)
+        lists = d.raw("lists", [])
+        if not isinstance(lists, list) or not all(isinstance(x, str) for x in lists):
+            loader.fail(d.key("lists"), f"expected a list of reputation list names, got {_show(lists)}")
+        for list_name in lists:
+            if list_name not in reputation:
+                loader.fail(d.key("lists"), f"no reputation list named {list_name!r} (have: {', '.join(reputation) or 'none'}){_hint(list_name, reputation)}")
+        rate_limit = None
+        if d.has("rate_limit"):
+            rl = d.table("rate_limit", _RATE_LIMIT)
+            rate_limit = (rl.integer("messages", minimum=1), rl.duration("window"))
+        destinations.append(Destination(
+            name=dest_name,
+            legit_share=d.number("legit_share", 0.0, maximum=1.0),
+            spam_share=d.number("spam_share", 0.0, maximum=1.0),
+            delivery_time=d.distribution("delivery_time", "duration", "1s"),
+            legit=_outcomes(d, "legit"),
+            spam=_outcomes(d, "spam"),
+            rate_limit=rate_limit,
+            lists=tuple(lists),
+        ))
+    for kind in ("legit", "spam"):
+        total = sum(getattr(dest, f"{kind}_share") for dest in destinations)
+        if total == 0:
+            loader.fail(f"destinations.*.{kind}_share", f"the destinations cover no {'legitimate' if kind == 'legit' else 'spam'} recipients: give some destination a {kind}_share > 0")
+        if abs(total - 1.0) > 1e-9:
+            loader.fail(f"destinations.*.{kind}_share", f"shares must sum to 1 over the destinations, they sum to {total:g}")
+
+    operator = None
+    if top.has("operator"):
+        o = top.table("operator", _OPERATOR)
+        operator = OperatorConfig(
+            rule=o.string("rule", choices=("queue_size", "bounces", "account_volume")),
+            threshold=o.number("threshold", minimum=0, exclusive=True),
+            window=o.duration("window", "1h"),
+            check_interval=o.duration("check_interval", "5m"),
+            reaction_delay=o.duration("reaction_delay", "1h", positive=False),
+            reset_accounts=o.integer("reset_accounts", 10, minimum=0),
+            mistake=o.number("mistake", 0.0, maximum=1.0),
+            purge=o.boolean("purge", True),
+            request_delisting=o.boolean("request_delisting", True),
+        )
+    return queue, tuple(destinations), reputation, operator
+
+
+def _outcomes(d: Section, kind: str) -> Outcomes:
+    table = d.table(kind, _OUTCOMES, {})
+    defer = table.number("defer", 0.0, maximum=1.0)
+    reject = table.number("reject", 0.0, maximum=1.0)
+    if defer + reject > 1.0 + 1e-12:
+        d.loader.fail(table.key("reject"), f"defer + reject must be <= 1 (accept is the rest), got {defer + reject:g}")
+    return Outcomes(defer, reject)

@@ -52,6 +52,7 @@ class Population:
     parallel: int = 1
     pause: Distribution | None = None
     ramp: float = 0.0
+    forged_sender: float = 1.0  # share of spam with a forged remote envelope sender
 
     @property
     def is_bot(self) -> bool:
@@ -68,6 +69,76 @@ class MTA:
 
 
 @dataclass(frozen=True)
+class QueueConfig:
+    """The queue manager and delivery agents (Postfix parameter names, Postfix defaults)."""
+
+    active_limit: int = 20000  # qmgr_message_active_limit (messages)
+    delivery_agents: int = 100  # smtp delivery processes (default_process_limit)
+    destination_concurrency: int = 20  # default_destination_concurrency_limit
+    recipients_per_request: int = 50  # default_destination_recipient_limit
+    minimal_backoff: float = 300.0  # s, minimal_backoff_time
+    maximal_backoff: float = 4000.0  # s, maximal_backoff_time
+    queue_run_delay: float = 300.0  # s, deferred queue scan interval
+    maximal_queue_lifetime: float = 5 * 86400.0  # s
+    bounce_queue_lifetime: float = 5 * 86400.0  # s
+    double_bounce: str = "drop"  # "drop" (Postfix default) or "postmaster"
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Per-recipient probabilities at a destination; accept is the remainder."""
+
+    defer: float
+    reject: float
+
+    @property
+    def accept(self) -> float:
+        return 1.0 - self.defer - self.reject
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A remote domain (or the ISP's own mailboxes, ``local``)."""
+
+    name: str
+    legit_share: float  # share of legitimate recipients
+    spam_share: float  # share of spam recipients (and of forged senders)
+    delivery_time: Distribution  # s per delivery request
+    legit: Outcomes
+    spam: Outcomes  # also used for bounces to forged senders
+    rate_limit: tuple[int, float] | None  # (requests, window s): defer beyond
+    lists: tuple[str, ...]  # reputation lists it consults
+
+
+@dataclass(frozen=True)
+class ReputationList:
+    """A DNSBL or a provider's own list of the server's address."""
+
+    name: str
+    threshold: int  # spam recipients sent within ``window`` that get the server listed
+    window: float  # s
+    detection_delay: float  # s from crossing the threshold to the listing
+    action: str  # "reject" or "defer": what consulting destinations do while listed
+    expiry: float  # s after the last spam seen, the list drops the entry by itself
+    delist_delay: float  # s from the operator's request to the delisting
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """The mail administrator: a detection rule, a reaction delay, actions."""
+
+    rule: str  # "queue_size", "bounces" or "account_volume"
+    threshold: float  # messages queued, bounces in ``window``, or recipients per account in ``window``
+    window: float  # s
+    check_interval: float  # s
+    reaction_delay: float  # s from detection to action
+    reset_accounts: int  # passwords reset per action (the accounts with most recipients in ``window``)
+    mistake: float  # chance that each reset hits a random legitimate account instead
+    purge: bool  # delete the queued mail of the reset accounts
+    request_delisting: bool
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -79,6 +150,10 @@ class Scenario:
     populations: tuple[Population, ...]
     mta: MTA
     policies: dict[str, Policy]
+    queue: QueueConfig | None = None  # None: accepted mail is not followed further
+    destinations: tuple[Destination, ...] = ()
+    reputation: dict[str, ReputationList] = field(default_factory=dict)
+    operator: OperatorConfig | None = None
     source: Path | None = None
     raw: dict = field(default_factory=dict, repr=False)  # the resolved TOML data
 

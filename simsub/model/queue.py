@@ -1,0 +1,394 @@
+"""Behind the front end: Postfix's queue manager, delivery agents and bounces.
+
+Accepted messages enter the *incoming* queue and move to the *active* queue
+while it holds fewer than ``active_limit`` messages.  Each active message is
+split into delivery requests: per destination, at most
+``recipients_per_request`` recipients each.  A free delivery agent takes the
+next request of the next destination (round robin) that is below its
+concurrency limit; the attempt takes the destination's ``delivery_time``.
+
+The destination answers per recipient: accept, defer (4xx) or reject (5xx),
+with its probabilities for legitimate or spam mail — unless the server is
+listed on a reputation list the destination consults (then it rejects or defers
+everything) or the server exceeds the destination's rate limit (then it defers).
+
+When all requests of a message are done, one *pass* is over:
+
+* rejected recipients produce one bounce to the envelope sender (a bounce that
+  itself fails is a double bounce, dropped or sent to the postmaster);
+* deferred recipients wait in the *deferred* queue until
+  ``now + clamp(age, minimal_backoff, maximal_backoff)`` and then for the next
+  deferred-queue scan (every ``queue_run_delay``); past
+  ``maximal_queue_lifetime`` they expire and bounce instead.
+
+Delivery uses callbacks on timeouts rather than processes: one event per
+delivery request.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import math
+from collections import deque
+
+import numpy as np
+import simpy
+
+from ..policy.ratelimit import FixedWindow
+from ..scenario.types import Destination, QueueConfig
+from .recorder import Recorder
+from .reputation import Reputation
+
+NAN = math.nan
+LOCAL_DELIVERY_TIME = 0.01  # s, local(8) delivery of a bounce to a mailbox of the ISP
+
+
+class Kind(enum.IntEnum):
+    LEGIT = 0
+    SPAM = 1
+    BOUNCE = 2  # a non-delivery report to the original envelope sender
+    DOUBLE_BOUNCE = 3  # a failed bounce, sent to the postmaster
+
+
+class Draws:
+    """Draws from ``sample(rng, size)`` fetched a block at a time: numpy is fast
+    per block and slow per scalar, and delivery needs millions of scalars."""
+
+    __slots__ = ("rng", "sample", "block", "values", "index")
+
+    def __init__(self, rng: np.random.Generator, sample, block: int = 4096):
+        self.rng = rng
+        self.sample = sample
+        self.block = block
+        self.values: list[float] = []
+        self.index = 0
+
+    def next(self) -> float:
+        if self.index == len(self.values):
+            self.values = self.sample(self.rng, self.block).tolist()
+            self.index = 0
+        value = self.values[self.index]
+        self.index += 1
+        return value
+
+
+class QueuedMessage:
+    """One message in the mail queue; counts are recipients."""
+
+    __slots__ = ("id", "kind", "account", "local_sender", "accepted_at", "recipients", "todo", "in_flight",
+                 "rejected_now", "delivered", "bounced", "purged", "expired", "last_delivery", "retry_at",
+                 "where")
+
+    def __init__(self, message_id: int, kind: Kind, account: str, local_sender: bool, accepted_at: float,
+                 todo: dict[int, int]):
+        self.id = message_id
+        self.kind = kind
+        self.account = account
+        self.local_sender = local_sender  # bounces go to a local mailbox
+        self.accepted_at = accepted_at
+        self.todo = todo  # destination index -> recipients to attempt in the next pass
+        self.recipients = sum(todo.values())
+        self.in_flight = 0  # delivery requests of the current pass not yet done
+        self.rejected_now = 0  # recipients rejected in the current pass
+        self.delivered = 0
+        self.bounced = 0
+        self.purged = 0
+        self.expired = 0
+        self.last_delivery = NAN
+        self.retry_at = 0.0
+        self.where = "incoming"  # incoming, active, deferred, done
+
+    @property
+    def pending(self) -> int:
+        return self.recipients - self.delivered - self.bounced - self.purged - self.expired
+
+
+class MailQueue:
+    def __init__(self, env: simpy.Environment, config: QueueConfig, destinations: tuple[Destination, ...],
+                 reputation: Reputation, recorder: Recorder, rng: np.random.Generator):
+        self.env = env
+        self.config = config
+        self.destinations = destinations
+        self.reputation = reputation
+        self.recorder = recorder
+        self.rng = rng
+        n = len(destinations)
+        self.spam_shares = np.array([d.spam_share for d in destinations])
+        self.legit_shares = np.array([d.legit_share for d in destinations])
+        self.local = n  # request queue of the ISP's own mailboxes (bounces to local senders)
+        self.requests: list[deque] = [deque() for _ in range(n + 1)]
+        self.busy_per_destination = [0] * (n + 1)
+        self.limits = [FixedWindow(d.rate_limit[0], d.rate_limit[1]) if d.rate_limit else None for d in destinations]
+        # Per destination and kind: cumulative (accept, accept + defer) thresholds for one uniform draw.
+        self.outcome_p = [
+            {Kind.LEGIT: _thresholds(d.legit), Kind.SPAM: _thresholds(d.spam), Kind.BOUNCE: _thresholds(d.spam)}
+            for d in destinations
+        ]
+        self.spam_cumulative = np.cumsum(self.spam_shares / self.spam_shares.sum()).tolist()
+        self.uniform = Draws(rng, lambda r, n: r.random(n))
+        self.delivery_times = [Draws(rng, d.delivery_time.sample) for d in destinations]
+        self.waiting_requests = 0
+        self.agents_busy = 0
+        self.incoming: deque[QueuedMessage] = deque()
+        self.active = 0
+        self.deferred: dict[int, QueuedMessage] = {}
+        self.messages: dict[int, QueuedMessage] = {}  # every message still queued, by id
+        self._next_id = -1  # bounces get negative ids, front-end messages keep theirs
+        self._rr = 0
+        self._pumping = False
+        self._pump_again = False
+        self.peak_active = 0
+        self.peak_deferred = 0
+        self.bounces = 0
+        self.double_bounces = 0
+        self.purged = 0
+        self.volume: deque[tuple[float, str, int]] = deque()  # (accepted at, account, recipients) for the operator
+        self.bounce_log: deque[float] = deque()
+
+    # ------------------------------------------------------------------ entry points
+    def accept(self, message_id: int, kind: Kind, account: str, local_sender: bool, split: dict[int, int]) -> None:
+        """A message the front end accepted (``split``: destination index -> recipients)."""
+        now = self.env.now
+        message = QueuedMessage(message_id, kind, account, local_sender, now, dict(split))
+        self.volume.append((now, account, message.recipients))
+        self._enqueue(message)
+
+    def split(self, recipients: int, spam: bool, rng: np.random.Generator) -> dict[int, int]:
+        """Draw the destinations of ``recipients`` recipients from ``rng``."""
+        counts = rng.multinomial(recipients, self.spam_shares if spam else self.legit_shares)
+        return {i: int(c) for i, c in enumerate(counts) if c}
+
+    def purge(self, accounts: set[str]) -> int:
+        """Delete the queued mail of ``accounts``; returns the recipients purged."""
+        total = 0
+        for message in list(self.messages.values()):
+            if message.account in accounts and message.kind in (Kind.LEGIT, Kind.SPAM):
+                pending = message.pending
+                message.purged += pending
+                total += pending
+                message.todo = {}
+                if message.where == "deferred":
+                    del self.deferred[message.id]
+                    self._finish(message)
+                elif message.where == "incoming":
+                    self.incoming.remove(message)
+                    self._finish(message)
+                # active: its outstanding requests are dropped when they come up
+        self.purged += total
+        self._pump()
+        return total
+
+    def start(self) -> None:
+        self.env.process(self._scan_deferred())
+
+    def sizes(self) -> tuple[int, int, int]:
+        return len(self.incoming), self.active, len(self.deferred)
+
+    def sample_peaks(self) -> tuple[int, int]:
+        peaks = (self.peak_active, self.peak_deferred)
+        self.peak_active = self.active
+        self.peak_deferred = len(self.deferred)
+        return peaks
+
+    def finish_all(self) -> None:
+        """At the end of the run: record every message still queued."""
+        for message in list(self.messages.values()):
+            self._record(message)
+
+    # ------------------------------------------------------------------ queue movement
+    def _enqueue(self, message: QueuedMessage) -> None:
+        self.messages[message.id] = message
+        message.where = "incoming"
+        self.incoming.append(message)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Admit incoming messages and start deliveries until nothing more can move.
+
+        Finishing one message can admit the next, and so on; the loop (not
+        recursion) keeps long chains of such steps off the call stack."""
+        if self._pumping:
+            self._pump_again = True
+            return
+        self._pumping = True
+        try:
+            again = True
+            while again:
+                self._pump_again = False
+                limit = self.config.active_limit
+                while self.incoming and self.active < limit:
+                    self._activate(self.incoming.popleft())
+                self._dispatch()
+                again = self._pump_again
+        finally:
+            self._pumping = False
+
+    def _activate(self, message: QueuedMessage) -> None:
+        message.where = "active"
+        self.active += 1
+        if self.active > self.peak_active:
+            self.peak_active = self.active
+        per_request = self.config.recipients_per_request
+        message.rejected_now = 0
+        todo, message.todo = message.todo, {}
+        for destination, count in todo.items():
+            while count > 0:
+                chunk = min(count, per_request)
+                self.requests[destination].append((message, chunk))
+                self.waiting_requests += 1
+                message.in_flight += 1
+                count -= chunk
+        if message.in_flight == 0:
+            self._end_pass(message)
+
+    def _scan_deferred(self):
+        """Postfix scans the deferred queue every queue_run_delay."""
+        delay = self.config.queue_run_delay
+        while True:
+            yield self.env.timeout(delay)
+            now = self.env.now
+            due = [m for m in self.deferred.values() if m.retry_at <= now]
+            for message in sorted(due, key=lambda m: (m.retry_at, m.id)):
+                del self.deferred[message.id]
+                message.where = "incoming"
+                self.incoming.append(message)
+            if due:
+                self._pump()
+
+    # ------------------------------------------------------------------ delivery
+    def _dispatch(self) -> None:
+        agents = self.config.delivery_agents
+        concurrency = self.config.destination_concurrency
+        n = len(self.requests)
+        requests = self.requests
+        busy = self.busy_per_destination
+        while self.agents_busy < agents and self.waiting_requests:
+            # Round robin over destinations, skipping those at their concurrency limit.
+            for step in range(n):
+                d = self._rr + step
+                if d >= n:
+                    d -= n
+                if requests[d] and busy[d] < concurrency:
+                    break
+            else:
+                return  # nothing can start now
+            queue = requests[d]
+            self._rr = d + 1 if d + 1 < n else 0
+            message, count = queue.popleft()
+            self.waiting_requests -= 1
+            if message.purged and message.kind in (Kind.LEGIT, Kind.SPAM) and message.pending == 0:
+                self._request_done(message)
+                continue
+            self.agents_busy += 1
+            self.busy_per_destination[d] += 1
+            duration = LOCAL_DELIVERY_TIME if d == self.local else self.delivery_times[d].next()
+            self.env.timeout(duration).callbacks.append(
+                lambda _e, m=message, dest=d, c=count: self._delivered(m, dest, c))
+
+    def _delivered(self, message: QueuedMessage, d: int, count: int) -> None:
+        self.agents_busy -= 1
+        self.busy_per_destination[d] -= 1
+        now = self.env.now
+        if message.pending == 0:  # purged while the request was on its way
+            self._request_done(message)
+            self._pump()
+            return
+        if d == self.local:
+            accepted, deferred, rejected = count, 0, 0
+        else:
+            destination = self.destinations[d]
+            if message.kind == Kind.SPAM:
+                self.reputation.spam_sent(now, count)
+            verdict = self.reputation.verdict(destination.lists)
+            limit = self.limits[d]
+            if verdict == "reject":
+                accepted, deferred, rejected = 0, 0, count
+            elif verdict == "defer" or (limit is not None and not limit.try_take("server", now)):
+                accepted, deferred, rejected = 0, count, 0
+            else:
+                accept, defer = self.outcome_p[d][Kind.BOUNCE if message.kind == Kind.DOUBLE_BOUNCE else message.kind]
+                accepted = deferred = 0
+                draw = self.uniform.next
+                for _ in range(count):  # each recipient: accept, defer or reject
+                    u = draw()
+                    if u < accept:
+                        accepted += 1
+                    elif u < defer:
+                        deferred += 1
+                rejected = count - accepted - deferred
+        if accepted:
+            message.delivered += accepted
+            message.last_delivery = now
+        if deferred:
+            message.todo[d] = message.todo.get(d, 0) + deferred
+        message.rejected_now += rejected
+        self._request_done(message)
+        self._pump()
+
+    def _request_done(self, message: QueuedMessage) -> None:
+        message.in_flight -= 1
+        if message.in_flight == 0:
+            self._end_pass(message)
+
+    def _end_pass(self, message: QueuedMessage) -> None:
+        now = self.env.now
+        self.active -= 1
+        config = self.config
+        if message.rejected_now:
+            message.bounced += message.rejected_now
+            self._bounce(message, now)
+            message.rejected_now = 0
+        if message.pending and not message.purged:
+            age = now - message.accepted_at
+            lifetime = config.bounce_queue_lifetime if message.kind >= Kind.BOUNCE else config.maximal_queue_lifetime
+            if age >= lifetime:
+                message.expired += message.pending
+                message.todo = {}
+                self._bounce(message, now)
+                self._finish(message)
+            else:
+                message.retry_at = now + min(max(age, config.minimal_backoff), config.maximal_backoff)
+                message.where = "deferred"
+                self.deferred[message.id] = message
+                if len(self.deferred) > self.peak_deferred:
+                    self.peak_deferred = len(self.deferred)
+        else:
+            self._finish(message)
+
+    def _bounce(self, message: QueuedMessage, now: float) -> None:
+        """One non-delivery report per message per pass."""
+        if message.kind == Kind.DOUBLE_BOUNCE:
+            return  # Postfix never bounces a double bounce
+        if message.kind == Kind.BOUNCE:
+            self.double_bounces += 1
+            if self.config.double_bounce == "postmaster":
+                self._new_bounce(Kind.DOUBLE_BOUNCE, {self.local: 1}, now)
+            return
+        self.bounces += 1
+        self.bounce_log.append(now)
+        if message.local_sender:
+            target = {self.local: 1}
+        else:  # a forged sender somewhere out there
+            target = {min(bisect.bisect_right(self.spam_cumulative, self.uniform.next()), self.local - 1): 1}
+        self._new_bounce(Kind.BOUNCE, target, now)
+
+    def _new_bounce(self, kind: Kind, target: dict[int, int], now: float) -> None:
+        bounce = QueuedMessage(self._next_id, kind, "", True, now, target)
+        self._next_id -= 1
+        self._enqueue(bounce)
+
+    def _finish(self, message: QueuedMessage) -> None:
+        message.where = "done"
+        self._record(message)
+        del self.messages[message.id]
+
+    def _record(self, message: QueuedMessage) -> None:
+        self.recorder.delivery(message.id, int(message.kind), message.accepted_at, message.recipients,
+                               message.delivered, message.bounced, message.purged, message.expired,
+                               message.pending, message.last_delivery)
+
+
+def _thresholds(outcomes) -> tuple[float, float]:
+    """A uniform u < first: accept; < second: defer; else reject."""
+    return outcomes.accept, outcomes.accept + outcomes.defer

@@ -1,0 +1,128 @@
+"""Reputation lists (DNSBLs, big providers' own lists) that may list the server.
+
+A list counts the spam recipients the server sends out (its spam traps and
+complaint feeds see them) in a sliding ``window``, to the minute (the counts
+are kept per minute of simulated time).  Above ``threshold`` it lists
+the server after ``detection_delay``.  It delists the server ``delist_delay``
+after the operator asks, or by itself ``expiry`` after the last spam it saw.
+While listed, every destination that consults it rejects (or defers) all mail
+from the server, legitimate mail included.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import simpy
+
+from ..scenario.types import ReputationList
+from .recorder import Recorder
+
+BUCKET = 60.0  # s: spam counts are kept per minute
+
+
+class ListState:
+    def __init__(self, config: ReputationList):
+        self.config = config
+        self.recent: deque[tuple[int, int]] = deque()  # (minute, spam recipients sent in it)
+        self.recent_total = 0
+        self.listed = False
+        self.pending = False  # threshold crossed, listing on its way
+        self.delist_requested = False
+
+
+class Reputation:
+    def __init__(self, env: simpy.Environment, lists: dict[str, ReputationList], recorder: Recorder):
+        self.env = env
+        self.recorder = recorder
+        self.lists = {name: ListState(config) for name, config in lists.items()}
+        self.minute = -1  # the minute being counted
+        self.minute_count = 0  # spam recipients sent in it
+        self.last_spam = -1.0
+
+    # ------------------------------------------------------------------ queries
+    def verdict(self, consulted: tuple[str, ...]) -> str | None:
+        """``"reject"``/``"defer"`` if a consulted list has the server listed, else None."""
+        verdict = None
+        for name in consulted:
+            state = self.lists[name]
+            if state.listed:
+                if state.config.action == "reject":
+                    return "reject"
+                verdict = "defer"
+        return verdict
+
+    def listed_names(self) -> list[str]:
+        return [name for name, state in self.lists.items() if state.listed]
+
+    # ------------------------------------------------------------------ events
+    def spam_sent(self, t: float, recipients: int) -> None:
+        """The server sent spam to ``recipients`` recipients at time ``t``.
+
+        Counts are collected per minute of simulated time; the lists look at a
+        minute when it is over, so the window is counted in whole minutes."""
+        self.last_spam = t
+        minute = int(t // BUCKET)
+        if minute != self.minute:
+            self.minute = minute
+            self.minute_count = 0
+            # The lists look at each minute when it is over.
+            self.env.timeout((minute + 1) * BUCKET - t).callbacks.append(lambda _e, m=minute: self._close_minute(m))
+        self.minute_count += recipients
+
+    def _close_minute(self, minute: int) -> None:
+        count = self.minute_count if minute == self.minute else 0
+        for name, state in self.lists.items():
+            config = state.config
+            recent = state.recent
+            recent.append((minute, count))
+            state.recent_total += count
+            oldest = minute - int(config.window // BUCKET)
+            while recent[0][0] <= oldest:
+                state.recent_total -= recent.popleft()[1]
+            if state.recent_total > config.threshold and not state.listed and not state.pending:
+                state.pending = True
+                self.env.timeout(config.detection_delay).callbacks.append(lambda _e, n=name: self._list(n))
+
+    def request_delisting(self) -> list[str]:
+        """The operator asks every list that has the server listed to remove it."""
+        asked = []
+        for name, state in self.lists.items():
+            if state.listed and not state.delist_requested:
+                state.delist_requested = True
+                asked.append(name)
+                self.env.timeout(state.config.delist_delay).callbacks.append(
+                    lambda _e, n=name: self._delist(n, "operator request"))
+        return asked
+
+    # ------------------------------------------------------------------ internals
+    def _list(self, name: str) -> None:
+        state = self.lists[name]
+        state.pending = False
+        state.listed = True
+        state.delist_requested = False
+        self.recorder.event(self.env.now, "listed", name)
+        self._schedule_expiry(name)
+
+    def _schedule_expiry(self, name: str) -> None:
+        state = self.lists[name]
+        due = self.last_spam + state.config.expiry
+        delay = max(due - self.env.now, 0.0)
+        self.env.timeout(delay).callbacks.append(lambda _e, n=name: self._check_expiry(n))
+
+    def _check_expiry(self, name: str) -> None:
+        state = self.lists[name]
+        if not state.listed:
+            return
+        if self.env.now >= self.last_spam + state.config.expiry:
+            self._delist(name, "expired")
+        else:
+            self._schedule_expiry(name)  # spam kept coming: look again later
+
+    def _delist(self, name: str, why: str) -> None:
+        state = self.lists[name]
+        if not state.listed:
+            return
+        state.listed = False
+        state.delist_requested = False
+        self.recorder.event(self.env.now, "delisted", f"{name} ({why})")
