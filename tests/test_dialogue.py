@@ -228,3 +228,18 @@ def test_events_per_session_do_not_grow_with_recipients(policy, per_session):
         (e1, s1), (e2, s2) = counts
         assert s2 > s1
         assert (e2 - e1) / (s2 - s1) == per_session, recipients
+
+
+def test_run_ends_with_the_last_session_not_with_a_bot_pause():
+    """A bot does not sleep out its pause past the end of its campaign, and the
+    run (end_s, the last time bin) ends at the horizon or the last session's end."""
+    scenario = make_scenario([bot(recipients=1, pause="1h", start="0s")], horizon="60s",
+                             policies={"slow": {"recipient_restrictions": ["sleep 100"]}})
+    result = simsub.run(scenario, policy="slow", seed=1)
+    session = result.sessions.iloc[0]
+    last_end = session.arrival_s + session.slot_wait_s + session.slot_hold_s
+    assert result.summary["run"]["end_s"] == pytest.approx(last_end)
+    assert result.timeseries["t_end_s"].iloc[-1] == pytest.approx(last_end)
+    assert result.summary["smtpd"]["busy_mean"] == pytest.approx(session.slot_hold_s / last_end)
+    quick = simsub.run(scenario, policy="none", seed=1)
+    assert quick.summary["run"]["end_s"] == 60.0

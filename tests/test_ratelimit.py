@@ -100,3 +100,12 @@ def test_recipient_counting_spends_one_unit_per_rcpt():
     result = throttled_bot("REJECT", count="recipients", limit=5, recipients=2)
     accepted = result.messages["recipients_accepted"].tolist()
     assert accepted[:4] == [2, 2, 1, 0]
+
+
+def test_fixed_window_counts_a_late_arriving_earlier_time_in_the_latest_window():
+    """Per-recipient checks are computed a little ahead; another session's check
+    at an earlier time must not reopen the previous window."""
+    c = FixedWindow(limit=2, window=3600)
+    assert takes(c, [3500, 3590]) == [True, True]
+    assert takes(c, [3601]) == [True]  # a new window
+    assert takes(c, [3595, 3602]) == [True, False]  # 3595 counts in the latest window: 2 used, then full

@@ -132,3 +132,58 @@ def test_legitimate_client_gives_up_the_transaction_when_a_recipient_is_refused(
     assert first.outcome == "deferred" and first.recipients_accepted == 0
     assert first.attempts == 3  # the first try and two retries
     assert first.end_s >= first.first_attempt_s + 2 * 60
+
+
+def test_check_sasl_access_is_evaluated_for_each_login_not_cached_per_client():
+    """A bot changes stolen account every session; a login map must follow it."""
+    policy = {"recipient_restrictions": ["check_sasl_access pcre:users"],
+              "maps": {"users": "/^bot-stolen1$/ REJECT locked by operator\n"}}
+    scenario = make_scenario([bot(origins={"cn": 1.0}, accounts=2, pause="1s")], origins=ORIGINS,
+                             policies={"p": policy}, horizon="5m")
+    messages = simsub.run(scenario, policy="p", seed=1).messages
+    by_account = messages.groupby(messages["account"].astype(str))["outcome"].agg(lambda o: set(o.astype(str)))
+    assert by_account["bot-stolen0"] == {"accepted"}
+    assert by_account["bot-stolen1"] == {"rejected"}
+
+
+@pytest.mark.parametrize("restriction, outcome", [
+    ("permit_sasl_authenticated, reject", "rejected"),  # nobody has logged in before the banner
+    ("check_sasl_access pcre:users, sleep 0", "accepted"),  # no login to look up yet
+])
+def test_before_auth_there_is_no_login(restriction, outcome):
+    policy = {"smtpd_delay_reject": False, "client_restrictions": [restriction],
+              "maps": {"users": "/./ REJECT\n"}}
+    msg = outcome_of("cn", policy)
+    assert msg.outcome == outcome
+    if outcome == "rejected":
+        assert msg.step == "banner"
+
+
+@pytest.mark.parametrize("after, delay", [("reject", 0.0), ("sleep 5", 0.0)])
+def test_discard_accepts_and_stops_all_later_evaluation(after, delay):
+    """smtpd answers OK to DISCARD and evaluates nothing after it, in any later list or stage."""
+    policy = {"recipient_restrictions": ["check_client_access pcre:m", after],
+              "data_restrictions": ["reject"], "maps": {"m": "/./ DISCARD\n"}}
+    msg = outcome_of("cn", policy, recipients=2)
+    assert msg.outcome == "discarded"
+    assert msg.policy_delay_s == delay
+
+
+def test_sleep_takes_whole_seconds_like_postfix():
+    import simsub.errors
+
+    with pytest.raises(simsub.errors.ScenarioError, match="whole seconds"):
+        make_scenario([bot()], policies={"p": {"recipient_restrictions": ["sleep 0.5"]}})
+
+
+def test_clients_of_different_populations_get_different_addresses_and_names():
+    users = {"name": "u", "kind": "user", "count": 300, "origins": {"unknown": 1.0}, "messages_per_day": 1}
+    scenario = make_scenario([users, bot(count=50, origins={"unknown": 1.0, "cn": 0.0})], origins=ORIGINS)
+    from simsub.model.rng import Streams
+    from simsub.model.world import ClientPopulation
+
+    numbering: dict = {}
+    streams = Streams(1)
+    pops = [ClientPopulation(scenario, i, p, streams, numbering) for i, p in enumerate(scenario.populations)]
+    addresses = [pop.client(n).address for pop in pops for n in range(pop.population.count)]
+    assert len(set(addresses)) == len(addresses) == 350

@@ -39,7 +39,7 @@ class SessionResult:
 class Transaction:
     """What restrictions may ask about the session (a Postfix policy request)."""
 
-    __slots__ = ("client", "sasl_username", "message_id", "recipient_count", "decisions", "dialogue")
+    __slots__ = ("client", "sasl_username", "message_id", "recipient_count", "decisions", "dialogue", "discarded")
 
     def __init__(self, client: Client, account: str, message_id: int, dialogue: Dialogue):
         self.client = client
@@ -48,6 +48,7 @@ class Transaction:
         self.recipient_count = 0
         self.decisions: dict = {}
         self.dialogue = dialogue
+        self.discarded = False  # a DISCARD action stops all further evaluation
 
     def pipelining_seen(self, t: float) -> bool:
         return self.dialogue.pipelining_seen(t)
@@ -58,8 +59,9 @@ def _verdict(env, stage: Stage, name: str, tx: Transaction, state, strict: bool 
 
     Cacheable stages are evaluated once per client.  A stage that consults a
     policy service first lets simulated time catch up with the server's clock.
+    After a DISCARD nothing more is evaluated.
     """
-    if stage.empty:
+    if stage.empty or tx.discarded:
         return _NO_VERDICT
     if stage.cacheable:
         verdicts = tx.client.verdicts
@@ -89,11 +91,12 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     if grant is not GRANTED:
         if not (yield grant):
             world.recorder.session(client.population, arrival, Outcome.ABANDONED, env.now - arrival, 0.0)
+            world.last_end = max(world.last_end, env.now)
             return SessionResult(Outcome.ABANDONED, Step.QUEUE, env.now, slot_wait=env.now - arrival)
     start = env.now
     dialogue = Dialogue(arrival, start, client.half_rtt, world.reply_time, client.patience,
                         client.connect_timeout, client.talks)
-    tx = Transaction(client, account, message_id, dialogue)
+    tx = Transaction(client, "", message_id, dialogue)  # the login is known after AUTH
     stages = world.policy.stages
     state = world.policy_state
     delay = 0.0  # sleeps imposed, s
@@ -106,6 +109,9 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     step = Step.BANNER
     v = yield from _verdict(env, stages["connect"], "connect", tx, state, strict=True)
     delay += v.delay
+    hold |= v.hold
+    discard |= v.discard
+    tx.discarded = discard
     alive = dialogue.banner(v.delay)
     if alive:
         outcome = _REFUSAL.get(v.result)
@@ -114,6 +120,9 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
         step = Step.EHLO
         v = yield from _verdict(env, stages["helo"], "helo", tx, state, strict=True)
         delay += v.delay
+        hold |= v.hold
+        discard |= v.discard
+        tx.discarded = discard
         alive = dialogue.command(v.delay, strict=True)
         if alive:
             outcome = _REFUSAL.get(v.result)
@@ -123,6 +132,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
         alive = dialogue.command(0.0)
         if alive and world.account_locked(account):
             outcome = Outcome.AUTH_FAILED
+        tx.sasl_username = account
 
     if alive and outcome is None:
         step = Step.MAIL
@@ -130,6 +140,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
         delay += v.delay
         hold |= v.hold
         discard |= v.discard
+        tx.discarded = discard
         alive = dialogue.command(v.delay)
         if alive:
             outcome = _REFUSAL.get(v.result)
@@ -144,6 +155,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
             delay += v.delay * recipients
             hold |= v.hold
             discard |= v.discard
+            tx.discarded = discard
             alive = dialogue.repeat(recipients, v.delay)
             if v.result == Result.REJECT:
                 rejected = recipients
@@ -157,10 +169,11 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
             v = yield from _verdict(env, stage, "rcpt", tx, state)
             for i in range(recipients):
                 if i:
-                    v = stage.evaluate(tx, dialogue.prepare(), state)
+                    v = _NO_VERDICT if tx.discarded else stage.evaluate(tx, dialogue.prepare(), state)
                 delay += v.delay
                 hold |= v.hold
                 discard |= v.discard
+                tx.discarded = discard
                 if not dialogue.command(v.delay):
                     alive = False
                     break
@@ -180,6 +193,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
         delay += v.delay
         hold |= v.hold
         discard |= v.discard
+        tx.discarded = discard
         alive = dialogue.command(v.delay, strict=True)
         if alive:
             outcome = _REFUSAL.get(v.result)
@@ -190,6 +204,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
         delay += v.delay
         hold |= v.hold
         discard |= v.discard
+        tx.discarded = discard
         alive = dialogue.command(v.delay)
         if alive:
             outcome = _REFUSAL.get(v.result)
@@ -203,6 +218,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     else:
         outcome = Outcome.TIMEOUT
     world.pool.release_at(dialogue.server_end)
+    world.last_end = max(world.last_end, dialogue.server_end, dialogue.client_left)
     slot_wait = start - arrival
     world.recorder.session(client.population, arrival, outcome, slot_wait, dialogue.server_end - start)
     return SessionResult(

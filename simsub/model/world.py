@@ -37,14 +37,19 @@ ProgressCallback = Callable[[float, float, int], None]
 @dataclass(frozen=True)
 class RunInfo:
     events: int  # SimPy events scheduled (and processed: the run drains)
-    end_s: float  # simulated time when the last session ended
+    end_s: float  # s: the horizon, or when the last session ended if that was later
     wall_s: float
 
 
 class ClientPopulation:
     """Per-client attributes of one population, drawn once, clients built lazily."""
 
-    def __init__(self, scenario: Scenario, index: int, population: Population, streams: Streams):
+    def __init__(self, scenario: Scenario, index: int, population: Population, streams: Streams,
+                 numbering: dict[int, int] | None = None):
+        """``numbering``: per origin, how many clients earlier populations already
+        took from it; a client's number in its origin gives its address and the
+        ``{n}`` of its hostname, so no two clients share them unless the origin's
+        address range is smaller than its clients (then addresses wrap around)."""
         self.index = index
         self.population = population
         origins = list(scenario.origins.values())
@@ -62,18 +67,26 @@ class ClientPopulation:
             self.connect_timeout = self.patience
         else:
             self.connect_timeout = np.broadcast_to(population.connect_timeout.sample(rng, n), (n,)).astype(float)
+        numbering = {} if numbering is None else numbering
+        self.number_in_origin = np.zeros(n, dtype=np.int64)
+        for code in np.unique(self.origin_of):
+            mine = np.flatnonzero(self.origin_of == code)
+            start = numbering.get(int(code), 0)
+            self.number_in_origin[mine] = start + np.arange(len(mine))
+            numbering[int(code)] = start + len(mine)
         self._clients: dict[int, Client] = {}
 
     def client(self, n: int) -> Client:
         client = self._clients.get(n)
         if client is None:
             origin = self.origins[self.origin_of[n]]
+            k = int(self.number_in_origin[n])
             client = Client(
                 population=self.index,
                 number=n,
                 origin=int(self.origin_of[n]),
-                hostname=origin.hostname_for(n),
-                address=origin.address_for(n),
+                hostname=origin.hostname_for(k),
+                address=origin.address_for(k),
                 mynetworks=origin.mynetworks,
                 half_rtt=float(self.rtt[n]) / 2,
                 patience=float(self.patience[n]),
@@ -146,10 +159,13 @@ class World:
         recorder.populations = [p.name for p in scenario.populations]
         recorder.population_kinds = [p.kind for p in scenario.populations]
         recorder.origins = list(scenario.origins)
+        numbering: dict[int, int] = {}
         self.users = {
-            p.name: ClientPopulation(scenario, i, p, self.streams)
+            p.name: ClientPopulation(scenario, i, p, self.streams, numbering)
             for i, p in enumerate(scenario.populations)
         }
+        self.last_end = 0.0  # s, when the latest session ended (client or server side)
+        self.end_s = 0.0  # s, end of the run: the horizon, or the end of the last session if later
         self.reset_accounts: set[str] = set()  # passwords reset by the operator
         self.queue = self.reputation = self.operator = None
         if scenario.queue is not None:
@@ -254,8 +270,12 @@ class World:
         env = self.env
         self.active += 1
         stop = min(population.stop if population.stop is not None else math.inf, self.scenario.horizon)
-        yield env.timeout(population.start + population.ramp * rng.random())
-        while env.now < stop:
+        first_start = population.start + population.ramp * rng.random()
+        if first_start >= stop:
+            self.active -= 1
+            return
+        yield env.timeout(first_start)
+        while True:
             account = accounts.pick(rng.random())
             if account is None:
                 break  # every stolen account is dead: the campaign is over
@@ -277,7 +297,10 @@ class World:
             )
             if result.outcome == Outcome.AUTH_FAILED:
                 accounts.drop(account)
-            yield env.timeout(max(result.client_end - env.now, 0.0) + pause)
+            next_start = max(result.client_end, env.now) + pause
+            if next_start >= stop:
+                break  # the campaign is over before the next session would start
+            yield env.timeout(next_start - env.now)
         self.active -= 1
 
     def _sampler(self):
@@ -288,15 +311,19 @@ class World:
         queue = self.queue
         while True:
             yield env.timeout(width)
+            finished = env.now >= horizon and self.active == 0 and self.pool.busy == 0 and self.pool.queued == 0
+            # The last bin ends with the run: at the horizon or when the last session ended.
+            t = max(horizon, self.last_end) if finished else env.now
             busy_peak, queue_peak = self.pool.sample()
             if queue is None:
-                self.recorder.sample(env.now, self.pool.busy_area(), busy_peak, queue_peak)
+                self.recorder.sample(t, self.pool.busy_area(), busy_peak, queue_peak)
             else:
-                self.recorder.sample(env.now, self.pool.busy_area(), busy_peak, queue_peak, queue.sizes(),
+                self.recorder.sample(t, self.pool.busy_area(), busy_peak, queue_peak, queue.sizes(),
                                      queue.sample_peaks())
             if self.progress is not None:
-                self.progress(env.now, horizon, _events(env))
-            if env.now >= horizon and self.active == 0 and self.pool.busy == 0 and self.pool.queued == 0:
+                self.progress(t, horizon, _events(env))
+            if finished:
+                self.end_s = t
                 self.done.succeed()
                 return
 
@@ -323,4 +350,4 @@ def simulate(scenario: Scenario, policy: str, seed: int, recorder: Recorder,
     if world.operator is not None:
         recorder.totals.update(detected_at_s=world.operator.detected_at,
                                accounts_reset=len(world.operator.accounts_reset))
-    return RunInfo(events=_events(world.env), end_s=world.env.now, wall_s=time.perf_counter() - started)
+    return RunInfo(events=_events(world.env), end_s=world.end_s, wall_s=time.perf_counter() - started)

@@ -26,6 +26,7 @@ class FixedWindow:
     def try_take(self, key: str, t: float, units: float = 1) -> bool:
         index = int(t // self.window)
         window_index, used = self._state.get(key, (index, 0.0))
+        index = max(index, window_index)  # a slightly earlier time counts in the latest window
         if index > window_index:
             window_index, used = index, 0.0
         if used + units > self.limit:

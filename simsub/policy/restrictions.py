@@ -94,6 +94,7 @@ class Item:
     stateful = False  # needs evaluation at the right simulated time (policy services)
     time_dependent = False  # result depends on when it is evaluated
     per_recipient = False  # may answer differently for each RCPT of one message
+    uses_login = False  # depends on the SASL login, which a bot changes every session
 
     def apply(self, request: Request, t: float, verdict: Verdict, state: PolicyState) -> bool:
         raise NotImplementedError
@@ -121,17 +122,25 @@ class Decide(Item):
         return True
 
 
-class Flag(Item):
-    """HOLD or DISCARD from an access map: mark the message, continue like DUNNO."""
-
-    def __init__(self, hold: bool, discard: bool):
-        self.hold = hold
-        self.discard = discard
+class Hold(Item):
+    """HOLD from an access map: mark the message for the hold queue, continue like DUNNO."""
 
     def apply(self, request, t, verdict, state):
-        verdict.hold |= self.hold
-        verdict.discard |= self.discard
+        verdict.hold = True
         return False
+
+
+class Discard(Item):
+    """DISCARD from an access map: accept and throw the message away.
+
+    As in smtpd_check.c, it answers OK and no restriction after it (in this
+    list, later lists or later stages) is evaluated."""
+
+    def apply(self, request, t, verdict, state):
+        verdict.discard = True
+        verdict.result = Result.PERMIT
+        verdict.reason = "DISCARD"
+        return True
 
 
 class PermitMynetworks(Item):
@@ -171,6 +180,7 @@ class Sequence(Item):
         self.stateful = any(i.stateful for i in items)
         self.time_dependent = any(i.time_dependent for i in items)
         self.per_recipient = any(i.per_recipient for i in items)
+        self.uses_login = any(i.uses_login for i in items)
 
     def apply(self, request, t, verdict, state):
         for item in self.items:
@@ -189,11 +199,13 @@ class MapLookup(Item):
         self.stateful = any(a.stateful for a in actions.values())
         self.time_dependent = any(a.time_dependent for a in actions.values())
         self.per_recipient = any(a.per_recipient for a in actions.values())
+        self.uses_login = what == "sasl" or any(a.uses_login for a in actions.values())
 
     def queries(self, request: Request) -> Iterable[str]:
         if self.what == "client":
             return (request.client.hostname, request.client.address)
-        return (request.sasl_username,)
+        # Postfix looks up the login only once the client has authenticated.
+        return (request.sasl_username,) if request.sasl_username else ()
 
     def apply(self, request, t, verdict, state):
         for query in self.queries(request):
@@ -205,6 +217,7 @@ class MapLookup(Item):
 
 class PolicyServiceCall(Item):
     stateful = True
+    uses_login = True
 
     def __init__(self, name: str, stage: str, per_recipient: bool):
         self.name = name
@@ -251,6 +264,7 @@ class Compiler:
         self.services = services
         self.service_names = set(services)
         self._maps: dict[str, PcreMap] = {}
+        self._compiling: list[str] = []  # maps whose results are being compiled, to catch loops
 
     def table(self, name: str, key: str) -> PcreMap:
         if name not in self._maps:
@@ -302,19 +316,24 @@ class Compiler:
         if name == "reject_unauth_pipelining":
             return RejectUnauthPipelining()
         if name == "sleep":
-            try:
-                seconds = float(argument)
-            except ValueError:
-                seconds = -1.0
-            if not (0 <= seconds < 86400) or seconds != seconds:
-                raise PolicyConfigError(key, f"'sleep' needs a number of seconds from 0 to 86400, got {argument!r}")
-            return Sleep(seconds)
+            # Postfix takes whole seconds only (anything else is a server
+            # configuration error at run time).
+            if not argument.isdigit() or int(argument) >= 86400:
+                raise PolicyConfigError(key, f"'sleep' needs whole seconds from 0 to 86399, as in Postfix, got {argument!r}")
+            return Sleep(float(int(argument)))
         if name in ("check_client_access", "check_sasl_access"):
             kind, _, map_name = argument.partition(":")
             if kind != "pcre" or not map_name:
                 raise PolicyConfigError(key, f"{name} takes 'pcre:NAME' (a map of this policy), got {argument!r}")
             table = self.table(map_name, key)
-            actions = {rule.line: self.action(rule.result, f"maps.{map_name}", rule.line, stage) for rule in table.rules}
+            if map_name in self._compiling:
+                chain = " -> ".join(self._compiling + [map_name])
+                raise PolicyConfigError(f"maps.{map_name}", f"maps refer to each other in a loop ({chain})")
+            self._compiling.append(map_name)
+            try:
+                actions = {rule.line: self.action(rule.result, f"maps.{map_name}", rule.line, stage) for rule in table.rules}
+            finally:
+                self._compiling.pop()
             return MapLookup(table, actions, "client" if name == "check_client_access" else "sasl")
         assert name == "check_policy_service"
         if argument not in self.service_names:
@@ -338,9 +357,9 @@ class Compiler:
         if head == "DEFER" or re.fullmatch(r"4\d\d", head):
             return Decide(Result.DEFER, text)
         if head == "HOLD":
-            return Flag(hold=True, discard=False)
+            return Hold()
         if head == "DISCARD":
-            return Flag(hold=False, discard=True)
+            return Discard()
         try:
             return Sequence(self._items(tokenize(text), where, stage))
         except PolicyConfigError as exc:
@@ -363,9 +382,10 @@ class Stage:
         # true unless an item depends on the time or counts single recipients
         # (a message-counting service answers once per message).
         self.same_for_each_recipient = not (self.time_dependent or any(i.per_recipient for i in all_items))
-        # Stateless, time-independent stages give the same verdict for the same
-        # client every time, so the model may evaluate them once per client.
-        self.cacheable = not (self.stateful or self.time_dependent)
+        # Stateless, time-independent stages that do not look at the login give
+        # the same verdict for the same client every time, so the model may
+        # evaluate them once per client.
+        self.cacheable = not (self.stateful or self.time_dependent or any(i.uses_login for i in all_items))
 
     def evaluate(self, request: Request, t: float, state: PolicyState) -> Verdict:
         """Evaluate at server time ``t`` (s); ``verdict.delay`` is the total sleep."""
@@ -375,8 +395,8 @@ class Stage:
             for item in items:
                 if item.apply(request, t, verdict, state):
                     break
-            if verdict.result in (Result.REJECT, Result.DEFER):
-                return verdict
+            if verdict.result in (Result.REJECT, Result.DEFER) or verdict.discard:
+                break
         if verdict.result == Result.PERMIT:
             verdict.result = Result.DUNNO  # a PERMIT only ends its own list
         return verdict
