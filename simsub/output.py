@@ -16,10 +16,13 @@ from pathlib import Path
 
 import tomli_w
 
-from .analysis.charts import false_delay_chart, throughput_chart
+from .analysis.charts import delivery_latency_chart, false_delay_chart, queue_chart, throughput_chart
+from .analysis.tables import listed_intervals
 from .api import Result
 
 FILES = ("summary.json", "messages.csv.gz", "timeseries.csv", "scenario.toml", "throughput.png", "false_delay.png")
+#: Written too when the scenario follows mail behind the front end.
+QUEUE_FILES = ("deliveries.csv.gz", "events.csv", "queue.png", "delivery_latency.png")
 
 
 @contextmanager
@@ -64,6 +67,16 @@ def write_run(result: Result, target: Path, command: str | None = None) -> Path:
         throughput_chart(result.timeseries, f"Throughput — {title}", scenario.mta.process_limit, scenario.bin,
                          folder / "throughput.png")
         false_delay_chart(result.messages, f"Legitimate false delay by origin — {title}", folder / "false_delay.png")
+        if result.deliveries is not None:
+            result.deliveries.to_csv(folder / "deliveries.csv.gz", index=False, float_format="%.6f",
+                                     compression={"method": "gzip", "compresslevel": 1, "mtime": 0})
+            result.events.to_csv(folder / "events.csv", index=False, float_format="%.3f")
+            intervals = listed_intervals(result.events, result.summary["run"]["end_s"])
+            names = list(scenario.reputation)
+            queue_chart(result.timeseries, result.events, intervals, names, f"Mail queue — {title}",
+                        folder / "queue.png")
+            delivery_latency_chart(result.timeseries, result.events, intervals, names,
+                                   f"Legitimate delivery latency — {title}", folder / "delivery_latency.png")
         with open(folder / "summary.json", "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2, sort_keys=False)
             fh.write("\n")

@@ -225,7 +225,7 @@ BAD_SCENARIOS = [
     case("sleep-nan", ('"sleep 5"', '"sleep nan"'), expect=("policies.uniform-5s.recipient_restrictions", "'nan'")),
     case("bin-minus-inf", ('bin = "5m"', "bin = -inf"), expect=("scenario.bin", "-inf")),
     case("reply-time-negative", ('reply_time = "2ms"', 'reply_time = "-2ms"'), expect=("mta.reply_time", "'-2ms'")),
-    case("window-zero", ('window = "1h"', 'window = "0s"'),
+    case("window-zero", ('limit = 100\nwindow = "1h"', 'limit = 100\nwindow = "0s"'),
          expect=("policies.throttle-100h.services.ratelimit.window", "> 0")),
     case("rtt-negative", ('rtt = "10ms"', "rtt = -0.01"), expect=("origins.own.rtt", "non-negative")),
     case("patience-zero", ('patience = "60s"', 'patience = "0s"'), expect=("populations.subscribers.patience", "> 0")),

@@ -38,8 +38,9 @@ def run_folder(tmp_path_factory):
 def test_folder_holds_every_file(run_folder):
     names = sorted(p.name for p in run_folder.iterdir())
     assert names == sorted(["summary.json", "messages.csv.gz", "timeseries.csv", "scenario.toml",
-                            "throughput.png", "false_delay.png"])
-    for chart in ("throughput.png", "false_delay.png"):
+                            "throughput.png", "false_delay.png",  # the front end
+                            "deliveries.csv.gz", "events.csv", "queue.png", "delivery_latency.png"])  # the queue
+    for chart in ("throughput.png", "false_delay.png", "queue.png", "delivery_latency.png"):
         data = (run_folder / chart).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     assert not [p for p in run_folder.parent.iterdir() if p.name.startswith(".")]  # no partial folders

@@ -118,7 +118,9 @@ def test_full_scale_default_scenario_matches_the_field_report():
     summaries = {p: simsub.run(scenario, policy=p).summary
                  for p in ("none", "uniform-5s", "selective-3s", "selective-1-5s")}
     none = summaries["none"]["spam"]["recipients_accepted"]
-    assert summaries["none"]["spam"]["recipients_accepted"] == summaries["none"]["spam"]["recipients_attempted"]
+    spam = summaries["none"]["spam"]
+    # Every bot session that could still log in got its spam in (the operator resets accounts later on).
+    assert spam["accepted"] == spam["messages"] - spam["auth_failed"]
     assert summaries["selective-3s"]["spam"]["bots_succeeding"] >= 0.8
     assert summaries["selective-1-5s"]["spam"]["bots_succeeding"] <= 0.1
     assert 1 - summaries["selective-1-5s"]["spam"]["recipients_accepted"] / none >= 0.95

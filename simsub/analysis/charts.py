@@ -114,3 +114,101 @@ def _seconds_label(x: float, _pos) -> str:
     if x >= 1:
         return f"{x:g} s"
     return f"{x * 1000:g} ms"
+
+
+LIST_COLORS = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22"]
+
+
+def _with_listing_strip(intervals: dict[str, list[tuple[float, float]]], names: list[str]):
+    """A figure with a thin strip on top: one row per reputation list, a bar while listed."""
+    rows = max(len(names), 1)
+    fig, (strip, ax) = plt.subplots(2, 1, figsize=(10, 5.5 + 0.25 * rows), sharex=True,
+                                    gridspec_kw={"height_ratios": [0.35 * rows + 0.3, 5]})
+    for i, name in enumerate(names):
+        spans = intervals.get(name, [])
+        strip.broken_barh([(a / 3600, (b - a) / 3600) for a, b in spans], (i - 0.35, 0.7),
+                          color=LIST_COLORS[i % len(LIST_COLORS)])
+    strip.set_yticks(range(len(names)))
+    strip.set_yticklabels(names, fontsize=8)
+    strip.set_ylim(rows - 0.5, -0.5)
+    strip.set_title("server listed on", fontsize=9, loc="left")
+    strip.grid(alpha=0.3, axis="x")
+    return fig, strip, ax
+
+
+def _mark_operator(axes, events: pd.DataFrame) -> None:
+    detected = events[events["event"] == "detected"]
+    actions = events.loc[events["event"] == "action", "t_s"].to_numpy()
+    for k, axis in enumerate(axes):
+        label = k == len(axes) - 1
+        if len(detected):
+            axis.axvline(detected["t_s"].iloc[0] / 3600, color="0.3", linestyle=":", linewidth=1.2,
+                         label="operator notices" if label else None)
+        for j, t in enumerate(actions):
+            axis.axvline(t / 3600, color="black", linestyle="--", linewidth=1,
+                         label="operator resets accounts, purges, asks to delist" if label and j == 0 else None)
+
+
+def queue_chart(timeseries: pd.DataFrame, events: pd.DataFrame, intervals: dict[str, list[tuple[float, float]]],
+                list_names: list[str], title: str, path: Path) -> None:
+    """Messages in the active, deferred and incoming queues over time, with listings and operator actions."""
+    hours = timeseries["t_end_s"].to_numpy() / 3600.0
+    fig, strip, ax = _with_listing_strip(intervals, list_names)
+    ax.plot(hours, timeseries["mail_deferred"], color="#ff7f0e", label="deferred queue")
+    ax.plot(hours, timeseries["mail_active"], color="#1f77b4", label="active queue")
+    if timeseries["mail_incoming"].max() > 0:
+        ax.plot(hours, timeseries["mail_incoming"], color="#2ca02c", label="incoming (waiting for the active queue)")
+    _mark_operator([strip, ax], events)
+    ax.set_xlabel("simulated time (h)")
+    ax.set_ylabel("messages in the mail queue")
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(0, hours[-1] if len(hours) else 1)
+    strip.set_title(title, pad=18)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def delivery_latency_chart(timeseries: pd.DataFrame, events: pd.DataFrame,
+                           intervals: dict[str, list[tuple[float, float]]], list_names: list[str], title: str,
+                           path: Path) -> None:
+    """Legitimate delivery latency (acceptance to final delivery) by the time the message was accepted,
+    with the share of legitimate recipients that bounced."""
+    hours = timeseries["t_start_s"].to_numpy() / 3600.0
+    fig, strip, ax = _with_listing_strip(intervals, list_names)
+    p50 = timeseries["legit_latency_p50_s"].to_numpy()
+    p95 = timeseries["legit_latency_p95_s"].to_numpy()
+    ax.step(hours, p95, where="post", color="#d62728", label="p95 of delivered messages")
+    ax.step(hours, p50, where="post", color="#1f77b4", label="median of delivered messages")
+    ax.axhline(1800, color="0.4", linestyle="--", linewidth=1)
+    ax.annotate("30 min", (hours[0] if len(hours) else 0, 1800), xytext=(3, 3), textcoords="offset points",
+                fontsize=8, color="0.3")
+    _mark_operator([strip, ax], events)
+    ax.set_yscale("log")
+    finite = np.concatenate([p50[np.isfinite(p50)], p95[np.isfinite(p95)]])
+    top = max(float(finite.max()) if len(finite) else 1.0, 3600.0) * 2
+    ax.set_ylim(0.1, top)
+    ticks = [t for t in (0.1, 1, 10, 60, 600, 3600, 6 * 3600, 86400) if t < top]
+    ax.set_yticks(ticks)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_seconds_label))
+    ax.set_xlabel("time the message was accepted (h)")
+    ax.set_ylabel("legitimate delivery latency (log scale)")
+    ax.set_xlim(0, hours[-1] if len(hours) else 1)
+    ax.grid(alpha=0.3, which="major")
+    bounced = timeseries.get("legit_bounced_share")
+    handles, labels = ax.get_legend_handles_labels()
+    if bounced is not None and np.nanmax(bounced.to_numpy(), initial=0) > 0:
+        share = ax.twinx()
+        share.fill_between(hours, bounced.to_numpy() * 100, step="post", color="0.5", alpha=0.25, lw=0,
+                           label="legitimate recipients bounced (%)")
+        share.set_ylim(0, 100)
+        share.set_ylabel("bounced (% of legitimate recipients)")
+        h2, l2 = share.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, loc="upper left", fontsize=8, framealpha=0.9)
+    strip.set_title(title, pad=18)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

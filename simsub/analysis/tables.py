@@ -180,6 +180,11 @@ def add_queue_series(frame: pd.DataFrame, recorder: Recorder, deliveries: pd.Dat
                 p50[b], p95[b] = np.quantile(values, [0.5, 0.95])
     frame["legit_latency_p50_s"] = p50
     frame["legit_latency_p95_s"] = p95
+    valid = (accepted_bin >= 0) & (accepted_bin < n)
+    total = np.bincount(accepted_bin[valid], weights=legit["recipients"].to_numpy()[valid], minlength=n)[:n]
+    failed = np.bincount(accepted_bin[valid], weights=(legit["bounced"] + legit["expired"]).to_numpy()[valid],
+                         minlength=n)[:n]
+    frame["legit_bounced_share"] = np.where(total > 0, failed / np.where(total > 0, total, 1), np.nan)
     starts = frame["t_start_s"].to_numpy()
     ends = frame["t_end_s"].to_numpy()
     for name, spans in intervals.items():

@@ -4,11 +4,13 @@ Every ``check_interval`` the operator looks at one indicator: the number of
 queued messages (``queue_size``), the bounces generated in the last ``window``
 (``bounces``), or the most recipients accepted for one account in the last
 ``window`` (``account_volume``).  Above ``threshold`` it acts
-``reaction_delay`` later: resets the passwords of the ``reset_accounts``
-accounts with the most recipients in the last ``window`` (each pick is, with
+``reaction_delay`` later: among the accounts with more than
+``suspicious_volume`` recipients in the last ``window``, it resets the
+passwords of the ``reset_accounts`` with the most (each pick is, with
 probability ``mistake``, a random legitimate account instead), purges their
 queued mail and asks the lists that have the server listed to delist it.  It
-keeps watching and acts again while the indicator stays high.
+keeps watching and acts again, after another ``reaction_delay``, while the
+indicator stays high.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ class Operator:
 
     def _act(self) -> None:
         config = self.config
-        top = [account for account, _ in self.volumes().most_common() if account not in self.locked]
+        top = [account for account, volume in self.volumes().most_common()
+               if volume > config.suspicious_volume and account not in self.locked]
         chosen = []
         for account in top[: config.reset_accounts]:
             if config.mistake and self.rng.random() < config.mistake and self.legit_accounts:

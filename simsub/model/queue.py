@@ -101,7 +101,8 @@ class QueuedMessage:
 
     @property
     def pending(self) -> int:
-        return self.recipients - self.delivered - self.bounced - self.purged - self.expired
+        """Recipients not yet delivered, bounced (or about to: rejected in this pass), purged or expired."""
+        return self.recipients - self.delivered - self.bounced - self.rejected_now - self.purged - self.expired
 
 
 class MailQueue:
@@ -283,10 +284,11 @@ class MailQueue:
             self.agents_busy += 1
             self.busy_per_destination[d] += 1
             duration = LOCAL_DELIVERY_TIME if d == self.local else self.delivery_times[d].next()
-            self.env.timeout(duration).callbacks.append(
-                lambda _e, m=message, dest=d, c=count: self._delivered(m, dest, c))
+            self.env.timeout(duration, (message, d, count)).callbacks.append(self._delivered)
 
-    def _delivered(self, message: QueuedMessage, d: int, count: int) -> None:
+    def _delivered(self, event: simpy.Event) -> None:
+        """A delivery request is over; ``event.value`` is (message, destination, recipients)."""
+        message, d, count = event.value
         self.agents_busy -= 1
         self.busy_per_destination[d] -= 1
         now = self.env.now

@@ -125,4 +125,6 @@ class Reputation:
             return
         state.listed = False
         state.delist_requested = False
+        state.recent.clear()  # a fresh start: only spam seen from now on can list the server again
+        state.recent_total = 0
         self.recorder.event(self.env.now, "delisted", f"{name} ({why})")

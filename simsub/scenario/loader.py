@@ -481,8 +481,8 @@ _DESTINATION = ("legit_share", "spam_share", "delivery_time", "legit", "spam", "
 _OUTCOMES = ("defer", "reject")
 _RATE_LIMIT = ("messages", "window")
 _LIST = ("threshold", "window", "detection_delay", "action", "expiry", "delist_delay", "description")
-_OPERATOR = ("rule", "threshold", "window", "check_interval", "reaction_delay", "reset_accounts", "mistake",
-             "purge", "request_delisting", "description")
+_OPERATOR = ("rule", "threshold", "window", "check_interval", "reaction_delay", "reset_accounts",
+             "suspicious_volume", "mistake", "purge", "request_delisting", "description")
 
 
 def _behind_the_front_end(loader: Loader, top: Section):
@@ -573,6 +573,7 @@ def _behind_the_front_end(loader: Loader, top: Section):
             check_interval=o.duration("check_interval", "5m"),
             reaction_delay=o.duration("reaction_delay", "1h", positive=False),
             reset_accounts=o.integer("reset_accounts", 10, minimum=0),
+            suspicious_volume=o.number("suspicious_volume", 500),
             mistake=o.number("mistake", 0.0, maximum=1.0),
             purge=o.boolean("purge", True),
             request_delisting=o.boolean("request_delisting", True),

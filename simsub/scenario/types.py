@@ -133,6 +133,7 @@ class OperatorConfig:
     check_interval: float  # s
     reaction_delay: float  # s from detection to action
     reset_accounts: int  # passwords reset per action (the accounts with most recipients in ``window``)
+    suspicious_volume: float  # only accounts with more recipients than this in ``window`` are suspects
     mistake: float  # chance that each reset hits a random legitimate account instead
     purge: bool  # delete the queued mail of the reset accounts
     request_delisting: bool
