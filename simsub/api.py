@@ -9,8 +9,7 @@ from typing import Any
 import pandas as pd
 
 from . import __version__
-from .analysis.summary import _clean as _json_safe
-from .analysis.summary import behind_the_front_end, build_summary
+from .analysis.summary import behind_the_front_end, build_summary, json_safe
 from .analysis.tables import (add_queue_series, deliveries_table, events_table, listed_intervals, messages_table,
                               sessions_table, timeseries_table)
 from .errors import ScenarioError
@@ -90,6 +89,6 @@ def run(scenario: Scenario | str | Path | None = None, policy: str | None = None
     if scenario.queue is not None:
         behind_the_front_end(summary, deliveries, timeseries, recorder.totals, intervals, list(scenario.reputation),
                              events)
-        summary = _json_safe(summary)
+        summary = json_safe(summary)
     return Result(scenario, policy, seed, summary, messages, sessions, timeseries, deliveries, events,
                   recorder.nbytes())

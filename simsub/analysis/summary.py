@@ -116,7 +116,7 @@ def build_summary(run: dict, messages: pd.DataFrame, sessions: pd.DataFrame, tim
         "messages": len(g),
         "recipients_accepted": int(g.loc[(g["outcome"].astype(str) == "accepted").to_numpy(), "recipients_accepted"].sum()),
     })
-    return _clean(summary)
+    return json_safe(summary)
 
 
 def _origin_brief(group: pd.DataFrame) -> dict:
@@ -129,12 +129,12 @@ def _origin_brief(group: pd.DataFrame) -> dict:
     }
 
 
-def _clean(value):
+def json_safe(value):
     """JSON-safe: NaN/inf become null, numpy scalars become Python numbers."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (float, np.floating)):

@@ -39,7 +39,8 @@ class SessionResult:
 class Transaction:
     """What restrictions may ask about the session (a Postfix policy request)."""
 
-    __slots__ = ("client", "sasl_username", "message_id", "recipient_count", "decisions", "dialogue", "discarded")
+    __slots__ = ("client", "sasl_username", "message_id", "recipient_count", "decisions", "dialogue",
+                 "delay", "hold", "discarded")
 
     def __init__(self, client: Client, account: str, message_id: int, dialogue: Dialogue):
         self.client = client
@@ -48,10 +49,18 @@ class Transaction:
         self.recipient_count = 0
         self.decisions: dict = {}
         self.dialogue = dialogue
-        self.discarded = False  # a DISCARD action stops all further evaluation
+        self.delay = 0.0  # s of sleeps imposed so far
+        self.hold = False  # a HOLD action put the message on hold
+        self.discarded = False  # a DISCARD action: accepted, dropped, nothing more evaluated
 
     def pipelining_seen(self, t: float) -> bool:
         return self.dialogue.pipelining_seen(t)
+
+    def note(self, verdict: Verdict, times: int = 1) -> None:
+        """Add a verdict's sleeps (``times`` over) and message flags to the session."""
+        self.delay += verdict.delay * times
+        self.hold |= verdict.hold
+        self.discarded |= verdict.discard
 
 
 def _verdict(env, stage: Stage, name: str, tx: Transaction, state, strict: bool = False):
@@ -73,6 +82,15 @@ def _verdict(env, stage: Stage, name: str, tx: Transaction, state, strict: bool 
     if stage.stateful and start > env.now:
         yield env.timeout(start - env.now)
     return stage.evaluate(tx, start, state)
+
+
+def _command(env, stage: Stage, name: str, tx: Transaction, state, strict: bool = False):
+    """Generator: one command (EHLO, MAIL FROM, DATA, end of data) with its stage's
+    restrictions; returns (client still there, refusal outcome or None)."""
+    v = yield from _verdict(env, stage, name, tx, state, strict)
+    tx.note(v)
+    alive = tx.dialogue.command(v.delay, strict)
+    return alive, (_REFUSAL.get(v.result) if alive else None)
 
 
 def smtp_session(world, client: Client, account: str, message_id: int, recipients: int, all_or_nothing: bool):
@@ -99,8 +117,6 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     tx = Transaction(client, "", message_id, dialogue)  # the login is known after AUTH
     stages = world.policy.stages
     state = world.policy_state
-    delay = 0.0  # sleeps imposed, s
-    hold = discard = False
     outcome = None
     accepted_rcpts = 0
     accepted_at = NAN
@@ -108,24 +124,14 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     # Banner: with smtpd_delay_reject = no the client list runs before it.
     step = Step.BANNER
     v = yield from _verdict(env, stages["connect"], "connect", tx, state, strict=True)
-    delay += v.delay
-    hold |= v.hold
-    discard |= v.discard
-    tx.discarded = discard
+    tx.note(v)
     alive = dialogue.banner(v.delay)
     if alive:
         outcome = _REFUSAL.get(v.result)
 
     if alive and outcome is None:
         step = Step.EHLO
-        v = yield from _verdict(env, stages["helo"], "helo", tx, state, strict=True)
-        delay += v.delay
-        hold |= v.hold
-        discard |= v.discard
-        tx.discarded = discard
-        alive = dialogue.command(v.delay, strict=True)
-        if alive:
-            outcome = _REFUSAL.get(v.result)
+        alive, outcome = yield from _command(env, stages["helo"], "helo", tx, state, strict=True)
 
     if alive and outcome is None:
         step = Step.AUTH
@@ -136,14 +142,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
 
     if alive and outcome is None:
         step = Step.MAIL
-        v = yield from _verdict(env, stages["mail"], "mail", tx, state)
-        delay += v.delay
-        hold |= v.hold
-        discard |= v.discard
-        tx.discarded = discard
-        alive = dialogue.command(v.delay)
-        if alive:
-            outcome = _REFUSAL.get(v.result)
+        alive, outcome = yield from _command(env, stages["mail"], "mail", tx, state)
 
     if alive and outcome is None:
         step = Step.RCPT
@@ -152,10 +151,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
         if stage.same_for_each_recipient:
             # One verdict for all recipients; closed-form timeline.
             v = yield from _verdict(env, stage, "rcpt", tx, state)
-            delay += v.delay * recipients
-            hold |= v.hold
-            discard |= v.discard
-            tx.discarded = discard
+            tx.note(v, recipients)
             alive = dialogue.repeat(recipients, v.delay)
             if v.result == Result.REJECT:
                 rejected = recipients
@@ -170,10 +166,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
             for i in range(recipients):
                 if i:
                     v = _NO_VERDICT if tx.discarded else stage.evaluate(tx, dialogue.prepare(), state)
-                delay += v.delay
-                hold |= v.hold
-                discard |= v.discard
-                tx.discarded = discard
+                tx.note(v)
                 if not dialogue.command(v.delay):
                     alive = False
                     break
@@ -189,29 +182,15 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
 
     if alive and outcome is None:
         step = Step.DATA
-        v = yield from _verdict(env, stages["data"], "data", tx, state, strict=True)
-        delay += v.delay
-        hold |= v.hold
-        discard |= v.discard
-        tx.discarded = discard
-        alive = dialogue.command(v.delay, strict=True)
-        if alive:
-            outcome = _REFUSAL.get(v.result)
+        alive, outcome = yield from _command(env, stages["data"], "data", tx, state, strict=True)
 
     if alive and outcome is None:
         step = Step.END_OF_DATA
-        v = yield from _verdict(env, stages["end_of_data"], "end_of_data", tx, state)
-        delay += v.delay
-        hold |= v.hold
-        discard |= v.discard
-        tx.discarded = discard
-        alive = dialogue.command(v.delay)
-        if alive:
-            outcome = _REFUSAL.get(v.result)
-            if outcome is None:
-                step = Step.QUIT
-                accepted_at = dialogue.last_receipt
-                outcome = Outcome.DISCARDED if discard else Outcome.HELD if hold else Outcome.ACCEPTED
+        alive, outcome = yield from _command(env, stages["end_of_data"], "end_of_data", tx, state)
+        if alive and outcome is None:
+            step = Step.QUIT
+            accepted_at = dialogue.last_receipt
+            outcome = Outcome.DISCARDED if tx.discarded else Outcome.HELD if tx.hold else Outcome.ACCEPTED
 
     if alive:
         dialogue.quit()
@@ -228,5 +207,5 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
         accepted_at=accepted_at,
         recipients_accepted=accepted_rcpts if outcome.accepted else 0,
         slot_wait=slot_wait,
-        policy_delay=delay,
+        policy_delay=tx.delay,
     )
