@@ -163,7 +163,7 @@ def queue_chart(timeseries: pd.DataFrame, events: pd.DataFrame, intervals: dict[
     ax.set_ylabel("messages in the mail queue")
     ax.set_ylim(bottom=0)
     ax.set_xlim(0, hours[-1] if len(hours) else 1)
-    strip.set_title(title, pad=18)
+    fig.suptitle(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
     fig.tight_layout()
@@ -208,7 +208,7 @@ def delivery_latency_chart(timeseries: pd.DataFrame, events: pd.DataFrame,
         h2, l2 = share.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
     ax.legend(handles, labels, loc="upper left", fontsize=8, framealpha=0.9)
-    strip.set_title(title, pad=18)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
