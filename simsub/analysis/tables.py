@@ -144,7 +144,7 @@ def listed_intervals(events: pd.DataFrame, end_s: float) -> dict[str, list[tuple
     intervals: dict[str, list[tuple[float, float]]] = {}
     open_since: dict[str, float] = {}
     for t, event, detail in events.itertuples(index=False):
-        name = detail.split(" ")[0]
+        name = detail.split(" (")[0]  # "NAME" or "NAME (why)"; list names have no spaces
         if event == "listed":
             open_since[name] = t
         elif event == "delisted" and name in open_since:

@@ -386,9 +386,10 @@ class MailQueue:
         del self.messages[message.id]
 
     def _record(self, message: QueuedMessage) -> None:
+        # Recipients rejected in a pass still open at the end have not bounced yet: still queued.
         self.recorder.delivery(message.id, int(message.kind), message.accepted_at, message.recipients,
                                message.delivered, message.bounced, message.purged, message.expired,
-                               message.pending, message.last_delivery)
+                               message.pending + message.rejected_now, message.last_delivery)
 
 
 def _thresholds(outcomes) -> tuple[float, float]:

@@ -36,8 +36,7 @@ class Reputation:
         self.env = env
         self.recorder = recorder
         self.lists = {name: ListState(config) for name, config in lists.items()}
-        self.minute = -1  # the minute being counted
-        self.minute_count = 0  # spam recipients sent in it
+        self.open_minutes: dict[int, int] = {}  # minute -> spam recipients sent in it, until it is over
         self.last_spam = -1.0
 
     # ------------------------------------------------------------------ queries
@@ -63,22 +62,21 @@ class Reputation:
         minute when it is over, so the window is counted in whole minutes."""
         self.last_spam = t
         minute = int(t // BUCKET)
-        if minute != self.minute:
-            self.minute = minute
-            self.minute_count = 0
+        if minute not in self.open_minutes:
+            self.open_minutes[minute] = 0
             # The lists look at each minute when it is over.
             self.env.timeout((minute + 1) * BUCKET - t).callbacks.append(lambda _e, m=minute: self._close_minute(m))
-        self.minute_count += recipients
+        self.open_minutes[minute] += recipients
 
     def _close_minute(self, minute: int) -> None:
-        count = self.minute_count if minute == self.minute else 0
+        count = self.open_minutes.pop(minute)
         for name, state in self.lists.items():
             config = state.config
             recent = state.recent
             recent.append((minute, count))
             state.recent_total += count
             oldest = minute - int(config.window // BUCKET)
-            while recent[0][0] <= oldest:
+            while recent and recent[0][0] <= oldest:
                 state.recent_total -= recent.popleft()[1]
             if state.recent_total > config.threshold and not state.listed and not state.pending:
                 state.pending = True

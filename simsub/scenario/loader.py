@@ -518,11 +518,16 @@ def _behind_the_front_end(loader: Loader, top: Section):
     if not isinstance(lists_raw, dict):
         loader.fail("reputation", f"expected [reputation.NAME] tables, got {_show(lists_raw)}")
     for list_name in lists_raw:
+        if not _NAME.match(list_name):
+            loader.fail(f"reputation.{list_name}", "list names use letters, digits, '-' and '_'")
         r = top.table("reputation", tuple(lists_raw)).table(list_name, _LIST)
+        window = r.duration("window")
+        if window < 60 or window % 60:
+            loader.fail(r.key("window"), f"lists count spam per minute: expected whole minutes (at least 1m), got {window:g} s")
         reputation[list_name] = ReputationList(
             name=list_name,
             threshold=r.integer("threshold", minimum=1),
-            window=r.duration("window"),
+            window=window,
             detection_delay=r.duration("detection_delay", 0, positive=False),
             action=r.string("action", "reject", choices=("reject", "defer")),
             expiry=r.duration("expiry"),
@@ -535,6 +540,8 @@ def _behind_the_front_end(loader: Loader, top: Section):
     section = top.table("destinations", tuple(destinations_raw))
     destinations = []
     for dest_name in destinations_raw:
+        if not _NAME.match(dest_name):
+            loader.fail(f"destinations.{dest_name}", "destination names use letters, digits, '-' and '_'")
         d = section.table(dest_name, _DESTINATION)
         lists = d.raw("lists", [])
         if not isinstance(lists, list) or not all(isinstance(x, str) for x in lists):
