@@ -85,6 +85,10 @@ def apply_overrides(data: dict, overrides: dict[str, Any], source: str | None = 
                     raise ScenarioError(where, dotted, f"no entry named {part!r} in {'.'.join(path[:-1])} (have: {_one_line(', '.join(names))}){_hint(part, names)}")
                 node = match[0]
             elif isinstance(node, dict):
+                if part not in node and len(path) > 1 and node and all(isinstance(v, dict) for v in node.values()):
+                    # A table of named tables (origins, destinations, policies, lists):
+                    # a name that is not there is a typo, not a new entry.
+                    raise ScenarioError(where, dotted, f"no entry named {part!r} in {'.'.join(path[:-1])} (have: {_one_line(', '.join(node))}){_hint(part, node)}")
                 node = node.setdefault(part, {})
             else:
                 raise ScenarioError(where, dotted, f"{'.'.join(path[:-1])} is not a table")
@@ -207,12 +211,29 @@ class Loader:
 
     def fail(self, key: str | None, message: str):
         source = self.source
-        if key:
-            for o in sorted(self.overridden):
-                if key == o or key.startswith(o + ".") or o.startswith(key + "."):
-                    source = f"{source} (--set {o})"
-                    break
+        culprit = self._override_behind(key) if key else None
+        if culprit:
+            source = f"{source} (--set {culprit})"
         raise ScenarioError(_one_line(source), key and _one_line(key), _one_line(message))
+
+    def _override_behind(self, key: str) -> str | None:
+        """The --set key most likely behind an error on ``key``: the same key, a
+        parent or child of it, else the one sharing the longest dotted prefix
+        (a check across keys, such as shares that must sum to 1)."""
+        for o in sorted(self.overridden):
+            if key == o or key.startswith(o + ".") or o.startswith(key + "."):
+                return o
+        best, best_length = None, 0
+        parts = key.split(".")
+        for o in sorted(self.overridden):
+            common = 0
+            for a, b in zip(parts, o.split(".")):
+                if a != b and a != "*":
+                    break
+                common += 1
+            if common > best_length:
+                best, best_length = o, common
+        return best
 
 
 # --------------------------------------------------------------------------- scenario
@@ -569,6 +590,9 @@ def _behind_the_front_end(loader: Loader, top: Section):
             loader.fail(f"destinations.*.{kind}_share", f"the destinations cover no {'legitimate' if kind == 'legit' else 'spam'} recipients: give some destination a {kind}_share > 0")
         if abs(total - 1.0) > 1e-9:
             loader.fail(f"destinations.*.{kind}_share", f"shares must sum to 1 over the destinations, they sum to {total:g}")
+    for dest in destinations:
+        if dest.legit_share == 0 and dest.spam_share == 0:
+            loader.fail(f"destinations.{dest.name}", "this destination covers no recipients: give it a legit_share or a spam_share > 0")
 
     operator = None
     if top.has("operator"):
