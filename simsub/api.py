@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import simpy
 
 from . import __version__
 from .analysis.summary import behind_the_front_end, build_summary, json_safe
@@ -77,6 +80,10 @@ def run(scenario: Scenario | str | Path | None = None, policy: str | None = None
         "wall_s": info.wall_s,
         "events_per_s": info.events / info.wall_s if info.wall_s > 0 else None,
         "version": __version__,
+        # Random streams and float results are reproducible within these versions.
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "simpy": simpy.__version__,
     }
     busy_peak = int(timeseries["busy_peak"].max()) if len(timeseries) else 0
     deliveries = events = None
@@ -85,7 +92,8 @@ def run(scenario: Scenario | str | Path | None = None, policy: str | None = None
         events = events_table(recorder)
         intervals = listed_intervals(events, info.end_s)
         timeseries = add_queue_series(timeseries, recorder, deliveries, scenario.bin, intervals)
-    summary = build_summary(run_info, messages, sessions, timeseries, scenario.mta.process_limit, busy_peak)
+    bots = sum(p.count for p in scenario.populations if p.is_bot)
+    summary = build_summary(run_info, messages, sessions, timeseries, scenario.mta.process_limit, busy_peak, bots)
     if scenario.queue is not None:
         behind_the_front_end(summary, deliveries, timeseries, recorder.totals, intervals, list(scenario.reputation),
                              events)

@@ -100,3 +100,12 @@ def test_seed_argument_overrides_the_scenario_seed(policy):
     scenario = small_scenario()
     assert simsub.run(scenario, policy=policy).seed == scenario.seed
     assert simsub.run(scenario, policy=policy, seed=99).summary["run"]["seed"] == 99
+
+
+def test_summary_records_the_versions_results_depend_on():
+    import numpy
+    import simpy
+
+    run = simsub.run(small_scenario(), policy="none").summary["run"]
+    assert run["numpy"] == numpy.__version__ and run["simpy"] == simpy.__version__
+    assert run["version"] == simsub.__version__

@@ -55,7 +55,9 @@ def legit_metrics(messages: pd.DataFrame) -> dict:
     }
 
 
-def spam_metrics(messages: pd.DataFrame) -> dict:
+def spam_metrics(messages: pd.DataFrame, bots: int | None = None) -> dict:
+    """Spam metrics; ``bots`` is the number of bots in the scenario (the share of
+    bots succeeding counts those that never got to run a session as failing)."""
     outcome = messages["outcome"].astype(str)
     counts = outcome.value_counts()
     total = len(messages)
@@ -73,7 +75,7 @@ def spam_metrics(messages: pd.DataFrame) -> dict:
         "recipients_attempted": int(messages["recipients"].sum()),
         "recipients_accepted": int(messages.loc[(outcome == "accepted").to_numpy(), "recipients_accepted"].sum()),
         "session_success_rate": accepted / total if total else None,
-        "bots_succeeding": float(by_bot.mean()) if len(by_bot) else None,
+        "bots_succeeding": (float(by_bot.sum()) / (bots or len(by_bot))) if (bots or len(by_bot)) else None,
         "accounts_used": int(messages["account"].nunique()),
     }
 
@@ -102,13 +104,13 @@ def by_origin(messages: pd.DataFrame, metric) -> dict:
 
 
 def build_summary(run: dict, messages: pd.DataFrame, sessions: pd.DataFrame, timeseries: pd.DataFrame,
-                  process_limit: int, busy_peak: int) -> dict:
+                  process_limit: int, busy_peak: int, bots: int | None = None) -> dict:
     legit = messages[(messages["kind"] == "user").to_numpy()]
     spam = messages[(messages["kind"] == "bot").to_numpy()]
     summary = {
         "run": run,
         "legit": legit_metrics(legit),
-        "spam": spam_metrics(spam),
+        "spam": spam_metrics(spam, bots),
         "smtpd": smtpd_metrics(sessions, timeseries, process_limit, run["end_s"], busy_peak),
     }
     summary["legit"]["by_origin"] = by_origin(legit, _origin_brief)
