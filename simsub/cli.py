@@ -160,7 +160,7 @@ def format_summary(summary: dict) -> str:
     def sec(x):
         return "n/a" if x is None else f"{x:.2f} s"
 
-    return "\n".join([
+    lines = [
         f"{run['scenario']} · policy {run['policy']} · seed {run['seed']} · "
         f"{run['events']:,} events in {run['wall_s']:.1f} s ({run['events_per_s'] or 0:,.0f}/s)",
         f"  spam:   {spam['recipients_accepted']:,} of {spam['recipients_attempted']:,} recipients accepted; "
@@ -171,7 +171,19 @@ def format_summary(summary: dict) -> str:
         f">5 s {pct(rate['5s'])}, >30 s {pct(rate['30s'])}",
         f"  smtpd:  busy mean {smtpd['busy_mean']:.1f}, peak {smtpd['busy_peak']} of {smtpd['process_limit']}; "
         f"{smtpd['connections']:,} connections, {smtpd['refused']:,} refused, {smtpd['abandoned']:,} abandoned",
-    ])
+    ]
+    if "queue" in summary:
+        queue = summary["queue"]
+        listed = ", ".join(f"{name} {v['listed_s'] / 3600:.1f} h" for name, v in summary["reputation"].items()) or "no lists"
+        lines.append(f"  queue:  peak {queue['peak_active']:,} active, {queue['peak_deferred']:,} deferred; "
+                     f"{queue['bounces']:,} bounces; legit delivery p95 {sec(legit['delivery_latency']['p95'])}, "
+                     f"{legit['bounced']:,} legit recipients bounced; listed: {listed}")
+        operator = summary.get("operator")
+        if operator and operator["first_action_at_s"] is not None:
+            t = operator["first_action_at_s"]
+            lines.append(f"  operator: noticed at {operator['detected_at_s'] / 3600:.2f} h, first acted at {t / 3600:.2f} h, "
+                         f"{operator['accounts_reset']} passwords reset")
+    return "\n".join(lines)
 
 
 def command_check(args) -> int:
