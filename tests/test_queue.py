@@ -651,10 +651,15 @@ def test_the_window_counts_whole_minutes(window, listed_at):
 
 
 def test_spam_that_keeps_coming_postpones_the_expiry():
-    """Expiry counts from the last spam sent, however late it comes."""
-    w = listing_world(expiry="10m", detection="0s")
-    inject(w, 5, 1, Kind.SPAM, {0: 50})  # listed at 60
-    inject(w, 400, 2, Kind.SPAM, {0: 1})  # delivered (well, rejected) at 401: spam sent all the same
+    """Expiry counts from the last spam that reached a mailbox: spam rejected by
+    a destination that consults the list is not seen, spam delivered elsewhere is."""
+    reputation = {"dnsbl": {"threshold": 40, "window": "1m", "detection_delay": "0s", "expiry": "10m"}}
+    w = start_world(scenario(destinations={"d": dest(lists=["dnsbl"], spam_share=0.5, legit_share=1.0),
+                                           "other": dest(spam_share=0.5, legit_share=0.0)},
+                             reputation=reputation))
+    inject(w, 5, 1, Kind.SPAM, {0: 50})  # delivered at 6: listed at 60
+    inject(w, 300, 2, Kind.SPAM, {0: 1})  # rejected by "d" (listed) at 301: not seen
+    inject(w, 400, 3, Kind.SPAM, {1: 1})  # delivered by "other" at 401: seen
     w.env.run(until=3000)
     assert events(w) == [(60.0, "listed", "dnsbl"), (1001.0, "delisted", "dnsbl (expired)")]
 

@@ -300,8 +300,6 @@ class MailQueue:
             accepted, deferred, rejected = count, 0, 0
         else:
             destination = self.destinations[d]
-            if message.kind == Kind.SPAM:
-                self.reputation.spam_sent(now, count)
             verdict = self.reputation.verdict(destination.lists)
             limit = self.limits[d]
             if verdict == "reject":
@@ -319,6 +317,9 @@ class MailQueue:
                     elif u < defer:
                         deferred += 1
                 rejected = count - accepted - deferred
+            if accepted and message.kind == Kind.SPAM:
+                # Lists learn of spam that reaches mailboxes: spam traps, user complaints.
+                self.reputation.spam_sent(now, accepted)
         if accepted:
             message.delivered += accepted
             message.last_delivery = now

@@ -1,7 +1,8 @@
 """Reputation lists (DNSBLs, big providers' own lists) that may list the server.
 
-A list counts the spam recipients the server sends out (its spam traps and
-complaint feeds see them) in a sliding ``window``, to the minute (the counts
+A list counts the spam recipients that destinations accept (they reach
+mailboxes, where spam traps and user complaints see them; spam that is
+rejected or deferred is not seen) in a sliding ``window``, to the minute (the counts
 are kept per minute of simulated time).  Above ``threshold`` it lists
 the server after ``detection_delay``.  It delists the server ``delist_delay``
 after the operator asks, or by itself ``expiry`` after the last spam it saw.
@@ -56,7 +57,7 @@ class Reputation:
 
     # ------------------------------------------------------------------ events
     def spam_sent(self, t: float, recipients: int) -> None:
-        """The server sent spam to ``recipients`` recipients at time ``t``.
+        """Destinations accepted spam for ``recipients`` recipients at time ``t``.
 
         Counts are collected per minute of simulated time; the lists look at a
         minute when it is over, so the window is counted in whole minutes."""
