@@ -1,0 +1,246 @@
+"""The benchmark suite, run as ``python -m benchmarks [--quick] [--out FILE]``.
+
+Every figure is a ratio against a baseline measured in the same run:
+
+1. engine efficiency: simsub's events per second on the default scenario over
+   bare SimPy's on a loop of plain timeouts with as many processes;
+2. recipient independence: wall time per bot session with 100 recipients over
+   one with 1 (the same sleep per RCPT);
+3. scaling: the default scenario at 1x, 4x and 16x the populations (and the
+   server): wall time per recorded message relative to 1x, and peak memory
+   (all Python allocations during a run, traced) per recorded message;
+4. parallel sweep efficiency: 16 runs with 2 worker processes over 1;
+5. simulated time per wall second of the default scenario.
+
+``--quick`` shrinks every size so the whole suite takes a minute or two (used
+by CI to catch breakage, not to judge speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import multiprocessing
+import os
+import platform
+import tracemalloc
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import simpy
+
+import simsub
+from simsub.scenario.loader import build_scenario, default_scenario_path
+
+import tomllib
+
+TARGETS = {
+    "engine_efficiency": ">= 0.5",
+    "recipient_independence": "<= 1.2",
+    "scaling_time_per_message": "within 0.8..1.2 of 1x",
+    "memory_per_message_bytes": "<= 300",
+    "parallel_speedup_2_workers": ">= 1.7",
+}
+
+
+def default_raw() -> dict:
+    with open(default_scenario_path(), "rb") as fh:
+        return tomllib.load(fh)
+
+
+def scaled(raw: dict, factor: int, horizon: str | float) -> simsub.Scenario:
+    """The default scenario with populations, accounts and server capacity × factor."""
+    data = copy.deepcopy(raw)
+    data["scenario"]["horizon"] = horizon
+    for population in data["populations"]:
+        population["count"] *= factor
+        if "accounts" in population:
+            population["accounts"] *= factor
+    data["mta"]["process_limit"] *= factor
+    data["mta"]["backlog"] *= factor
+    if "queue" in data:
+        data["queue"]["delivery_agents"] *= factor
+        data["queue"]["destination_concurrency"] *= factor
+        data["queue"]["active_limit"] *= factor
+    for reputation in data.get("reputation", {}).values():
+        reputation["threshold"] *= factor
+    if "operator" in data:
+        data["operator"]["threshold"] *= factor
+        data["operator"]["reset_accounts"] *= factor
+    return build_scenario(data, f"default x{factor}", {})
+
+
+# ------------------------------------------------------------------------------------- 1
+def bare_simpy_rate(processes: int, events: int) -> float:
+    """Events per second of SimPy alone: ``processes`` loops of plain timeouts."""
+    env = simpy.Environment()
+    per_process = max(events // processes, 1)
+
+    def loop(env, delay):
+        for _ in range(per_process):
+            yield env.timeout(delay)
+
+    for i in range(processes):
+        env.process(loop(env, 1.0 + i / processes))
+    started = time.perf_counter()
+    env.run()
+    return processes * (per_process + 2) / (time.perf_counter() - started)
+
+
+def engine_efficiency(raw: dict, horizon: str) -> dict:
+    scenario = scaled(raw, 1, horizon)
+    result = simsub.run(scenario, policy="none")
+    run = result.summary["run"]
+    processes = sum(p.count * p.parallel for p in scenario.populations if p.is_bot) + len(scenario.populations) + 1
+    baseline = bare_simpy_rate(processes, run["events"])
+    return {"simsub_events_per_s": run["events_per_s"], "simpy_events_per_s": baseline,
+            "engine_efficiency": run["events_per_s"] / baseline, "events": run["events"],
+            "simulated_s_per_wall_s": run["end_s"] / run["wall_s"], "horizon": horizon}
+
+
+# ------------------------------------------------------------------------------------- 2
+def recipient_independence(minutes: int) -> dict:
+    """Bots with 1 or 100 recipients and ``sleep 1`` per RCPT; the 1-recipient
+    bots pause longer so that both run the same number of sessions, so the
+    ratio of wall times is the ratio of costs per session."""
+    per_rcpt = 1.0 + 0.2 + 0.002  # sleep + round trip + reply time, s
+
+    def run(recipients: int, pause: float) -> tuple[float, int]:
+        data = {
+            "scenario": {"name": "rcpt", "horizon": f"{minutes}m", "seed": 1},
+            "origins": {"unknown": {"hostname": "unknown", "rtt": "200ms"}},
+            "populations": [{"name": "bots", "kind": "bot", "count": 200, "accounts": 10, "start": "0s",
+                             "ramp": "10s", "origins": {"unknown": 1.0}, "pause": pause, "patience": "60s",
+                             "recipients": recipients}],
+            "mta": {"process_limit": 1000, "backlog": 1000},
+            "policies": {"tarpit": {"recipient_restrictions": ["sleep 1"]}},
+        }
+        scenario = build_scenario(data, "rcpt", {})
+        started = time.perf_counter()
+        result = simsub.run(scenario, policy="tarpit")
+        return time.perf_counter() - started, len(result.messages)
+
+    wall_100, n100 = run(100, 1.0)
+    wall_1, n1 = run(1, 1.0 + 99 * per_rcpt)
+    return {"wall_1_rcpt_s": wall_1, "wall_100_rcpt_s": wall_100, "sessions": [n1, n100],
+            "recipient_independence": (wall_100 / n100) / (wall_1 / n1)}
+
+
+# ------------------------------------------------------------------------------------- 3
+def _scaled_run(args) -> dict:
+    """In a fresh process: run one size, report wall time and RSS growth."""
+    factor, horizon = args
+    raw = default_raw()
+    scenario = scaled(raw, factor, horizon)
+    started = time.perf_counter()
+    result = simsub.run(scenario, policy="none")
+    wall = time.perf_counter() - started
+    messages = len(result.messages) + (len(result.deliveries) if result.deliveries is not None else 0)
+    events = result.summary["run"]["events"]
+    recorder_bytes = result.recorder_bytes
+    del result
+    # Memory in a second, traced run (tracing slows it down, so it is not timed).
+    tracemalloc.start()
+    simsub.run(scenario, policy="none")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"factor": factor, "wall_s": wall, "messages": messages, "events": events,
+            "peak_traced_bytes": peak, "recorder_bytes": recorder_bytes}
+
+
+def scaling(factors: list[int], horizon: str) -> dict:
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for factor in factors:
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            rows.append(pool.submit(_scaled_run, (factor, horizon)).result())
+    base = rows[0]["wall_s"] / rows[0]["messages"]
+    for row in rows:
+        row["time_per_message_us"] = row["wall_s"] / row["messages"] * 1e6
+        row["time_per_message_vs_1x"] = (row["wall_s"] / row["messages"]) / base
+        row["memory_per_message_bytes"] = row["peak_traced_bytes"] / row["messages"]
+        row["recorder_bytes_per_message"] = row["recorder_bytes"] / row["messages"]
+    return {"horizon": horizon, "sizes": rows}
+
+
+# ------------------------------------------------------------------------------------- 4
+def _sweep_point(seed: int) -> int:
+    scenario = scaled(default_raw(), 1, 45000)
+    return simsub.run(scenario, policy="selective-1-5s", seed=seed).summary["spam"]["recipients_accepted"]
+
+
+def parallel_speedup(runs: int) -> dict:
+    context = multiprocessing.get_context("spawn")
+    walls = {}
+    results = {}
+    for workers in (1, 2):
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            list(pool.map(_sweep_point, [0] * workers))  # start the workers (imports) before timing
+            started = time.perf_counter()
+            results[workers] = list(pool.map(_sweep_point, range(runs)))
+            walls[workers] = time.perf_counter() - started
+    assert results[1] == results[2], "a run gave different results in another worker"
+    return {"runs": runs, "wall_1_worker_s": walls[1], "wall_2_workers_s": walls[2],
+            "parallel_speedup_2_workers": walls[1] / walls[2]}
+
+
+# ------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check the suite runs (CI)")
+    parser.add_argument("--out", type=Path, default=Path("results/benchmarks.json"), help="JSON output file")
+    args = parser.parse_args(argv)
+    raw = default_raw()
+    quick = args.quick
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "simsub": simsub.__version__,
+        "quick": quick,
+        "targets": TARGETS,
+    }
+    steps = [
+        ("engine", lambda: engine_efficiency(raw, 45000 if quick else "24h")),
+        ("recipients", lambda: recipient_independence(5 if quick else 30)),
+        ("scaling", lambda: scaling([1, 2] if quick else [1, 4, 16], 44100 if quick else "13h")),
+        ("parallel", lambda: parallel_speedup(4 if quick else 16)),
+    ]
+    for name, step in steps:
+        print(f"benchmark: {name} …", file=sys.stderr, flush=True)
+        report[name] = step()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(format_table(report))
+    print(f"written: {args.out}")
+    return 0
+
+
+def format_table(report: dict) -> str:
+    engine, rcpt, scale, par = report["engine"], report["recipients"], report["scaling"], report["parallel"]
+    rows = [
+        ("1. engine efficiency (simsub / bare SimPy events per s)",
+         f"{engine['engine_efficiency']:.3f} ({engine['simsub_events_per_s']:,.0f} / {engine['simpy_events_per_s']:,.0f})",
+         TARGETS["engine_efficiency"]),
+        ("2. recipient independence (wall per session, 100 / 1 rcpt)", f"{rcpt['recipient_independence']:.2f}",
+         TARGETS["recipient_independence"]),
+    ]
+    for row in scale["sizes"]:
+        rows.append((f"3. scaling {row['factor']}x: time per message vs 1x",
+                     f"{row['time_per_message_vs_1x']:.2f} ({row['time_per_message_us']:.0f} µs/msg)",
+                     TARGETS["scaling_time_per_message"]))
+        rows.append((f"3. scaling {row['factor']}x: peak memory per recorded message",
+                     f"{row['memory_per_message_bytes']:,.0f} B (columns {row['recorder_bytes_per_message']:.0f} B)",
+                     TARGETS["memory_per_message_bytes"]))
+    rows.append(("4. parallel sweep: 2 workers over 1", f"{par['parallel_speedup_2_workers']:.2f}",
+                 TARGETS["parallel_speedup_2_workers"]))
+    rows.append(("5. simulated time per wall second", f"{engine['simulated_s_per_wall_s']:,.0f} s/s", "report"))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'figure'.ljust(width)}  {'measured':<40}  target", "-" * (width + 52)]
+    lines += [f"{a.ljust(width)}  {b:<40}  {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
