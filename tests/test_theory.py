@@ -67,15 +67,19 @@ def _student_t_cdf(x: float, df: int) -> float:
     return 0.5 + math.copysign(area, x)
 
 
-def student_t_quantile(p: float, df: int) -> float:
-    lo, hi = -100.0, 100.0
-    for _ in range(100):
+def _invert(cdf, p: float, lo: float, hi: float, steps: int) -> float:
+    """The x in [lo, hi] with cdf(x) = p, by bisection (cdf increasing)."""
+    for _ in range(steps):
         mid = (lo + hi) / 2
-        if _student_t_cdf(mid, df) < p:
+        if cdf(mid) < p:
             lo = mid
         else:
             hi = mid
     return (lo + hi) / 2
+
+
+def student_t_quantile(p: float, df: int) -> float:
+    return _invert(lambda x: _student_t_cdf(x, df), p, -100.0, 100.0, 100)
 
 
 def _chi2_cdf(x: float, k: float) -> float:
@@ -94,14 +98,7 @@ def _chi2_cdf(x: float, k: float) -> float:
 
 
 def chi2_quantile(p: float, k: float) -> float:
-    lo, hi = 0.0, k + 100 * math.sqrt(2 * k) + 100
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if _chi2_cdf(mid, k) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+    return _invert(lambda x: _chi2_cdf(x, k), p, 0.0, k + 100 * math.sqrt(2 * k) + 100, 200)
 
 
 def hold_time(n: int, half_rtt: float, reply_time: float, sleep_per_rcpt: float) -> float:
