@@ -15,7 +15,6 @@ from . import __version__
 from .analysis.summary import behind_the_front_end, build_summary, json_safe
 from .analysis.tables import (add_queue_series, deliveries_table, events_table, listed_intervals, messages_table,
                               sessions_table, timeseries_table)
-from .errors import ScenarioError
 from .model.recorder import Recorder
 from .model.world import ProgressCallback, simulate
 from .scenario import Scenario, load_scenario
@@ -55,14 +54,7 @@ def run(scenario: Scenario | str | Path | None = None, policy: str | None = None
         scenario = load_scenario(scenario, overrides)
     elif overrides:
         raise ValueError("overrides apply when loading; pass a path or use load_scenario(path, overrides)")
-    policy = policy or scenario.default_policy
-    if policy not in scenario.policies:
-        import difflib
-
-        close = difflib.get_close_matches(policy, list(scenario.policies), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ScenarioError(str(scenario.source or scenario.name), "--policy",
-                            f"no policy named {policy!r} (have: {', '.join(scenario.policies)}){hint}")
+    policy = scenario.policy_named(policy)
     seed = scenario.seed if seed is None else seed
     recorder = Recorder()
     info = simulate(scenario, policy, seed, recorder, progress)

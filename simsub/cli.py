@@ -128,14 +128,7 @@ def command_run(args) -> int:
     from .output import write_run
 
     scenario = _load(args)
-    policy = args.policy or scenario.default_policy
-    if policy not in scenario.policies:
-        import difflib
-
-        close = difflib.get_close_matches(policy, list(scenario.policies), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ScenarioError(args.scenario or DEFAULT_SCENARIO, "--policy",
-                            f"no policy named {policy!r} (have: {', '.join(scenario.policies)}){hint}")
+    policy = scenario.policy_named(args.policy)
     seed = scenario.seed if args.seed is None else args.seed
     out = args.out or Path("results") / scenario.name / f"{policy}-seed{seed}"
     progress = Progress(f"{scenario.name}/{policy}", not args.quiet)

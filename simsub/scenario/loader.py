@@ -350,6 +350,7 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
         operator=operator,
         source=file,
         raw=data,
+        label=source,
     )
 
 

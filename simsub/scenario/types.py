@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..distributions import Distribution
+from ..errors import ScenarioError
 from ..policy.policy import Policy
 
 
@@ -157,6 +159,17 @@ class Scenario:
     operator: OperatorConfig | None = None
     source: Path | None = None
     raw: dict = field(default_factory=dict, repr=False)  # the resolved TOML data
+    label: str = ""  # how errors name the file ("may-2012.toml (built-in)", or the path as given)
+
+    def policy_named(self, name: str | None) -> str:
+        """``name`` (default: ``default_policy``) if the scenario defines it, else a ScenarioError."""
+        name = name or self.default_policy
+        if name not in self.policies:
+            close = difflib.get_close_matches(name, list(self.policies), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ScenarioError(self.label or self.name, "--policy",
+                                f"no policy named {name!r} (have: {', '.join(self.policies)}){hint}")
+        return name
 
     def population(self, name: str) -> Population:
         for population in self.populations:
