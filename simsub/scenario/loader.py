@@ -24,6 +24,7 @@ from ..policy.restrictions import PolicyConfigError
 from ..policy.services import ACTIONS, COUNTS, KEYS, RateLimitSpec
 from ..policy.ratelimit import ALGORITHMS
 from ..units import parse_duration
+from .params import ParamError, check_params, check_value, substitute, undeclared
 from .types import MTA, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig, ReputationList, Scenario
 
 DEFAULT_SCENARIO = "may-2012.toml"
@@ -61,6 +62,41 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
 
 
 _SHORTCUTS = {"horizon": "scenario.horizon", "seed": "scenario.seed"}
+
+
+def split_overrides(overrides: dict[str, Any], declared: dict[str, Any], source: str | None = None
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate parameter overrides (``NAME`` or ``params.NAME``) from dotted keys.
+
+    Returns ``(parameter values, other overrides)``.  ``declared`` is the
+    scenario's ``[params]``: setting a parameter it does not declare, or an
+    undotted key that is neither a parameter, a shortcut (``horizon``,
+    ``seed``) nor a top-level table, is an error naming the parameters.
+    """
+    values: dict[str, Any] = {}
+    others: dict[str, Any] = {}
+    for key, value in overrides.items():
+        where = _one_line(f"{source} (--set {key})" if source else "--set")
+        if key == "params" or key.startswith("params."):
+            name = key[len("params."):]
+            if key == "params" or not name or "." in name:
+                raise ScenarioError(where, _one_line(key), "set one parameter at a time: NAME=VALUE or params.NAME=VALUE")
+            if name not in declared:
+                raise ScenarioError(where, _one_line(key), _one_line(undeclared(name, declared, overriding=True)))
+        elif "." not in key and key in declared:
+            name = key
+        elif "." not in key and key not in _SHORTCUTS and key not in _TOP:
+            raise ScenarioError(where, _one_line(key), _one_line(undeclared(
+                key, declared, overriding=True, also=f"other keys take their dotted name, e.g. mta.process_limit=50; "
+                f"shortcuts: {', '.join(_SHORTCUTS)}")))
+        else:
+            others[key] = value
+            continue
+        try:
+            values[name] = check_value(f"params.{name}", value)
+        except ParamError as exc:
+            raise ScenarioError(where, _one_line(exc.key), _one_line(exc.message)) from None
+    return values, others
 
 
 def apply_overrides(data: dict, overrides: dict[str, Any], source: str | None = None) -> set[str]:
@@ -205,9 +241,11 @@ def _show(value: Any) -> str:
 
 
 class Loader:
-    def __init__(self, source: str, overridden: set[str]):
+    def __init__(self, source: str, overridden: set[str], uses: dict[str, list[str]] | None = None):
         self.source = source
         self.overridden = overridden
+        # parameter name -> dotted keys whose values refer to it (for errors caused by a parameter override)
+        self.uses = uses or {}
 
     def fail(self, key: str | None, message: str):
         source = self.source
@@ -223,6 +261,14 @@ class Loader:
         for o in sorted(self.overridden):
             if key == o or key.startswith(o + ".") or o.startswith(key + "."):
                 return o
+        # A parameter set by --set and used at, above or below ``key``.
+        bare = re.sub(r"\[\d+\]", "", key.split(" line ")[0]).split(".")
+        for o in sorted(self.overridden):
+            if o.startswith("params."):
+                for use in self.uses.get(o[len("params."):], ()):
+                    parts = re.sub(r"\[\d+\]", "", use).split(".")
+                    if all(a == b or "*" in (a, b) for a, b in zip(bare, parts)):
+                        return o
         best, best_length = None, 0
         parts = key.split(".")
         for o in sorted(self.overridden):
@@ -237,7 +283,8 @@ class Loader:
 
 
 # --------------------------------------------------------------------------- scenario
-_TOP = ("scenario", "origins", "populations", "mta", "policies", "queue", "destinations", "reputation", "operator")
+_TOP = ("scenario", "origins", "populations", "mta", "policies", "queue", "destinations", "reputation", "operator",
+        "params")
 _SCENARIO = ("name", "description", "horizon", "seed", "default_policy", "bin")
 _ORIGIN = ("hostname", "rtt", "mynetworks", "network", "description")
 _POPULATION_COMMON = ("name", "kind", "count", "origins", "recipients", "patience", "connect_timeout",
@@ -285,10 +332,25 @@ def load_scenario(path: str | Path | None = None, overrides: dict[str, Any] | No
 
 
 def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path | None = None) -> Scenario:
-    """Validate already-parsed TOML data (the part of :func:`load_scenario` after reading)."""
+    """Validate already-parsed TOML data (the part of :func:`load_scenario` after reading).
+
+    Order: overrides (parameters and dotted keys), then ``${name}`` substitution
+    (:mod:`.params`), then validation.
+    """
     data = copy.deepcopy(raw)
-    touched = apply_overrides(data, overrides, source)
-    loader = Loader(source, touched)
+    loader = Loader(source, set())
+    try:
+        declared = check_params(data["params"]) if "params" in data else {}
+    except ParamError as exc:
+        loader.fail(exc.key, exc.message)
+    values, dotted = split_overrides(overrides, declared, source)
+    loader.overridden = apply_overrides(data, dotted, source) | {f"params.{name}" for name in values}
+    try:
+        resolution = substitute(data, {**declared, **values})
+    except ParamError as exc:
+        loader.fail(exc.key, exc.message)
+    loader.uses = resolution.uses
+    data = resolution.data
     top = Section(loader, "", data, _TOP)
 
     head = top.table("scenario", _SCENARIO)
@@ -349,8 +411,9 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
         reputation=reputation,
         operator=operator,
         source=file,
-        raw=data,
+        raw=resolution.raw,
         label=source,
+        params=resolution.params,
     )
 
 

@@ -158,8 +158,9 @@ class Scenario:
     reputation: dict[str, ReputationList] = field(default_factory=dict)
     operator: OperatorConfig | None = None
     source: Path | None = None
-    raw: dict = field(default_factory=dict, repr=False)  # the resolved TOML data
+    raw: dict = field(default_factory=dict, repr=False)  # the resolved TOML data: overrides applied, ${name} substituted, [params] as used
     label: str = ""  # how errors name the file ("may-2012.toml (built-in)", or the path as given)
+    params: dict = field(default_factory=dict)  # [params] values used (defaults with overrides); read only
 
     def policy_named(self, name: str | None) -> str:
         """``name`` (default: ``default_policy``) if the scenario defines it, else a ScenarioError."""
