@@ -34,7 +34,8 @@ from pathlib import Path
 import simpy
 
 import simsub
-from simsub.scenario.loader import build_scenario, default_scenario_path
+from simsub.scenario import default_scenario_path
+from simsub.scenario.loader import build_scenario
 
 import tomllib
 

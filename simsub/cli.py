@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ScenarioError
+from .experiments.execute import Interrupted
 from .scenario import DEFAULT_SCENARIO, load_scenario, parse_overrides
 from .units import parse_duration
 
@@ -18,6 +19,11 @@ EPILOG = """examples:
   simsub run --policy selective-1-5s           one of the scenario's policies
   simsub run scenarios/may-2012.toml --set populations.botnet.count=300 --horizon 6h
   simsub check scenarios/my-isp.toml           validate a scenario and list its policies
+  simsub compare                               every policy of the default scenario, 5 paired replications
+  simsub compare --policies none,selective-1-5s --replications 10
+  simsub sweep --policy selective --vary foreign_sleep=0:10:1
+  simsub tune --policy selective --vary foreign_sleep=0:10:1 \
+      --require "spam.reduction>=0.95" --minimize legit.false_delay_rate.5s
 """
 
 
@@ -51,6 +57,40 @@ def build_parser() -> argparse.ArgumentParser:
                      help="result folder (default: results/SCENARIO/POLICY-seedN)")
     run.add_argument("--quiet", action="store_true", help="print only the result folder")
 
+    compare = sub.add_parser("compare", help="every policy on the same seeds: paired comparison report",
+                             description="Run each policy on the same replications (common random numbers) and "
+                             "write runs.csv, summary.csv (means, 95%% intervals, paired differences against the "
+                             "baseline), charts and report.md / report.html.")
+    _scenario_arguments(compare)
+    compare.add_argument("--policies", metavar="A,B,...", type=_names,
+                         help="policies to compare (default: all of the scenario's)")
+    _experiment_arguments(compare, replications=5)
+
+    sweep = sub.add_parser("sweep", help="one policy over a grid of parameter values, with trade-off chart",
+                           description="Run a policy (and the baseline) at every point of a parameter grid, "
+                           "each on the same replications, and chart every headline metric against the "
+                           "varied parameter and spam reduction against false delay (Pareto front).")
+    _scenario_arguments(sweep)
+    _grid_arguments(sweep)
+    _experiment_arguments(sweep, replications=3)
+
+    tune = sub.add_parser("tune", help="find the parameter values that meet requirements at the least cost",
+                          description="Search a parameter grid for the point that meets every --require "
+                          "(on the mean over replications) with the best --minimize/--maximize objective; "
+                          "report the recommendation, its intervals and how close the runner-up was.")
+    _scenario_arguments(tune)
+    _grid_arguments(tune)
+    tune.add_argument("--require", metavar="EXPR", action="append", default=[],
+                      help='a requirement METRIC OP NUMBER, e.g. "spam.reduction>=0.95" or '
+                      '"legit.false_delay_rate.5s<=1%%" (repeatable)')
+    goal = tune.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--minimize", metavar="METRIC", help="objective to minimise, e.g. legit.false_delay_rate.5s")
+    goal.add_argument("--maximize", metavar="METRIC", help="objective to maximise, e.g. spam.reduction")
+    tune.add_argument("--refine", metavar="N", type=_count, default=0,
+                      help="after the grid, N rounds of trying points halfway to the best point's neighbours "
+                      "(default 0)")
+    _experiment_arguments(tune, replications=3)
+
     check = sub.add_parser("check", help="validate a scenario file and list its policies",
                            description="Validate a scenario (with any --set overrides) without running it.")
     _scenario_arguments(check)
@@ -63,6 +103,51 @@ def _scenario_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", metavar="KEY=VALUE", action="append", dest="overrides", default=[],
                         help="override a scenario key, e.g. mta.process_limit=50 or populations.botnet.count=10 "
                         "(repeatable)")
+
+
+def _grid_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", metavar="NAME", help="the policy to vary (default: the scenario's default_policy)")
+    parser.add_argument("--vary", metavar="NAME=START:STOP:STEP", action="append", default=[],
+                        help="a [params] name or dotted key and its values: START:STOP:STEP (inclusive) or a,b,c "
+                        "(repeatable: the grid is every combination)")
+
+
+def _experiment_arguments(parser: argparse.ArgumentParser, replications: int) -> None:
+    parser.add_argument("--replications", metavar="R", type=_count_positive, default=replications,
+                        help=f"replications (seeds) per policy and grid point (default {replications})")
+    parser.add_argument("--baseline", metavar="NAME",
+                        help="policy that spam reduction and paired differences are measured against "
+                        "(default: the scenario's policy named 'none', if any)")
+    parser.add_argument("--seed", metavar="N", type=_seed,
+                        help="root seed the replication seeds derive from (default: the scenario's seed)")
+    parser.add_argument("--out", metavar="DIR", type=Path, help="output folder (default: results/SCENARIO/COMMAND...)")
+    parser.add_argument("--cache", metavar="DIR", type=Path,
+                        help="where finished runs are kept for resuming (default: .simsub-runs beside the output "
+                        "folder)")
+    parser.add_argument("--workers", metavar="N", type=_count_positive,
+                        help="local worker processes (default: all cores)")
+    parser.add_argument("--dask", metavar="ADDRESS",
+                        help="run on a Dask distributed scheduler (tcp://host:8786), or 'local' to start a local "
+                        "cluster of --workers processes; needs pip install 'simsub[dask]'")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the output folder")
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected policy names separated by commas, got {text!r}")
+    return names
+
+
+def _count(text: str) -> int:
+    return _seed(text)
+
+
+def _count_positive(text: str) -> int:
+    value = _seed(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _seed(text: str) -> int:
@@ -134,8 +219,7 @@ def command_run(args) -> int:
     progress = Progress(f"{scenario.name}/{policy}", not args.quiet)
     result = run(scenario, policy=policy, seed=seed, progress=progress)
     progress.done()
-    command = "simsub " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    folder = write_run(result, out, command)
+    folder = write_run(result, out, _command_line(args))
     if not args.quiet:
         print(format_summary(result.summary))
     print(f"results: {folder}")
@@ -179,6 +263,81 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _command_line(args) -> str:
+    """The command as typed (for reports and summary.json: it reproduces the result)."""
+    return "simsub " + " ".join(shlex.quote(a) for a in args.argv)
+
+
+def _experiment_options(args, scenario_name: str, default_folder: str) -> dict:
+    from .experiments.design import slug
+
+    out = args.out or Path("results") / slug(scenario_name) / default_folder
+    cache = args.cache or Path(out).parent / ".simsub-runs"
+    return {"scenario": args.scenario, "overrides": parse_overrides(args.overrides), "replications": args.replications,
+            "baseline": args.baseline if args.baseline else "auto", "seed": args.seed, "workers": args.workers,
+            "dask": args.dask, "cache": cache, "progress": False if args.quiet else None,
+            "command": _command_line(args)}, out
+
+
+def _finish_experiment(experiment, out: Path, quiet: bool) -> int:
+    from .experiments.output import write_experiment
+    from .report import findings
+
+    folder = write_experiment(experiment, out)
+    failed = experiment.failed
+    runs = experiment.runs
+    if not quiet:
+        computed = int((~runs["cached"]).sum())
+        print(f"{experiment.kind}: {experiment.scenario_name}, {len(experiment.policies)} policies, "
+              f"{experiment.replications} replications, {len(runs)} runs ({computed} computed, "
+              f"{len(runs) - computed} from cache) in {experiment.wall_s:.1f} s on {experiment.executor}")
+        for line in findings(experiment):
+            print(f"  - {line}")
+    print(f"report: {folder / 'report.html'}")
+    if len(failed):
+        print(f"simsub: error: {len(failed)} of {len(runs)} runs failed:", file=sys.stderr)
+        for _, row in failed.head(20).iterrows():
+            where = ", ".join(f"{v.name}={row[v.name]}" for v in experiment.varied)
+            print(f"  {row['policy']}{' ' + where if where else ''} replication {row['replication']} "
+                  f"(seed {row['seed']}): {row['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _scenario_name(args) -> str:
+    return _load(args).name
+
+
+def command_compare(args) -> int:
+    from .experiments import compare
+
+    options, out = _experiment_options(args, _scenario_name(args), "compare")
+    experiment = compare(policies=args.policies, **options)
+    return _finish_experiment(experiment, out, args.quiet)
+
+
+def _grid_command(args, kind: str, **extra):
+    from .experiments import sweep, tune
+    from .experiments.design import parse_vary, slug
+
+    scenario = _load(args)
+    varied = [parse_vary(v) for v in args.vary]
+    policy = scenario.policy_named(args.policy)
+    folder = f"{kind}-{policy}-{'-'.join(slug(v.name) for v in varied)}"
+    options, out = _experiment_options(args, scenario.name, folder)
+    experiment = {"sweep": sweep, "tune": tune}[kind](policy=policy, vary=varied, **options, **extra)
+    return _finish_experiment(experiment, out, args.quiet)
+
+
+def command_sweep(args) -> int:
+    return _grid_command(args, "sweep")
+
+
+def command_tune(args) -> int:
+    return _grid_command(args, "tune", require=args.require, minimize=args.minimize, maximize=args.maximize,
+                         refine=args.refine)
+
+
 def command_check(args) -> int:
     scenario = _load(args)
     print(f"{args.scenario or DEFAULT_SCENARIO + ' (built-in)'}: scenario {scenario.name!r} is valid; "
@@ -193,11 +352,14 @@ def command_check(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
+        argv = sys.argv[1:] if argv is None else list(argv)
         args = parser.parse_args(argv)
+        args.argv = argv
         if args.command is None:
             parser.print_help()
             return 2
-        handler = {"run": command_run, "check": command_check}[args.command]
+        handler = {"run": command_run, "check": command_check, "compare": command_compare,
+                   "sweep": command_sweep, "tune": command_tune}[args.command]
         return handler(args)
     except ArgumentError as exc:
         print(f"simsub: error: {exc} (try 'simsub --help')", file=sys.stderr)
@@ -207,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("\nsimsub: interrupted; no result folder was written", file=sys.stderr)
+        return 130
+    except Interrupted as exc:
+        print(f"\nsimsub: interrupted; {exc.finished} of {exc.total} runs finished and are kept; run the same "
+              "command again to compute only the rest", file=sys.stderr)
         return 130
 
 

@@ -1,6 +1,7 @@
 """Scenario files: TOML in, validated immutable objects out."""
 
-from .loader import DEFAULT_SCENARIO, load_scenario, default_scenario_path, parse_overrides
+from .files import DEFAULT_SCENARIO, default_scenario_path, read_scenario_file
+from .loader import load_scenario, parse_overrides
 from .params import declared_params, param_text, resolve_params
 from .types import MTA, Origin, Population, Scenario
 
@@ -15,5 +16,6 @@ __all__ = [
     "load_scenario",
     "param_text",
     "parse_overrides",
+    "read_scenario_file",
     "resolve_params",
 ]

@@ -13,9 +13,8 @@ import ipaddress
 import math
 import re
 import tomllib
-from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..distributions import Distribution, DistributionSpecError, parse_distribution
 from ..errors import ScenarioError
@@ -24,20 +23,11 @@ from ..policy.restrictions import PolicyConfigError
 from ..policy.services import ACTIONS, COUNTS, KEYS, RateLimitSpec
 from ..policy.ratelimit import ALGORITHMS
 from ..units import parse_duration
+from .files import default_scenario_path, read_scenario_file
 from .params import ParamError, check_params, check_value, substitute, undeclared
 from .types import MTA, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig, ReputationList, Scenario
 
-DEFAULT_SCENARIO = "may-2012.toml"
 _MISSING = object()
-
-
-def default_scenario_path() -> Path:
-    """The built-in default scenario, from the installed package or the checkout."""
-    packaged = resources.files("simsub").joinpath("scenarios", DEFAULT_SCENARIO)
-    if packaged.is_file():
-        return Path(str(packaged))
-    checkout = Path(__file__).resolve().parents[2] / "scenarios" / DEFAULT_SCENARIO
-    return checkout
 
 
 # --------------------------------------------------------------------------- overrides
@@ -304,30 +294,8 @@ def load_scenario(path: str | Path | None = None, overrides: dict[str, Any] | No
     ``overrides`` maps dotted keys to values, as ``--set`` does.  Raises
     :class:`ScenarioError` for any problem; never returns a partial scenario.
     """
+    raw, source = read_scenario_file(path)
     file = Path(path) if path is not None else default_scenario_path()
-    source = str(path) if path is not None else f"{DEFAULT_SCENARIO} (built-in)"
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise ScenarioError(source, None, "no such file") from None
-    except IsADirectoryError:
-        raise ScenarioError(source, None, "is a directory, expected a .toml scenario file") from None
-    except OSError as exc:
-        raise ScenarioError(source, None, f"cannot read: {exc.strerror}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ScenarioError(source, f"line {line}", "is not valid UTF-8 text") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-        where = f"line {match.group(1)}, column {match.group(2)}" if match else None
-        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise ScenarioError(source, where, f"TOML syntax error: {reason}") from None
-    except RecursionError:
-        raise ScenarioError(source, None, "TOML nesting is too deep") from None
     return build_scenario(raw, source, overrides or {}, file)
 
 
