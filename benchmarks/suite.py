@@ -9,7 +9,8 @@ Every figure is a ratio against a baseline measured in the same run:
 3. scaling: the default scenario at 1x, 4x and 16x the populations (and the
    server): wall time per recorded message relative to 1x, and peak memory
    (all Python allocations during a run, traced) per recorded message;
-4. parallel sweep efficiency: 16 runs with 2 worker processes over 1;
+4. parallel sweep efficiency: a 16-point sweep (`simsub.experiments.sweep`)
+   with 2 worker processes over 1;
 5. simulated time per wall second of the default scenario.
 
 ``--quick`` shrinks every size so the whole suite takes a minute or two (used
@@ -169,22 +170,22 @@ def scaling(factors: list[int], horizon: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------- 4
-def _sweep_point(seed: int) -> int:
-    scenario = scaled(default_raw(), 1, 45000)
-    return simsub.run(scenario, policy="selective-1-5s", seed=seed).summary["spam"]["recipients_accepted"]
-
-
 def parallel_speedup(runs: int) -> dict:
-    context = multiprocessing.get_context("spawn")
+    """A ``runs``-point sweep (``simsub.experiments.sweep`` of the default scenario cut
+    to 12.5 h, policy selective-1-5s, bot count 50, 55, …) on 1 worker, then on 2."""
+    from simsub.experiments import sweep
+
     walls = {}
-    results = {}
+    tables = {}
     for workers in (1, 2):
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            list(pool.map(_sweep_point, [0] * workers))  # start the workers (imports) before timing
-            started = time.perf_counter()
-            results[workers] = list(pool.map(_sweep_point, range(runs)))
-            walls[workers] = time.perf_counter() - started
-    assert results[1] == results[2], "a run gave different results in another worker"
+        started = time.perf_counter()
+        experiment = sweep(None, "selective-1-5s", {"populations.botnet.count": [50 + 5 * i for i in range(runs)]},
+                           replications=1, baseline=None, workers=workers, overrides={"horizon": 45000},
+                           progress=False)
+        walls[workers] = time.perf_counter() - started
+        metrics = [c for c in experiment.runs.columns if "." in c]
+        tables[workers] = experiment.runs.sort_values("populations.botnet.count")[metrics].reset_index(drop=True)
+    assert tables[1].equals(tables[2]), "a run gave different results in another worker"
     return {"runs": runs, "wall_1_worker_s": walls[1], "wall_2_workers_s": walls[2],
             "parallel_speedup_2_workers": walls[1] / walls[2]}
 

@@ -133,14 +133,14 @@ def _runs_table(planned: list[_Planned], records: dict[str, dict], varied_names:
     return runs
 
 
-def _metric_columns(runs: pd.DataFrame) -> list[str]:
-    fixed = {"policy", "replication", "seed", "status", "error", "cached", "wall_s", "key"}
-    return [c for c in runs.columns if "." in c and c not in fixed]
+def _metric_columns(runs: pd.DataFrame, varied_names: list[str]) -> list[str]:
+    """Metric columns are dotted summary names; a varied dotted key is not one."""
+    return [c for c in runs.columns if "." in c and c not in varied_names]
 
 
 def _summary_table(runs: pd.DataFrame, varied_names: list[str], baseline: str | None,
                    confidence: float) -> pd.DataFrame:
-    metrics = _metric_columns(runs)
+    metrics = _metric_columns(runs, varied_names)
     ok = runs[runs["status"] == "ok"]
     groups = ["policy"] + varied_names
     rows = []
