@@ -287,10 +287,11 @@ def _finish_experiment(experiment, out: Path, quiet: bool) -> int:
     failed = experiment.failed
     runs = experiment.runs
     if not quiet:
-        computed = int((~runs["cached"]).sum())
+        distinct = runs.drop_duplicates("key")  # grid points that leave a policy unchanged share its runs
+        computed = int((~distinct["cached"]).sum())
         print(f"{experiment.kind}: {experiment.scenario_name}, {len(experiment.policies)} policies, "
-              f"{experiment.replications} replications, {len(runs)} runs ({computed} computed, "
-              f"{len(runs) - computed} from cache) in {experiment.wall_s:.1f} s on {experiment.executor}")
+              f"{experiment.replications} replications, {len(distinct)} runs ({computed} computed, "
+              f"{len(distinct) - computed} from cache) in {experiment.wall_s:.1f} s on {experiment.executor}")
         for line in findings(experiment):
             print(f"  - {line}")
     print(f"report: {folder / 'report.html'}")

@@ -376,7 +376,7 @@ def test_interrupted_sweep_command_resumes(tiny_file, tmp_path):
     assert kept >= 3
     finished = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
-    total = 6 + 2  # six sleeps of "tarpit" and the baseline, which the sleep does not change
+    total = 6 * 2 + 2  # six sleeps of "tarpit" and the baseline (which the sleep does not change), 2 seeds each
     assert f"{total - kept} computed, {kept} from cache" in finished.stdout
 
 

@@ -184,7 +184,7 @@ def tune_experiment(threshold=0.95, metrics=METRICS) -> Experiment:
         b = tarpit[tarpit["foreign_sleep"] == runner["foreign_sleep"]].set_index("seed")["legit.false_delay_rate.5s"]
         mean, low, high, n = t_interval((b - a).to_numpy())
         difference = {"mean": mean, "ci_low": low, "ci_high": high, "n": n}
-    tune = TuneOutcome(require=(f"spam.reduction>={threshold}",), objective="legit.false_delay_rate.5s",
+    tune = TuneOutcome(policy="tarpit", require=(f"spam.reduction>={threshold}",), objective="legit.false_delay_rate.5s",
                        direction="minimize", best=best, runner_up=runner, points=points.reset_index(drop=True),
                        runner_up_difference=difference)
     return experiment("tune", runs, ("none", "tarpit"), "none", (Varied("foreign_sleep", TUNE_SLEEPS),),

@@ -189,7 +189,7 @@ def tune(scenario=None, policy: str | None = None, vary=(), require=(), minimize
 
         mean, low, high, n = paired_difference(at(runner), at(best), confidence)
         difference = {"mean": mean, "ci_low": low, "ci_high": high, "n": n}
-    experiment.tune = TuneOutcome(require=tuple(r.text for r in requirements), objective=objective,
+    experiment.tune = TuneOutcome(policy=chosen, require=tuple(r.text for r in requirements), objective=objective,
                                   direction=direction, best=_plain(best), runner_up=_plain(runner), points=points,
                                   runner_up_difference=difference, refinements=rounds)
     return experiment

@@ -34,6 +34,7 @@ class Varied:
 class TuneOutcome:
     """What ``simsub tune`` recommends and how sure it is."""
 
+    policy: str  # the policy whose parameters were tuned
     require: tuple[str, ...]  # as given, e.g. ("spam.reduction>=0.95",)
     objective: str  # metric name
     direction: str  # "minimize" or "maximize"
@@ -58,7 +59,7 @@ class Experiment:
     invocation), ``wall_s``, then one column per metric (dotted names, NaN
     where a run failed or the metric does not apply).
 
-    ``summary`` has one row per (policy, varied values..., metric): ``n``,
+    ``summary`` has one row per (``policy``, varied values..., ``metric``): ``n``,
     ``mean``, ``ci_low``, ``ci_high`` (95 % Student t interval over
     replications) and, when there is a baseline, ``diff_n``, ``diff_mean``,
     ``diff_low``, ``diff_high``: the paired difference policy minus baseline

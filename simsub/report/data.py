@@ -176,13 +176,9 @@ def value(row: pd.Series | dict, column: str) -> float:
         return math.nan
 
 
-def tuned_policy(experiment: Experiment, point: dict[str, Any] | None = None) -> str | None:
-    """The policy a tune varied: named in the point, else the last non-baseline policy (``simsub tune`` runs
-    the baseline and one policy)."""
-    if point and "policy" in point:
-        return str(point["policy"])
-    candidates = [p for p in experiment.policies if p != experiment.baseline] or list(experiment.policies)
-    return candidates[-1] if candidates else None
+def tuned_policy(experiment: Experiment) -> str | None:
+    """The policy a tune varied."""
+    return experiment.tune.policy if experiment.tune is not None else None
 
 
 def grid_point(point: dict[str, Any] | None) -> dict[str, Any]:

@@ -287,7 +287,7 @@ def _recommendation(experiment: Experiment, tune: TuneOutcome, table: pd.DataFra
     items.append(f"objective: {tune.direction} {objective.label} ({tune.objective}) among the points meeting "
                  "every requirement")
     items.append("recommended: " + (f"{data.point_label(data.grid_point(tune.best))} for "
-                                    f"{data.tuned_policy(experiment, tune.best)}" if tune.best
+                                    f"{data.tuned_policy(experiment)}" if tune.best
                                     else "none (no grid point met every requirement)"))
     if tune.runner_up:
         items.append(f"runner-up: {data.point_label(data.grid_point(tune.runner_up))}")

@@ -53,7 +53,7 @@ def marks(experiment: Experiment, table: pd.DataFrame) -> dict[str, Any]:
         return found
     for name, point in (("recommended", tune.best), ("runner-up", tune.runner_up)):
         if point:
-            where = {"policy": data.tuned_policy(experiment, point), **data.grid_point(point)}
+            where = {"policy": data.tuned_policy(experiment), **data.grid_point(point)}
             rows = table.index[data.match(table, where).to_numpy()]
             if len(rows):
                 found[name] = rows[0]

@@ -230,7 +230,7 @@ def tune_findings(experiment: Experiment, tune: TuneOutcome) -> list[str]:
     out: list[str] = []
     if tune.best:
         row = _row_at(experiment, table, tune.best)
-        policy = data.tuned_policy(experiment, tune.best)
+        policy = data.tuned_policy(experiment)
         text = f"Recommended: {_point_text(data.grid_point(tune.best))} for {policy}"
         described = _describe(row, shown, experiment) if row is not None else ""
         if described:
@@ -258,7 +258,7 @@ def tune_findings(experiment: Experiment, tune: TuneOutcome) -> list[str]:
             row = _row_at(experiment, table, closest)
             described = _describe(row, shown, experiment) if row is not None else ""
             out.append(f"No grid point met {requirement}; the closest was {_point_text(data.grid_point(closest))}"
-                       + (f" for {data.tuned_policy(experiment, closest)}" if closest else "")
+                       + (f" for {data.tuned_policy(experiment)}" if closest else "")
                        + (f" ({described})" if described else "") + ".")
     points = tune.points
     if points is not None and len(points) and "feasible" in points.columns:
@@ -286,7 +286,7 @@ def _tune_metrics(tune: TuneOutcome) -> list[str]:
 def _row_at(experiment: Experiment, table: pd.DataFrame, point: dict[str, Any]) -> pd.Series | None:
     if table.empty:
         return None
-    where = {"policy": data.tuned_policy(experiment, point), **data.grid_point(point)}
+    where = {"policy": data.tuned_policy(experiment), **data.grid_point(point)}
     rows = table[data.match(table, where).to_numpy()]
     return rows.iloc[0] if len(rows) else None
 
