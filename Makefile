@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.11 required):
-#   make demo   creates .venv, installs simsub, runs the default scenario
+#   make demo   creates .venv, installs simsub, writes the comparison report of the default scenario
 #   make test   creates .venv, installs simsub with test tools, runs the tests
 PYTHON ?= python3
 VENV   := .venv
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/simsub run
+	$(BIN)/simsub compare
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -184,6 +184,13 @@ def _facts(scenario: Scenario) -> dict[str, str]:
     return facts
 
 
+def _descriptions(source: _Source, policies: list[str], varied: bool) -> dict[str, str]:
+    """Policy descriptions as resolved; in a sweep as written (``sleep ${foreign_sleep}``),
+    since the resolved text would show one grid point's values."""
+    raw = source.raw if varied else source.scenario.raw
+    return {p: str(raw["policies"][p].get("description", "")) for p in policies}
+
+
 def _experiment(kind: str, source: _Source, policies: list[str], baseline: str | None, varied: tuple[Varied, ...],
                 replications: int, root_seed: int, seeds: list[int], planned: list[_Planned],
                 records: dict[str, dict], executor: str, command: str | None, started: float,
@@ -197,8 +204,7 @@ def _experiment(kind: str, source: _Source, policies: list[str], baseline: str |
     return Experiment(
         kind=kind, scenario_name=scenario.name, scenario_label=source.label,
         scenario_description=scenario.description, scenario_facts=_facts(scenario),
-        policies=tuple(policies), policy_descriptions={p: str(scenario.raw["policies"][p].get("description", ""))
-                                                       for p in policies},
+        policies=tuple(policies), policy_descriptions=_descriptions(source, policies, bool(varied)),
         baseline=baseline, varied=varied, params=dict(getattr(scenario, "params", {}) or {}),
         overrides=dict(source.base_overrides), replications=replications, root_seed=root_seed,
         seeds=tuple(seeds), runs=runs, summary=summary, metrics=metrics,
