@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .restrictions import Compiler, PolicyState, Stage
-from .services import RateLimitSpec
+from .services import DistinctSpec, RateLimitSpec
 
 #: SMTP commands at which smtpd evaluates restrictions, in dialogue order.
 #: ``connect`` is before the 220 banner (only with ``smtpd_delay_reject = no``).
@@ -30,7 +30,7 @@ class Policy:
     name: str
     delay_reject: bool
     stages: dict[str, Stage]
-    services: dict[str, RateLimitSpec] = field(default_factory=dict)
+    services: dict[str, RateLimitSpec | DistinctSpec] = field(default_factory=dict)
     lists: dict[str, list[str]] = field(default_factory=dict)
     maps: dict[str, str] = field(default_factory=dict)
 
@@ -47,7 +47,7 @@ def compile_policy(
     delay_reject: bool,
     lists: dict[str, list[str]],
     maps: dict[str, str],
-    services: dict[str, RateLimitSpec],
+    services: dict[str, RateLimitSpec | DistinctSpec],
 ) -> Policy:
     """Compile restriction texts into :class:`Stage` objects.
 

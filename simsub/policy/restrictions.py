@@ -340,7 +340,7 @@ class Compiler:
             hint = _suggest(argument, self.service_names)
             defined = ", ".join(sorted(self.service_names)) or "none"
             raise PolicyConfigError(key, f"policy service {argument!r} is not defined in this policy's services (defined: {defined}){hint}")
-        per_recipient = stage == "rcpt" and self.services[argument].count == "recipients"
+        per_recipient = stage == "rcpt" and getattr(self.services[argument], "count", "messages") == "recipients"
         return PolicyServiceCall(argument, stage, per_recipient)
 
     def action(self, text: str, key: str, line: int | None, stage: str) -> Item:

@@ -20,7 +20,7 @@ from ..distributions import Distribution, DistributionSpecError, parse_distribut
 from ..errors import ScenarioError
 from ..policy.policy import LIST_KEYS, compile_policy
 from ..policy.restrictions import PolicyConfigError
-from ..policy.services import ACTIONS, COUNTS, KEYS, RateLimitSpec
+from ..policy.services import ACTIONS, COUNTS, DISTINCT, KEYS, DistinctSpec, RateLimitSpec
 from ..policy.ratelimit import ALGORITHMS
 from ..units import parse_duration
 from .files import default_scenario_path, read_scenario_file
@@ -284,6 +284,7 @@ _POPULATION_BOT = ("start", "stop", "accounts", "accounts_from", "parallel", "pa
 _MTA = ("process_limit", "backlog", "reply_time")
 _POLICY = ("description", "smtpd_delay_reject", "maps", "services") + LIST_KEYS
 _SERVICE = ("type", "key", "count", "limit", "window", "algorithm", "action", "description")
+_DISTINCT_SERVICE = ("type", "key", "distinct", "limit", "window", "action", "description")
 _HOSTNAME = re.compile(r"^(unknown|[A-Za-z0-9{}\-]+(\.[A-Za-z0-9{}\-]+)*)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
@@ -509,8 +510,23 @@ def _policy(loader: Loader, section: Section, name: str):
     if not isinstance(services_raw, dict):
         loader.fail(section.key("services"), f"expected a table of services, got {_show(services_raw)}")
     for service_name, body in services_raw.items():
-        s = Section(loader, f"{section.key('services')}.{service_name}", body, _SERVICE)
-        s.string("type", choices=("ratelimit",))
+        where = f"{section.key('services')}.{service_name}"
+        kind = Section(loader, where, body, _SERVICE + _DISTINCT_SERVICE).string("type", choices=("ratelimit", "distinct"))
+        if kind == "distinct":
+            s = Section(loader, where, body, _DISTINCT_SERVICE)
+            s.string("key", "sasl_username", choices=("sasl_username",))
+            limit = s.number("limit", minimum=1)
+            if limit != int(limit):
+                loader.fail(s.key("limit"), f"expected a whole number of distinct values, got {limit}")
+            services[service_name] = DistinctSpec(
+                name=service_name,
+                distinct=s.string("distinct", "client_address", choices=DISTINCT),
+                limit=int(limit),
+                window=s.duration("window"),
+                action=s.string("action", "DEFER", choices=ACTIONS),
+            )
+            continue
+        s = Section(loader, where, body, _SERVICE)
         services[service_name] = RateLimitSpec(
             name=service_name,
             key=s.string("key", "sasl_username", choices=KEYS),
