@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-all bench clean
+.PHONY: demo test test-slow test-all bench reference clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test-slow: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m 'slow or not slow'
+
+# The committed reference comparison report of the default scenario (results/reference/);
+# a slow test checks the current code still produces its runs.
+reference: $(STAMP)
+	$(BIN)/simsub compare --out results/reference/may-2012-compare --cache results/.simsub-runs
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
