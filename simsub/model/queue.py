@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import heapq
 import math
 from collections import deque
 
@@ -71,6 +72,14 @@ class Draws:
         value = self.values[self.index]
         self.index += 1
         return value
+
+    def take(self, n: int) -> list[float]:
+        """The next ``n`` draws, the same values ``n`` calls of :meth:`next` would give."""
+        start, stop = self.index, self.index + n
+        if stop <= len(self.values):
+            self.index = stop
+            return self.values[start:stop]
+        return [self.next() for _ in range(n)]
 
 
 class QueuedMessage:
@@ -134,6 +143,9 @@ class MailQueue:
         self.incoming: deque[QueuedMessage] = deque()
         self.active = 0
         self.deferred: dict[int, QueuedMessage] = {}
+        # (retry_at, id) of deferred messages, so a scan pops only the due ones; entries of
+        # messages purged meanwhile are skipped when they come up.
+        self.deferred_heap: list[tuple[float, int, QueuedMessage]] = []
         self.messages: dict[int, QueuedMessage] = {}  # every message still queued, by id
         self._next_id = -1  # bounces get negative ids, front-end messages keep theirs
         self._rr = 0
@@ -246,20 +258,27 @@ class MailQueue:
     def _scan_deferred(self):
         """Postfix scans the deferred queue every queue_run_delay."""
         delay = self.config.queue_run_delay
+        heap = self.deferred_heap
         while True:
             yield self.env.timeout(delay)
             now = self.env.now
-            due = [m for m in self.deferred.values() if m.retry_at <= now]
-            for message in sorted(due, key=lambda m: (m.retry_at, m.id)):
-                del self.deferred[message.id]
+            due = False
+            while heap and heap[0][0] <= now:  # in (retry_at, id) order
+                retry_at, message_id, message = heapq.heappop(heap)
+                if self.deferred.get(message_id) is not message or message.retry_at != retry_at:
+                    continue  # purged, or deferred again with a later retry
+                del self.deferred[message_id]
                 message.where = "incoming"
                 self.incoming.append(message)
+                due = True
             if due:
                 self._pump()
 
     # ------------------------------------------------------------------ delivery
     def _dispatch(self) -> None:
         agents = self.config.delivery_agents
+        if self.agents_busy >= agents or not self.waiting_requests:
+            return  # the common case after a delivery: nothing to start
         concurrency = self.config.destination_concurrency
         n = len(self.requests)
         requests = self.requests
@@ -292,7 +311,8 @@ class MailQueue:
         self.agents_busy -= 1
         self.busy_per_destination[d] -= 1
         now = self.env.now
-        if message.pending == 0:  # purged while the request was on its way
+        if message.purged and message.pending == 0:  # purged while the request was on its way
+            # (unpurged, the request's own recipients are still pending)
             self._request_done(message)
             self._pump()
             return
@@ -309,9 +329,7 @@ class MailQueue:
             else:
                 accept, defer = self.outcome_p[d][Kind.BOUNCE if message.kind == Kind.DOUBLE_BOUNCE else message.kind]
                 accepted = deferred = 0
-                draw = self.uniform.next
-                for _ in range(count):  # each recipient: accept, defer or reject
-                    u = draw()
+                for u in self.uniform.take(count):  # each recipient: accept, defer or reject
                     if u < accept:
                         accepted += 1
                     elif u < defer:
@@ -354,6 +372,7 @@ class MailQueue:
                 message.retry_at = now + min(max(age, config.minimal_backoff), config.maximal_backoff)
                 message.where = "deferred"
                 self.deferred[message.id] = message
+                heapq.heappush(self.deferred_heap, (message.retry_at, message.id, message))
                 if len(self.deferred) > self.peak_deferred:
                     self.peak_deferred = len(self.deferred)
         else:
