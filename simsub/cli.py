@@ -371,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nsimsub: interrupted; no result folder was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` or similar: stop quietly
+        sys.stderr.close()
+        return 1
     except Interrupted as exc:
         print(f"\nsimsub: interrupted; {exc.finished} of {exc.total} runs finished and are kept; run the same "
               "command again to compute only the rest", file=sys.stderr)
