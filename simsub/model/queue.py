@@ -224,6 +224,9 @@ class MailQueue:
         if self._pumping:
             self._pump_again = True
             return
+        if (not self.incoming or self.active >= self.config.active_limit) and (
+                not self.waiting_requests or self.agents_busy >= self.config.delivery_agents):
+            return  # nothing can move (most calls, after a delivery that started nothing new)
         self._pumping = True
         try:
             again = True
@@ -344,7 +347,9 @@ class MailQueue:
         if deferred:
             message.todo[d] = message.todo.get(d, 0) + deferred
         message.rejected_now += rejected
-        self._request_done(message)
+        message.in_flight -= 1
+        if message.in_flight == 0:
+            self._end_pass(message)
         self._pump()
 
     def _request_done(self, message: QueuedMessage) -> None:
