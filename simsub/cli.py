@@ -212,10 +212,13 @@ def command_run(args) -> int:
     from .api import run
     from .output import write_run
 
+    from .output import check_output_target
+
     scenario = _load(args)
     policy = scenario.policy_named(args.policy)
     seed = scenario.seed if args.seed is None else args.seed
     out = args.out or Path("results") / scenario.name / f"{policy}-seed{seed}"
+    check_output_target(out, "summary.json")
     progress = Progress(f"{scenario.name}/{policy}", not args.quiet)
     result = run(scenario, policy=policy, seed=seed, progress=progress)
     progress.done()
@@ -271,8 +274,15 @@ def _command_line(args) -> str:
 def _experiment_options(args, scenario_name: str, default_folder: str) -> dict:
     from .experiments.design import slug
 
+    from .output import check_output_target
+
     out = args.out or Path("results") / slug(scenario_name) / default_folder
     cache = args.cache or Path(out).parent / ".simsub-runs"
+    check_output_target(out, "experiment.json")
+    if Path(cache).resolve().is_relative_to(Path(out).resolve()):
+        raise ScenarioError("--cache", str(cache), f"is inside the output folder {out}, which each run replaces")
+    if Path(cache).exists() and not Path(cache).is_dir():
+        raise ScenarioError("--cache", str(cache), "exists and is not a folder")
     return {"scenario": args.scenario, "overrides": parse_overrides(args.overrides), "replications": args.replications,
             "baseline": args.baseline if args.baseline else "auto", "seed": args.seed, "workers": args.workers,
             "dask": args.dask, "cache": cache, "progress": False if args.quiet else None,
@@ -285,9 +295,8 @@ def _finish_experiment(experiment, out: Path, quiet: bool) -> int:
 
     folder = write_experiment(experiment, out)
     failed = experiment.failed
-    runs = experiment.runs
+    distinct = experiment.distinct_runs  # grid points that leave a policy unchanged share its runs
     if not quiet:
-        distinct = runs.drop_duplicates("key")  # grid points that leave a policy unchanged share its runs
         computed = int((~distinct["cached"]).sum())
         print(f"{experiment.kind}: {experiment.scenario_name}, {len(experiment.policies)} policies, "
               f"{experiment.replications} replications, {len(distinct)} runs ({computed} computed, "
@@ -296,7 +305,7 @@ def _finish_experiment(experiment, out: Path, quiet: bool) -> int:
             print(f"  - {line}")
     print(f"report: {folder / 'report.html'}")
     if len(failed):
-        print(f"simsub: error: {len(failed)} of {len(runs)} runs failed:", file=sys.stderr)
+        print(f"simsub: error: {len(failed)} of {len(distinct)} runs failed:", file=sys.stderr)
         for _, row in failed.head(20).iterrows():
             where = ", ".join(f"{v.name}={row[v.name]}" for v in experiment.varied)
             print(f"  {row['policy']}{' ' + where if where else ''} replication {row['replication']} "

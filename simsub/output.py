@@ -19,16 +19,44 @@ import tomli_w
 from .analysis.charts import delivery_latency_chart, false_delay_chart, queue_chart, throughput_chart
 from .analysis.tables import listed_intervals
 from .api import Result
+from .errors import ScenarioError
 
 FILES = ("summary.json", "messages.csv.gz", "timeseries.csv", "scenario.toml", "throughput.png", "false_delay.png")
 #: Written too when the scenario follows mail behind the front end.
 QUEUE_FILES = ("deliveries.csv.gz", "events.csv", "queue.png", "delivery_latency.png")
 
 
-@contextmanager
-def atomic_folder(target: Path):
-    """Yield a temporary folder that becomes ``target`` when the block succeeds."""
+def check_output_target(target: Path, marker: str) -> None:
+    """Refuse an output folder that holds something other than an earlier result.
+
+    ``target`` may be missing, empty, or an earlier result folder (it has the
+    file ``marker``, e.g. summary.json); anything else would be deleted when the
+    new result replaces it.
+    """
     target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise ScenarioError("--out", str(target), "exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / marker).is_file():
+        raise ScenarioError("--out", str(target), f"exists and is not a simsub result folder (no {marker}); it "
+                            "would be replaced: choose another --out or remove it")
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScenarioError("--out", str(target), f"cannot create its parent folder: {exc.strerror}") from None
+    if not os.access(parent, os.W_OK):
+        raise ScenarioError("--out", str(target), f"cannot write in {parent}")
+
+
+@contextmanager
+def atomic_folder(target: Path, marker: str | None = None):
+    """Yield a temporary folder that becomes ``target`` when the block succeeds.
+
+    With ``marker``, an existing ``target`` is replaced only if it is empty or an
+    earlier result (it has that file): see :func:`check_output_target`."""
+    target = Path(target)
+    if marker is not None:
+        check_output_target(target, marker)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     umask = os.umask(0)
@@ -55,7 +83,7 @@ def write_run(result: Result, target: Path, command: str | None = None) -> Path:
         summary["run"] = {**summary["run"], "command": command}
     scenario = result.scenario
     title = f"{scenario.name} · policy {result.policy} · seed {result.seed}"
-    with atomic_folder(target) as folder:
+    with atomic_folder(target, marker="summary.json") as folder:
         result.messages.to_csv(folder / "messages.csv.gz", index=False, float_format="%.6f",
                                compression={"method": "gzip", "compresslevel": 1, "mtime": 0})
         result.timeseries.to_csv(folder / "timeseries.csv", index=False, float_format="%.6f")

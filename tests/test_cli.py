@@ -80,14 +80,24 @@ def test_resolved_scenario_reproduces_the_run(run_folder, tmp_path):
     assert second["run"]["policy"] == "selective-1-5s" and second["run"]["seed"] == 3
 
 
-def test_existing_folder_is_replaced_whole(tmp_path):
+def test_an_earlier_result_folder_is_replaced_whole(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
+    (out / "summary.json").write_text("{}")
     (out / "stale.txt").write_text("from an older run")
     assert main(["run", "--quiet", "--out", str(out), *FAST]) == 0
     assert not (out / "stale.txt").exists()
-    assert (out / "summary.json").exists()
+    assert json.loads((out / "summary.json").read_text())["run"]["policy"] == "none"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_folder_that_is_not_a_result_is_never_replaced(tmp_path, capsys):
+    out = tmp_path / "mydata"
+    out.mkdir()
+    (out / "notes.txt").write_text("precious")
+    assert main(["run", "--quiet", "--out", str(out), *FAST]) == 2
+    assert "not a simsub result folder" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "precious" and [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
 def test_default_output_goes_under_results(tmp_path, capsys, monkeypatch):

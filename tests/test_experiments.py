@@ -24,7 +24,7 @@ from simsub.cli import main
 from simsub.errors import ScenarioError
 from simsub.experiments import compare, sweep, tune
 from simsub.experiments import execute as execute_module
-from simsub.experiments.design import grid, parse_vary, replication_seed
+from simsub.experiments.design import canonical, grid, parse_vary, replication_seed
 from simsub.experiments.execute import InlineExecutor, Interrupted
 from simsub.experiments.metrics import flatten_summary, known_metrics
 
@@ -133,7 +133,7 @@ def test_vary_ranges_are_inclusive_and_exact():
 ])
 def test_malformed_vary_is_refused(text, words):
     with pytest.raises(ScenarioError, match=words):
-        parse_vary(text)
+        canonical(parse_vary(text))
 
 
 # --------------------------------------------------------------------------- statistics
@@ -392,3 +392,97 @@ def test_known_metrics_are_exactly_what_a_run_reports():
     assert reported <= known, reported - known
     # Origins no client of a kind came from have no by-origin entries in that run.
     assert all(".by_origin." in name for name in known - reported), known - reported
+
+
+# --------------------------------------------------------------------------- edge cases found in review
+def test_a_policy_listed_twice_runs_once(tiny_file):
+    experiment = compare(tiny_file, policies=["tarpit", "tarpit"], replications=2, workers=1, progress=False)
+    assert list(experiment.policies) == ["none", "tarpit"]
+    assert (experiment.summary.query("policy == 'tarpit'")["n"] == 2).all()
+
+
+@pytest.mark.parametrize("vary, words", [
+    (["sleep=150,150.0"], "twice"),
+    (["seed=1,2"], "cannot be varied"),
+    (["n=1,2"], "cannot be varied"),
+    (["sleep=0,3", "params.sleep=1,2"], "varied twice"),
+    (["populations.users.messages_per_day=150"], None),  # one value: fine
+])
+def test_varied_names_and_values_are_checked(tiny_file, vary, words):
+    if words is None:
+        assert len(sweep(tiny_file, "tarpit", vary, replications=1, workers=1, progress=False).runs) == 2
+        return
+    with pytest.raises(ScenarioError, match=words):
+        sweep(tiny_file, "tarpit", vary, replications=1, workers=1, progress=False)
+
+
+def test_a_varied_name_that_changes_nothing_is_refused(tiny_file):
+    # --set replaces the restriction that used ${sleep}: varying sleep would only change the description.
+    with pytest.raises(ScenarioError, match="changes nothing"):
+        sweep(tiny_file, "tarpit", ["sleep=0,3"], replications=1, workers=1, progress=False,
+              overrides={"policies.tarpit.recipient_restrictions": ["sleep 1", "permit_sasl_authenticated"]})
+
+
+def test_numpy_values_from_the_api_are_plain_values(tiny_file):
+    experiment = sweep(tiny_file, "tarpit", {"sleep": np.array([0, 3])}, replications=1, workers=1, progress=False)
+    assert sorted(experiment.runs["sleep"].unique().tolist()) == [0, 3]
+
+
+def test_sweeping_the_baseline_against_itself_is_refused(tiny_file, tmp_path, capsys):
+    status = main(["sweep", str(tiny_file), "--vary", "sleep=0,3", "--out", str(tmp_path / "o"), "--quiet"])
+    assert status == 2 and "is the baseline" in capsys.readouterr().err
+
+
+def test_counts_a_summary_leaves_out_are_zero_not_missing(tiny_file):
+    experiment = compare(tiny_file, replications=1, workers=1, progress=False,
+                         overrides={"sleep": 4, "populations.users.patience": "3s"})
+    runs = experiment.runs.set_index("policy")
+    assert runs.loc["tarpit", "legit.failed_by_outcome.timeout"] > 0
+    assert runs.loc["none", "legit.failed_by_outcome.timeout"] == 0
+
+
+def test_refinement_halves_the_gap_to_the_best_points_neighbours(tiny_file):
+    experiment = tune(tiny_file, "tarpit", ["sleep=0:8:4"], require=["spam.reduction>=0.5"],
+                      minimize="legit.false_delay.mean", refine=3, replications=1, workers=1, progress=False)
+    assert experiment.tune.best == {"sleep": 3} and experiment.tune.refinements == 2
+    assert sorted(experiment.runs["sleep"].unique()) == [0, 2, 3, 4, 5, 6, 8]
+
+
+def test_tune_when_every_run_fails_still_reports(tiny_file, tmp_path, monkeypatch, capsys):
+    def broken(task):
+        return {"key": task.key, "status": "failed", "error": "RuntimeError: no", "traceback": "", "wall_s": 0.0}
+
+    monkeypatch.setattr(execute_module, "run_task", broken)
+    status = main(["tune", str(tiny_file), "--policy", "tarpit", "--vary", "sleep=0,3", "--require",
+                   "spam.reduction>=0.9", "--minimize", "legit.false_delay.mean", "--workers", "1", "--quiet",
+                   "--out", str(tmp_path / "t"), "--cache", str(tmp_path / "c")])
+    assert status == 1 and (tmp_path / "t" / "report.md").is_file()
+    assert "9 of 9 runs failed" in capsys.readouterr().err  # none once (shared), tarpit at 2 points; 3 seeds
+
+
+def test_a_worker_with_other_model_code_refuses_the_task(tiny_file):
+    task = execute_module.Task("k", {}, "x.toml", {}, "none", 1, code="0123456789abcdef")
+    record = execute_module.run_task(task)
+    assert record["status"] == "failed" and "other simsub model code" in record["error"]
+
+
+def test_a_grid_point_error_names_the_vary_option(tiny_file, tmp_path, capsys):
+    status = main(["sweep", str(tiny_file), "--policy", "tarpit", "--vary", "mta.process_limit=10,0",
+                   "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2 and "(--vary mta.process_limit)" in err and "--set" not in err
+
+
+def test_unusable_output_or_cache_paths_stop_before_any_run(tiny_file, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["compare", str(tiny_file), "--out", str(blocker / "out"), "--quiet"]) == 2
+    assert main(["compare", str(tiny_file), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "o" / "c"),
+                 "--quiet"]) == 2
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["compare", str(tiny_file), "--out", str(mine), "--quiet"]) == 2
+    assert (mine / "notes.txt").read_text() == "keep"
+    err = capsys.readouterr().err
+    assert "cannot create" in err and "inside the output folder" in err and "not a simsub result folder" in err

@@ -58,8 +58,6 @@ def parse_vary(text: str) -> Varied:
         values = tuple(_value(item.strip()) for item in spec.split(","))
         if any(item == "" for item in values):
             raise ScenarioError("--vary", text, "has an empty value in its list")
-    if len(set(map(repr, values))) != len(values):
-        raise ScenarioError("--vary", text, "lists a value twice")
     return Varied(name, values)
 
 
@@ -92,6 +90,31 @@ def _range(spec: str, where: str) -> tuple[Any, ...]:
     return tuple(int(v) if integral else float(v) for v in values)
 
 
+#: Columns of runs.csv and summary.csv a varied name must not shadow.
+RESERVED = ("policy", "replication", "seed", "status", "error", "cached", "wall_s", "key", "metric", "n", "mean",
+            "ci_low", "ci_high", "diff_mean", "diff_low", "diff_high", "diff_n", "scenario.seed", "params")
+_ALIASES = {"horizon": "scenario.horizon"}
+
+
+def canonical(varied: Varied) -> Varied:
+    """One spelling per setting (``params.x`` → ``x``, ``horizon`` → ``scenario.horizon``),
+    plain Python values (NumPy scalars from the API become int/float/str/bool), and
+    checks: no reserved name, no value twice (``150`` and ``150.0`` are the same)."""
+    name = varied.name.strip()
+    name = name[len("params."):] if name.startswith("params.") else _ALIASES.get(name, name)
+    if name in RESERVED:
+        why = ("seeds come from --seed and --replications" if name in ("seed", "scenario.seed")
+               else "it names a column of the result tables; rename the parameter")
+        raise ScenarioError("--vary", varied.name, f"cannot be varied: {why}")
+    values = tuple(v.item() if hasattr(v, "item") else v for v in varied.values)
+    if not values:
+        raise ScenarioError("--vary", varied.name, "has no values")
+    for i, value in enumerate(values):
+        if any(value == other for other in values[:i]):
+            raise ScenarioError("--vary", varied.name, f"lists the value {value!r} twice")
+    return Varied(name, values)
+
+
 def grid(varied: tuple[Varied, ...]) -> list[dict[str, Any]]:
     """Every combination of the varied values, first name slowest; ``[{}]`` when nothing varies."""
     names = [v.name for v in varied]
@@ -113,8 +136,14 @@ def code_fingerprint() -> str:
     never reused.  Reports, charts, experiments and the command line are left
     out: they do not change what a run measures.
     """
+    import platform
+
+    import simpy
+
     package = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
+    # Random streams and float results are reproducible within these versions.
+    digest.update(f"{platform.python_version()} numpy {np.__version__} simpy {simpy.__version__}".encode())
     for path in sorted(package.rglob("*.py")):
         relative = path.relative_to(package).as_posix()
         if relative.startswith(("report/", "experiments/", "cli.py", "output.py")) or "charts" in relative:

@@ -32,6 +32,7 @@ class Task:
     overrides: dict[str, Any]  # --set overrides and this grid point's values
     policy: str
     seed: int
+    code: str = ""  # the model-code fingerprint of the planner; a worker with other code refuses the task
 
 
 def run_task(task: Task) -> dict:
@@ -44,7 +45,13 @@ def run_task(task: Task) -> dict:
     try:
         from ..api import run
         from ..scenario.loader import build_scenario
+        from .design import code_fingerprint
 
+        if task.code and task.code != code_fingerprint():
+            # A Dask worker with another simsub version: its result would be stored under a key
+            # that promises this code's result.
+            raise RuntimeError(f"this worker runs other simsub model code (fingerprint {code_fingerprint()}, "
+                               f"expected {task.code}); install the same simsub version on every worker")
         scenario = build_scenario(task.raw, task.label, task.overrides)
         result = run(scenario, policy=task.policy, seed=task.seed)
         return {"key": task.key, "status": "ok", "summary": result.summary,
@@ -114,7 +121,8 @@ class PoolExecutor:
         self.pool: cf.ProcessPoolExecutor | None = None
 
     def results(self, tasks: list[Task]) -> Iterator[dict]:
-        self.pool = cf.ProcessPoolExecutor(max_workers=min(self.workers, max(len(tasks), 1)))
+        if self.pool is None:  # kept for the next call (tune's refinement rounds)
+            self.pool = cf.ProcessPoolExecutor(max_workers=self.workers)
         futures = {self.pool.submit(run_task, task): task for task in tasks}
         for future in cf.as_completed(futures):
             task = futures[future]

@@ -33,8 +33,8 @@ def experiment_record(experiment: Experiment, findings: list[str]) -> dict:
         "replications": experiment.replications,
         "root_seed": experiment.root_seed,
         "seeds": list(experiment.seeds),
-        "runs": {"total": len(experiment.runs), "failed": int((experiment.runs["status"] != "ok").sum()),
-                 "from_cache": int(experiment.runs["cached"].sum())},
+        "runs": {"total": len(experiment.distinct_runs), "failed": len(experiment.failed),
+                 "from_cache": int(experiment.distinct_runs["cached"].sum())},
         "failures": [{"policy": r["policy"], **{v.name: r[v.name] for v in experiment.varied},
                       "replication": int(r["replication"]), "seed": int(r["seed"]), "error": r["error"]}
                      for _, r in experiment.failed.iterrows()],
@@ -57,7 +57,7 @@ def write_experiment(experiment: Experiment, target: Path) -> Path:
     """Write tables, record and report of ``experiment`` to ``target`` (replacing an older one)."""
     from ..report import findings, write_report
 
-    with atomic_folder(Path(target)) as folder:
+    with atomic_folder(Path(target), marker="experiment.json") as folder:
         experiment.runs.drop(columns=["key"], errors="ignore").to_csv(folder / "runs.csv", index=False,
                                                                       float_format="%.10g")
         experiment.summary.to_csv(folder / "summary.csv", index=False, float_format="%.10g")

@@ -21,7 +21,7 @@ from ..errors import ScenarioError
 from ..scenario.files import read_scenario_file
 from ..scenario.loader import build_scenario
 from ..scenario.types import Scenario
-from .design import grid, parse_vary, replication_seed, run_key
+from .design import canonical, code_fingerprint, grid, parse_vary, replication_seed, run_key
 from .execute import RunCache, Task, execute, open_executor
 from .metrics import SPAM_REDUCTION, flatten_summary, headline_for
 from .progress import ProgressBar
@@ -70,18 +70,51 @@ def _plan(source: _Source, policies: list[str], points: list[dict[str, Any]], se
     """Every (point, policy, replication) as a task; every point is validated here, before any run."""
     planned = []
     for point in points:
-        overrides = {**source.base_overrides, **point}
-        try:
-            scenario = build_scenario(source.raw, source.label, overrides)
-        except ScenarioError as exc:
-            values = ", ".join(f"{k}={v}" for k, v in point.items())
-            raise ScenarioError(exc.source, exc.key, f"{exc.message} (at grid point {values})") from None
+        scenario = _build_point(source, point)
         for policy in policies:
             for replication, seed in enumerate(seeds):
                 key = run_key(scenario, policy, seed)
                 planned.append(_Planned(policy, point, replication, seed,
-                                        Task(key, source.raw, source.label, overrides, policy, seed)))
+                                        Task(key, source.raw, source.label, {**source.base_overrides, **point},
+                                             policy, seed, code_fingerprint())))
     return planned
+
+
+def _build_point(source: _Source, point: dict[str, Any]) -> Scenario:
+    """The scenario at one grid point; an error names the --vary value behind it."""
+    try:
+        return build_scenario(source.raw, source.label, {**source.base_overrides, **point})
+    except ScenarioError as exc:
+        where = exc.source
+        for name in point:
+            where = where.replace(f"(--set {name})", f"(--vary {name})").replace(
+                f"(--set params.{name})", f"(--vary {name})")
+        values = ", ".join(f"{k}={v}" for k, v in point.items())
+        raise ScenarioError(where, exc.key, f"{exc.message} (at grid point {values})") from None
+
+
+def _check_each_varied_name_matters(source: _Source, varied: tuple[Varied, ...]) -> None:
+    """Refuse a varied name whose values all give the same scenario: an unused
+    parameter, or a key that --set or another --vary overrides."""
+    base = {v.name: v.values[0] for v in varied}
+    for v in (v for v in varied if len(v.values) > 1):
+        contents = [_run_content(_build_point(source, {**base, v.name: value}).raw) for value in v.values]
+        if all(c == contents[0] for c in contents[1:]):
+            raise ScenarioError("--vary", v.name, "changes nothing in the scenario: the parameter is not used, or "
+                                "its key is also set by --set or another --vary")
+
+
+def _run_content(raw: dict) -> dict:
+    """What of a resolved scenario a run reads: without the parameter table and
+    the descriptions (which may quote a parameter without using it)."""
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "description"}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return strip({k: v for k, v in raw.items() if k != "params"})
 
 
 class _NoCache(RunCache):
@@ -102,6 +135,13 @@ def _run_all(planned: list[_Planned], cache: str | Path | None, workers: int | N
     bar = ProgressBar(unique, enabled=progress)
     own = executor is None
     executor = executor or open_executor(workers, dask)
+    if cache:
+        try:
+            Path(cache).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if own:
+                executor.close()
+            raise ScenarioError("--cache", str(cache), f"cannot create the run cache: {exc.strerror}") from None
     try:
         records = execute(tasks, RunCache(Path(cache)) if cache else _NoCache(), executor, bar)
     finally:
@@ -124,6 +164,12 @@ def _runs_table(planned: list[_Planned], records: dict[str, dict], varied_names:
             row.update(flatten_summary(record["summary"]))
         rows.append(row)
     runs = pd.DataFrame(rows)
+    # A summary leaves out counts that are zero (outcomes that did not occur, origins
+    # nobody came from): they are 0, not unknown, in a run that finished.
+    ok = runs["status"] == "ok"
+    for column in runs.columns:
+        if _ZERO_WHEN_ABSENT(column):
+            runs.loc[ok, column] = runs.loc[ok, column].fillna(0.0)
     if baseline is not None and "spam.recipients_accepted" in runs:
         index = ["replication"] + varied_names
         base = runs[runs["policy"] == baseline].set_index(index)["spam.recipients_accepted"]
@@ -131,6 +177,11 @@ def _runs_table(planned: list[_Planned], records: dict[str, dict], varied_names:
         spam = runs["spam.recipients_accepted"]
         runs[SPAM_REDUCTION] = (1.0 - spam / matched).where(matched > 0)
     return runs
+
+
+def _ZERO_WHEN_ABSENT(column: str) -> bool:
+    return column.startswith("legit.failed_by_outcome.") or (
+        ".by_origin." in column and column.rsplit(".", 1)[-1] in ("messages", "failed", "recipients_accepted"))
 
 
 def _metric_columns(runs: pd.DataFrame, varied_names: list[str]) -> list[str]:
@@ -237,7 +288,7 @@ def compare(scenario: str | Path | None = None, policies: Iterable[str] | None =
     started = time.perf_counter()
     _check_replications(replications)
     source = _source(scenario, overrides)
-    chosen = [source.scenario.policy_named(p) for p in (policies or source.scenario.policies)]
+    chosen = list(dict.fromkeys(source.scenario.policy_named(p) for p in (policies or source.scenario.policies)))
     base = _baseline(source, baseline)
     if base is not None and base not in chosen:
         chosen = [base] + chosen
@@ -250,8 +301,10 @@ def compare(scenario: str | Path | None = None, policies: Iterable[str] | None =
 
 def _varied(vary) -> tuple[Varied, ...]:
     if isinstance(vary, dict):
-        return tuple(Varied(k, tuple(v)) for k, v in vary.items())
-    return tuple(v if isinstance(v, Varied) else parse_vary(v) for v in vary)
+        items = [Varied(k, tuple(v)) for k, v in vary.items()]
+    else:
+        items = [v if isinstance(v, Varied) else parse_vary(v) for v in vary]
+    return tuple(canonical(v) for v in items)
 
 
 def sweep(scenario: str | Path | None = None, policy: str | None = None, vary=(), replications: int = 3,
@@ -272,10 +325,16 @@ def sweep(scenario: str | Path | None = None, policy: str | None = None, vary=()
         raise ScenarioError("--vary", None, "give at least one parameter to vary, e.g. --vary foreign_sleep=0:10:1")
     chosen = [source.scenario.policy_named(policy)]
     base = _baseline(source, baseline)
-    if base is not None and base not in chosen:
+    if base == chosen[0]:
+        raise ScenarioError("--policy", chosen[0], f"is the baseline the sweep is measured against; choose another "
+                            f"--policy{' (the default policy is the baseline)' if policy is None else ''}, or another "
+                            "--baseline")
+    if base is not None:
         chosen = [base] + chosen
+    points = grid(varied)
+    _check_each_varied_name_matters(source, varied)
     root, seeds = _seeds(source, seed, replications)
-    planned = _plan(source, chosen, grid(varied), seeds)
+    planned = _plan(source, chosen, points, seeds)
     records, description = _run_all(planned, cache, workers, dask, progress, executor)
     return _experiment(kind, source, chosen, base, varied, replications, root, seeds, planned, records,
                        description, command, started, confidence)

@@ -73,6 +73,10 @@ def _best_points(experiment: Experiment, policy: str, requirements: list[Require
                  direction: str) -> pd.DataFrame:
     names = [v.name for v in experiment.varied]
     summary = experiment.summary
+    columns = names + ["objective_mean"] + [c for i in range(len(requirements))
+                                            for c in (f"req_{i}_mean", f"req_{i}_met")] + ["feasible"]
+    if not len(summary) or "policy" not in summary:
+        return pd.DataFrame(columns=columns)  # every run failed
     mine = summary[summary["policy"] == policy]
     rows = []
     for keys, group in mine.groupby(names, sort=False):
@@ -88,15 +92,19 @@ def _best_points(experiment: Experiment, policy: str, requirements: list[Require
             feasible &= row[f"req_{i}_met"]
         row["feasible"] = bool(feasible) and not math.isnan(row["objective_mean"])
         rows.append(row)
-    points = pd.DataFrame(rows)
+    points = pd.DataFrame(rows, columns=columns)
+    if not len(points):
+        return points
     sign = 1.0 if direction == "minimize" else -1.0
     points["_order"] = sign * points["objective_mean"]
     points = points.sort_values(["feasible", "_order"], ascending=[False, True], kind="stable")
     return points.drop(columns="_order").reset_index(drop=True)
 
 
-def _refined_values(varied: tuple[Varied, ...], best: dict[str, Any], round_: int) -> tuple[Varied, ...] | None:
-    """Values halfway between the best point and its grid neighbours (halved again each round)."""
+def _refined_values(varied: tuple[Varied, ...], best: dict[str, Any]) -> tuple[Varied, ...] | None:
+    """For each numeric parameter, the points halfway between the best value and
+    its neighbours in the grid tried so far (whole numbers stay whole); None when
+    there is nothing new to try."""
     out = []
     grew = False
     for v in varied:
@@ -104,18 +112,16 @@ def _refined_values(varied: tuple[Varied, ...], best: dict[str, Any], round_: in
         if len(numeric) != len(v.values) or len(numeric) < 2:
             out.append(Varied(v.name, (best[v.name],)))
             continue
-        ordered = sorted(numeric)
-        step = min(b - a for a, b in zip(ordered, ordered[1:])) / 2 ** round_
+        value = best[v.name]
         integral = all(isinstance(x, int) for x in numeric)
-        candidates = {best[v.name]}
-        for delta in (-step, step):
-            x = best[v.name] + delta
-            if integral:
-                if step < 1:
-                    continue
-                x = int(round(x))
-            if ordered[0] <= x <= ordered[-1]:
-                candidates.add(x)
+        candidates = {value}
+        lower = [x for x in numeric if x < value]
+        upper = [x for x in numeric if x > value]
+        for neighbour in ([max(lower)] if lower else []) + ([min(upper)] if upper else []):
+            middle = (value + neighbour) / 2
+            middle = int(round(middle)) if integral else float(f"{middle:.12g}")
+            if middle != value and middle != neighbour:
+                candidates.add(middle)
         grew |= len(candidates) > 1
         out.append(Varied(v.name, tuple(sorted(candidates))))
     return tuple(out) if grew else None
@@ -133,7 +139,7 @@ def tune(scenario=None, policy: str | None = None, vary=(), require=(), minimize
     """
     from .design import grid
     from .execute import open_executor
-    from .study import _baseline, _source, _varied
+    from .study import _baseline, _check_replications, _source, _varied
 
     if (minimize is None) == (maximize is None):
         raise ScenarioError("--minimize", None, "give exactly one of --minimize METRIC or --maximize METRIC")
@@ -146,6 +152,10 @@ def tune(scenario=None, policy: str | None = None, vary=(), require=(), minimize
     grid(varied)  # validates names and sizes before anything runs
     if refine < 0:
         raise ScenarioError("--refine", str(refine), "expected a whole number >= 0")
+    _check_replications(replications)
+    if source.scenario.policy_named(policy) == base:
+        raise ScenarioError("--policy", base, "is the baseline the tuning is measured against; choose another "
+                            "--policy or --baseline")
 
     common = dict(scenario=scenario, policy=policy, replications=replications, baseline=baseline, seed=seed,
                   cache=cache, overrides=overrides, progress=progress, command=command, confidence=confidence,
@@ -160,7 +170,7 @@ def tune(scenario=None, policy: str | None = None, vary=(), require=(), minimize
             if not len(points) or not points.loc[0, "feasible"]:
                 break
             best = {v.name: points.loc[0, v.name] for v in varied}
-            finer = _refined_values(experiment.varied, best, round_)
+            finer = _refined_values(experiment.varied, best)
             if finer is None:
                 break
             merged = tuple(Varied(v.name, tuple(sorted(set(v.values) | set(f.values)))) for v, f in

@@ -92,5 +92,12 @@ class Experiment:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def distinct_runs(self) -> pd.DataFrame:
+        """One row per run actually executed: grid points that leave a policy
+        unchanged share its runs (same key), and they count once."""
+        return self.runs.drop_duplicates("key") if "key" in self.runs else self.runs
+
+    @property
     def failed(self) -> pd.DataFrame:
-        return self.runs[self.runs["status"] != "ok"]
+        runs = self.distinct_runs
+        return runs[runs["status"] != "ok"]

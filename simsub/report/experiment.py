@@ -99,7 +99,7 @@ def _grid_size(experiment: Experiment) -> int:
 
 
 def _intro(experiment: Experiment) -> str:
-    runs = len(experiment.runs)
+    runs = len(experiment.distinct_runs)
     failed = len(experiment.failed)
     grid = (f" × {_grid_size(experiment)} grid points" if experiment.varied else "")
     policies = len(experiment.policies)

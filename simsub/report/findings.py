@@ -72,7 +72,7 @@ def failed_findings(experiment: Experiment) -> list[str]:
                       f"{error[-1] if error else 'no message'}")
     more = len(failed) - len(listed)
     tail = f"; and {more} more" if more > 0 else ""
-    return [f"FAILED: {len(failed)} of {len(experiment.runs)} runs failed and are left out of every number "
+    return [f"FAILED: {len(failed)} of {len(experiment.distinct_runs)} runs failed and are left out of every number "
             f"below — {'; '.join(listed)}{tail} (details in runs.csv)."]
 
 
