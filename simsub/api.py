@@ -70,6 +70,7 @@ def run(scenario: Scenario | str | Path | None = None, policy: str | None = None
         "end_s": info.end_s,
         "events": info.events,
         "wall_s": info.wall_s,
+        "cpu_s": info.cpu_s,
         "events_per_s": info.events / info.wall_s if info.wall_s > 0 else None,
         "version": __version__,
         # Random streams and float results are reproducible within these versions.

@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", type=Path,
                      help="result folder (default: results/SCENARIO/POLICY-seedN)")
     run.add_argument("--quiet", action="store_true", help="print only the result folder")
+    _budget_arguments(run)
 
     compare = sub.add_parser("compare", help="every policy on the same seeds: paired comparison report",
                              description="Run each policy on the same replications (common random numbers) and "
@@ -130,6 +131,16 @@ def _experiment_arguments(parser: argparse.ArgumentParser, replications: int) ->
                         help="run on a Dask distributed scheduler (tcp://host:8786), or 'local' to start a local "
                         "cluster of --workers processes; needs pip install 'simsub[dask]'")
     parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the output folder")
+    _budget_arguments(parser)
+
+
+def _budget_arguments(parser: argparse.ArgumentParser) -> None:
+    from .estimate import DEFAULT_MAX_EVENTS
+
+    parser.add_argument("--max-events", metavar="N", type=_count_positive, default=DEFAULT_MAX_EVENTS,
+                        help=f"refuse a run estimated beyond N simulated events or half the machine's memory "
+                        f"(default {DEFAULT_MAX_EVENTS:.0e}: about two hours)")
+    parser.add_argument("--force", action="store_true", help="run even beyond --max-events and the memory guard")
 
 
 def _names(text: str) -> list[str]:
@@ -219,6 +230,10 @@ def command_run(args) -> int:
     seed = scenario.seed if args.seed is None else args.seed
     out = args.out or Path("results") / scenario.name / f"{policy}-seed{seed}"
     check_output_target(out, "summary.json")
+    if not args.force:
+        from .estimate import check_budget
+
+        check_budget(scenario, args.max_events)
     progress = Progress(f"{scenario.name}/{policy}", not args.quiet)
     result = run(scenario, policy=policy, seed=seed, progress=progress)
     progress.done()
@@ -286,7 +301,7 @@ def _experiment_options(args, scenario_name: str, default_folder: str) -> dict:
     return {"scenario": args.scenario, "overrides": parse_overrides(args.overrides), "replications": args.replications,
             "baseline": args.baseline if args.baseline else "auto", "seed": args.seed, "workers": args.workers,
             "dask": args.dask, "cache": cache, "progress": False if args.quiet else None,
-            "command": _command_line(args)}, out
+            "command": _command_line(args), "max_events": None if args.force else args.max_events}, out
 
 
 def _finish_experiment(experiment, out: Path, quiet: bool) -> int:

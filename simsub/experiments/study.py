@@ -66,11 +66,18 @@ class _Planned:
     task: Task
 
 
-def _plan(source: _Source, policies: list[str], points: list[dict[str, Any]], seeds: list[int]) -> list[_Planned]:
-    """Every (point, policy, replication) as a task; every point is validated here, before any run."""
+def _plan(source: _Source, policies: list[str], points: list[dict[str, Any]], seeds: list[int],
+          max_events: float | None = None) -> list[_Planned]:
+    """Every (point, policy, replication) as a task; every point is validated here, before any run
+    (and, with ``max_events``, checked against the resource budget)."""
+    from ..estimate import check_budget
+
     planned = []
     for point in points:
         scenario = _build_point(source, point)
+        if max_events is not None:
+            where = f"at grid point {', '.join(f'{k}={v}' for k, v in point.items())}: " if point else ""
+            check_budget(scenario, max_events, where)
         for policy in policies:
             for replication, seed in enumerate(seeds):
                 key = run_key(scenario, policy, seed)
@@ -277,13 +284,14 @@ def compare(scenario: str | Path | None = None, policies: Iterable[str] | None =
             baseline: str | None = AUTO, seed: int | None = None, workers: int | None = None,
             dask: str | None = None, cache: str | Path | None = None, overrides: dict[str, Any] | None = None,
             progress: bool | None = None, command: str | None = None, confidence: float = 0.95,
-            executor=None) -> Experiment:
+            executor=None, max_events: float | None = None) -> Experiment:
     """Every policy (default: all of the scenario's) on the same ``replications`` seeds.
 
     ``baseline``: the policy differences and spam reduction are measured
     against ("auto": the policy named ``none`` if the scenario has one).
     ``cache``: a folder where finished runs are kept so a repeated call
     resumes (None: keep nothing).  ``seed``: root seed (default: the scenario's).
+    ``max_events``: refuse runs estimated beyond this many events (None: no check).
     """
     started = time.perf_counter()
     _check_replications(replications)
@@ -293,7 +301,7 @@ def compare(scenario: str | Path | None = None, policies: Iterable[str] | None =
     if base is not None and base not in chosen:
         chosen = [base] + chosen
     root, seeds = _seeds(source, seed, replications)
-    planned = _plan(source, chosen, [{}], seeds)
+    planned = _plan(source, chosen, [{}], seeds, max_events)
     records, description = _run_all(planned, cache, workers, dask, progress, executor)
     return _experiment("compare", source, chosen, base, (), replications, root, seeds, planned, records,
                        description, command, started, confidence)
@@ -311,7 +319,7 @@ def sweep(scenario: str | Path | None = None, policy: str | None = None, vary=()
           baseline: str | None = AUTO, seed: int | None = None, workers: int | None = None,
           dask: str | None = None, cache: str | Path | None = None, overrides: dict[str, Any] | None = None,
           progress: bool | None = None, command: str | None = None, confidence: float = 0.95,
-          executor=None, kind: str = "sweep") -> Experiment:
+          executor=None, kind: str = "sweep", max_events: float | None = None) -> Experiment:
     """``policy`` (and the baseline) at every point of the grid of ``vary``.
 
     ``vary``: ``{"name": [values]}``, or ``--vary`` texts such as
@@ -334,7 +342,7 @@ def sweep(scenario: str | Path | None = None, policy: str | None = None, vary=()
     points = grid(varied)
     _check_each_varied_name_matters(source, varied)
     root, seeds = _seeds(source, seed, replications)
-    planned = _plan(source, chosen, points, seeds)
+    planned = _plan(source, chosen, points, seeds, max_events)
     records, description = _run_all(planned, cache, workers, dask, progress, executor)
     return _experiment(kind, source, chosen, base, varied, replications, root, seeds, planned, records,
                        description, command, started, confidence)

@@ -131,7 +131,7 @@ def tune(scenario=None, policy: str | None = None, vary=(), require=(), minimize
          maximize: str | None = None, refine: int = 0, replications: int = 3, baseline: str | None = AUTO,
          seed: int | None = None, workers: int | None = None, dask: str | None = None, cache=None,
          overrides: dict[str, Any] | None = None, progress: bool | None = None, command: str | None = None,
-         confidence: float = 0.95) -> Experiment:
+         confidence: float = 0.95, max_events: float | None = None) -> Experiment:
     """Search the grid of ``vary`` for the point meeting every ``require`` with the best objective.
 
     ``refine`` rounds then try the points halfway to the best point's
@@ -159,7 +159,7 @@ def tune(scenario=None, policy: str | None = None, vary=(), require=(), minimize
 
     common = dict(scenario=scenario, policy=policy, replications=replications, baseline=baseline, seed=seed,
                   cache=cache, overrides=overrides, progress=progress, command=command, confidence=confidence,
-                  kind="tune")
+                  kind="tune", max_events=max_events)
     executor = open_executor(workers, dask)
     try:
         experiment = sweep(vary=varied, executor=executor, **common)

@@ -39,6 +39,7 @@ class RunInfo:
     events: int  # SimPy events scheduled (and processed: the run drains)
     end_s: float  # s: the horizon, or when the last session ended if that was later
     wall_s: float
+    cpu_s: float = 0.0  # CPU time of this process during the run (what other load on the machine hardly moves)
 
 
 class ClientPopulation:
@@ -338,6 +339,7 @@ def simulate(scenario: Scenario, policy: str, seed: int, recorder: Recorder,
              progress: ProgressCallback | None = None) -> RunInfo:
     """Run one replication; fills ``recorder`` and returns run statistics."""
     started = time.perf_counter()
+    cpu_started = time.process_time()
     world = World(scenario, policy, seed, recorder, progress)
     world.start()
     # Stop when the front end is done: abandoned connect timers and the mail
@@ -350,4 +352,5 @@ def simulate(scenario: Scenario, policy: str, seed: int, recorder: Recorder,
     if world.operator is not None:
         recorder.totals.update(detected_at_s=world.operator.detected_at,
                                accounts_reset=len(world.operator.accounts_reset))
-    return RunInfo(events=_events(world.env), end_s=world.end_s, wall_s=time.perf_counter() - started)
+    return RunInfo(events=_events(world.env), end_s=world.end_s, wall_s=time.perf_counter() - started,
+                   cpu_s=time.process_time() - cpu_started)
