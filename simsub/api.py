@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +44,16 @@ class Result:
 
 
 def run(scenario: Scenario | str | Path | None = None, policy: str | None = None, seed: int | None = None,
-        progress: ProgressCallback | None = None, overrides: dict[str, Any] | None = None) -> Result:
+        progress: ProgressCallback | None = None, overrides: dict[str, Any] | None = None,
+        check: bool | None = None) -> Result:
     """Run one replication of ``scenario`` (a :class:`Scenario`, a path, or None
     for the built-in default) under ``policy`` (default: the scenario's
     ``default_policy``) with root ``seed`` (default: the scenario's seed).
 
     The same scenario, policy and seed always give the same result.
+    ``check`` (default: the environment variable ``SIMSUB_CHECK=1``) verifies
+    the conservation laws of :mod:`simsub.analysis.invariants` and raises
+    ``InvariantError`` if one is broken.
     """
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario, overrides)
@@ -91,5 +96,10 @@ def run(scenario: Scenario | str | Path | None = None, policy: str | None = None
         behind_the_front_end(summary, deliveries, timeseries, recorder.totals, intervals, list(scenario.reputation),
                              events)
         summary = json_safe(summary)
-    return Result(scenario, policy, seed, summary, messages, sessions, timeseries, deliveries, events,
-                  recorder.nbytes())
+    result = Result(scenario, policy, seed, summary, messages, sessions, timeseries, deliveries, events,
+                    recorder.nbytes())
+    if check if check is not None else os.environ.get("SIMSUB_CHECK") == "1":
+        from .analysis.invariants import check as check_invariants
+
+        check_invariants(result)
+    return result

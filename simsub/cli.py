@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", type=Path,
                      help="result folder (default: results/SCENARIO/POLICY-seedN)")
     run.add_argument("--quiet", action="store_true", help="print only the result folder")
+    run.add_argument("--check", action="store_true",
+                     help="verify the run's conservation laws (one outcome per message, recipients accounted for, "
+                     "busy slots within the limit, time running forward); SIMSUB_CHECK=1 does it for every run")
     _budget_arguments(run)
 
     compare = sub.add_parser("compare", help="every policy on the same seeds: paired comparison report",
@@ -235,7 +238,7 @@ def command_run(args) -> int:
 
         check_budget(scenario, args.max_events)
     progress = Progress(f"{scenario.name}/{policy}", not args.quiet)
-    result = run(scenario, policy=policy, seed=seed, progress=progress)
+    result = run(scenario, policy=policy, seed=seed, progress=progress, check=True if args.check else None)
     progress.done()
     folder = write_run(result, out, _command_line(args))
     if not args.quiet:
