@@ -15,7 +15,8 @@ from .test_experiments import TINY
 
 @pytest.mark.parametrize("overrides", [
     {"horizon": "2h", "populations.botnet.start": "1h"},
-    {"horizon": "90m", "populations.botnet.start": "0s", "populations.subscribers.count": 2000},
+    pytest.param({"horizon": "90m", "populations.botnet.start": "0s", "populations.subscribers.count": 2000},
+                 marks=pytest.mark.slow),
 ])
 def test_the_estimate_is_the_right_size_and_leans_high(overrides):
     scenario = load_scenario(None, overrides)

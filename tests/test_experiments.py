@@ -197,6 +197,7 @@ def test_results_do_not_depend_on_the_order_of_policies(tiny_file):
     pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.slow
 def test_local_pool_and_dask_give_identical_tables(tiny_file):
     runs = {}
     for name, options in {"inline": {"workers": 1}, "pool": {"workers": 2},
@@ -356,6 +357,7 @@ def test_compare_command_writes_tables_record_and_report(tiny_file, tmp_path, ca
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir() if p.name != "cache")
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_command_resumes(tiny_file, tmp_path):
     """A real Ctrl-C (SIGINT) to `simsub sweep`, then the same command again."""
     slow = tmp_path / "slow.toml"

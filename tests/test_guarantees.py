@@ -78,6 +78,7 @@ def test_a_sweep_killed_at_several_points_resumes_to_the_same_tables(tmp_path):
     assert resumed_summary == fresh_summary
 
 
+@pytest.mark.slow
 def test_summary_tables_are_byte_identical_across_workers_and_policy_order(tmp_path):
     path = tiny(tmp_path)
     outputs = {}
