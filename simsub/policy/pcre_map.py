@@ -91,7 +91,15 @@ def _parse_rule(number: int, line: str) -> MapRule:
         pattern = re.compile(regex, bits)
     except re.error as exc:
         raise MapSyntaxError(number, f"invalid regex /{regex}/: {exc}") from None
+    except OverflowError as exc:  # a repetition count such as {99999999999}
+        raise MapSyntaxError(number, f"invalid regex /{_clip(regex)}/: {exc}") from None
+    except RecursionError:  # parentheses nested too deep for the regex parser
+        raise MapSyntaxError(number, f"invalid regex /{_clip(regex)}/: nested too deeply") from None
     return MapRule(pattern, negate, result, number)
+
+
+def _clip(text: str, length: int = 60) -> str:
+    return text if len(text) <= length else text[:length] + "…"
 
 
 def _closing_delimiter(body: str, delimiter: str) -> int:

@@ -1,0 +1,96 @@
+"""Input fuzzing: hostile scenario files give a valid run or one clean refusal, never a crash.
+
+Hypothesis mutates two valid bases (``TINY`` of ``test_experiments.py`` with a
+3-minute horizon, and ``scenarios/may-2012.toml`` shrunk to a few clients and a
+3-minute horizon with its queue, lists and operator) at the data level —
+delete, replace with hostile values (0, negative, 1e308, 10**30, nan, inf,
+broken durations, restriction and pcre lines, ``${...}`` references, dates,
+tables and arrays), derive (negate, blow up, change type), add unknown keys,
+duplicate entries (two populations with one name), nest 50-60 levels deep,
+long arrays, and recipes such as a map that refers to itself — and at the byte
+level (truncate, invalid UTF-8, random characters, duplicated lines, deep
+nesting in the text, other encodings).  ``tests/fuzz_cases.py`` builds the
+cases and holds the command line to its contract (see its docstring):
+``simsub check`` and ``simsub run`` either accept the file and run it, **with
+its size capped by overrides applied after loading** (horizon 3 minutes, a few
+clients, messages and recipients, bots pausing at least 1 s, no round trip
+over 10 s…), or exit 2 with one line naming the file (and the dotted key) and
+leave no folder; an exception escaping ``main`` or a command running longer
+than 30 s is a defect.
+
+The plain tests below are the regression tests of the defects the fuzzing
+found, each on the smallest file that showed it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+from hypothesis import HealthCheck, settings
+from hypothesis import given
+
+from . import fuzz_cases as fc
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_EXAMPLES = 300
+SLOW_EXAMPLES = 4000
+#: In the slow run, every this many valid cases also draws the run's charts.
+CHART_EVERY = 100
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                     HealthCheck.filter_too_much])
+
+
+# --------------------------------------------------------------------------- regression tests
+def _data(base: str = "may") -> dict:
+    return tomllib.loads(fc.base_text(base))
+
+
+def _refused(tmp_path: Path, blob: bytes | str, *needles: str, argv_extra=()) -> str:
+    """``check`` and ``run`` both refuse the file: exit 2, one line naming the file and the
+    needles, no folder.  Returns the line."""
+    if isinstance(blob, str):
+        blob = blob.encode("utf-8")
+    path = tmp_path / "scenario.toml"
+    path.write_bytes(blob)
+    out = tmp_path / "out" / "result"
+    lines = []
+    for argv in (["check", str(path), *argv_extra], ["run", str(path), "--out", str(out), "--quiet", *argv_extra]):
+        result = fc.call(argv)
+        fc.check_refusal(result, path, None, overridden=bool(argv_extra))
+        line = result.err.strip()
+        for needle in needles:
+            assert needle in line, f"{needle!r} not in {line!r}"
+        lines.append(line)
+    assert not out.exists() and not out.parent.exists()
+    return lines[0]
+
+
+def _edited(data: dict, *pairs) -> str:
+    data = copy.deepcopy(data)
+    for path, value in pairs:
+        fc._set(data, path, value)
+    return tomli_w.dumps(data)
+
+
+def _map_line(tmp_path, line: str, *needles):
+    data = _data()
+    data["policies"]["selective-3s"]["maps"]["tarpit"] = f"/\\.jp$/ sleep 1\n{line}\n"
+    return _refused(tmp_path, tomli_w.dumps(data), "policies.selective-3s.maps.tarpit", *needles)
+
+
+# pcre maps: re.compile raises more than re.error
+def test_pcre_repetition_count_too_large_is_refused(tmp_path):
+    # was: OverflowError("the repetition number is too large") escaping main
+    _map_line(tmp_path, "/a{99999999999}/ sleep 5", "line 2", "too large")
+
+
+def test_pcre_nested_too_deep_is_refused(tmp_path):
+    # was: RecursionError from the regex parser escaping main
+    _map_line(tmp_path, "/" + "(" * 1000 + ")" * 1000 + "/ sleep 5", "line 2", "nested too deeply")
