@@ -133,3 +133,12 @@ def test_debug_mode_checks_every_run(monkeypatch):
     monkeypatch.setenv("SIMSUB_CHECK", "1")
     simsub.run(scenario, "none", 1)
     assert calls == ["none"]
+
+
+def test_listing_time_is_never_negative_when_lists_act_after_the_run_ends():
+    """may-2012 cut to 35 min with the bots from the start: the lists act at 2,220 s, after the
+    run's end (about 2,116 s); the listed time must be 0, not negative."""
+    from simsub.scenario import load_scenario
+
+    result = simsub.run(load_scenario(None, {"horizon": "35m", "populations.botnet.start": "0s"}), "none", check=True)
+    assert all(v["listed_s"] >= 0 for v in result.summary["reputation"].values())

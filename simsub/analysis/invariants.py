@@ -31,6 +31,9 @@ def violations(result) -> list[str]:
     found += _slots_within_limit(result)
     if result.deliveries is not None:
         found += _recipients_accounted(result)
+    for name, listing in result.summary.get("reputation", {}).items():
+        if not 0 <= listing["listed_s"] <= result.summary["run"]["end_s"] + EPS:
+            found.append(f"list {name}: listed for {listing['listed_s']} s, outside [0, the run's length]")
     return found
 
 

@@ -144,6 +144,8 @@ def listed_intervals(events: pd.DataFrame, end_s: float) -> dict[str, list[tuple
     intervals: dict[str, list[tuple[float, float]]] = {}
     open_since: dict[str, float] = {}
     for t, event, detail in events.itertuples(index=False):
+        if t >= end_s:
+            break  # the queue may run a little past the end of the run; the run ends at end_s
         name = detail.split(" (")[0]  # "NAME" or "NAME (why)"; list names have no spaces
         if event == "listed":
             open_since[name] = t
