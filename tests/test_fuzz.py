@@ -94,3 +94,16 @@ def test_pcre_repetition_count_too_large_is_refused(tmp_path):
 def test_pcre_nested_too_deep_is_refused(tmp_path):
     # was: RecursionError from the regex parser escaping main
     _map_line(tmp_path, "/" + "(" * 1000 + ")" * 1000 + "/ sleep 5", "line 2", "nested too deeply")
+
+
+# restrictions: sleep takes ASCII digits only
+@pytest.mark.parametrize("argument", ["\u00b2", "\u0663", "\uff15"])
+def test_sleep_with_non_ascii_digits_is_refused(tmp_path, argument):
+    # was: '²'.isdigit() is true but int('²') raised ValueError (a traceback); '٣' was read as 3
+    data = _data()
+    data["policies"]["uniform-5s"]["recipient_restrictions"] = [f"sleep {argument}", "permit"]
+    _refused(tmp_path, tomli_w.dumps(data), "policies.uniform-5s.recipient_restrictions", "whole seconds")
+
+
+def test_sleep_in_map_result_with_non_ascii_digit_is_refused(tmp_path):
+    _map_line(tmp_path, "/./ sleep \u00b2", "line 2")

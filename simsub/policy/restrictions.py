@@ -318,7 +318,8 @@ class Compiler:
         if name == "sleep":
             # Postfix takes whole seconds only (anything else is a server
             # configuration error at run time).
-            if not argument.isdigit() or int(argument) >= 86400:
+            # ASCII digits only: str.isdigit() also accepts '²' and '٣', which int() refuses or reads.
+            if not re.fullmatch(r"[0-9]+", argument) or int(argument) >= 86400:
                 raise PolicyConfigError(key, f"'sleep' needs whole seconds from 0 to 86399, as in Postfix, got {argument!r}")
             return Sleep(float(int(argument)))
         if name in ("check_client_access", "check_sasl_access"):
