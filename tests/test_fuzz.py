@@ -107,3 +107,29 @@ def test_sleep_with_non_ascii_digits_is_refused(tmp_path, argument):
 
 def test_sleep_in_map_result_with_non_ascii_digit_is_refused(tmp_path):
     _map_line(tmp_path, "/./ sleep \u00b2", "line 2")
+
+
+# error messages: an empty key must still be named
+def test_empty_key_is_named(tmp_path):
+    # was: 'FILE: unknown key (known here: …)' with no key at all
+    _refused(tmp_path, '"" = 0\n' + fc.base_text("tiny"), 'scenario.toml: "": unknown key')
+    data = _data("tiny")
+    data["mta"][" "] = 1
+    _refused(tmp_path, tomli_w.dumps(data), 'mta." ": unknown key')
+
+
+@pytest.mark.parametrize("key", ["a\x85b", "a\u2028b", "a\u2029b", "a\x0bb", "a\x1cb", "a\x9fb"])
+def test_keys_with_unicode_line_breaks_keep_the_error_on_one_line(tmp_path, key):
+    # was: NEL (U+0085) and the line/paragraph separators went through unescaped, so the error
+    # took two lines for any reader that splits lines as Python does
+    data = _data()
+    data["origins"]["foreign"]["rtt"][key] = []
+    _refused(tmp_path, tomli_w.dumps(data), "origins.foreign.rtt.a\\", "not 'a\\")
+
+
+def test_set_key_with_a_line_break_keeps_the_error_on_one_line(tmp_path):
+    path = tmp_path / "scenario.toml"
+    path.write_text(fc.base_text("may"), encoding="utf-8")
+    result = fc.call(["check", str(path), "--set", "populations.no\x85such.count=1"])
+    fc.check_refusal(result, path, None, overridden=True)
+    assert "populations.no\\x85such.count" in result.err

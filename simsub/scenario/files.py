@@ -29,7 +29,7 @@ def read_scenario_file(path: str | Path | None) -> tuple[dict, str]:
     ``may-2012.toml (built-in)``.  Nothing is validated beyond TOML syntax.
     """
     file = Path(path) if path is not None else default_scenario_path()
-    source = str(path) if path is not None else f"{DEFAULT_SCENARIO} (built-in)"
+    source = one_line(str(path)) if path is not None else f"{DEFAULT_SCENARIO} (built-in)"
     try:
         data = file.read_bytes()
     except FileNotFoundError:
@@ -53,3 +53,14 @@ def read_scenario_file(path: str | Path | None) -> tuple[dict, str]:
     except RecursionError:
         raise ScenarioError(source, None, "TOML nesting is too deep") from None
     return raw, source
+
+
+#: Characters that end a line for some reader: C0 and C1 controls (NEL, U+0085, included) and the
+#: Unicode line and paragraph separators (str.splitlines breaks at all of them).
+_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line-breaking or control character escaped (``\\n``, ``\\x85``), so that
+    an error naming a key or file with such characters stays one line."""
+    return _BREAKS.sub(lambda m: repr(m.group())[1:-1], text)

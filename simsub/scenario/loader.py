@@ -23,7 +23,7 @@ from ..policy.restrictions import PolicyConfigError
 from ..policy.services import ACTIONS, COUNTS, DISTINCT, KEYS, DistinctSpec, RateLimitSpec
 from ..policy.ratelimit import ALGORITHMS
 from ..units import parse_duration
-from .files import default_scenario_path, read_scenario_file
+from .files import default_scenario_path, one_line, read_scenario_file
 from .params import ParamError, check_params, check_value, substitute, undeclared
 from .types import MTA, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig, ReputationList, Scenario
 
@@ -98,7 +98,8 @@ def apply_overrides(data: dict, overrides: dict[str, Any], source: str | None = 
     touched = set()
     for dotted, value in overrides.items():
         dotted = _SHORTCUTS.get(dotted, dotted)
-        where = f"{source} (--set {dotted})" if source else "--set"
+        where = _one_line(f"{source} (--set {dotted})" if source else "--set")
+        shown = _one_line(dotted)
         parts = dotted.split(".")
         node: Any = data
         path: list[str] = []
@@ -108,20 +109,20 @@ def apply_overrides(data: dict, overrides: dict[str, Any], source: str | None = 
                 match = [t for t in node if isinstance(t, dict) and t.get("name") == part]
                 if not match:
                     names = [str(t.get("name")) for t in node if isinstance(t, dict)]
-                    raise ScenarioError(where, dotted, f"no entry named {part!r} in {'.'.join(path[:-1])} (have: {_one_line(', '.join(names))}){_hint(part, names)}")
+                    raise ScenarioError(where, shown, f"no entry named {part!r} in {_one_line('.'.join(path[:-1]))} (have: {_one_line(', '.join(names))}){_hint(part, names)}")
                 node = match[0]
             elif isinstance(node, dict):
                 if part not in node and len(path) > 1 and node and all(isinstance(v, dict) for v in node.values()):
                     # A table of named tables (origins, destinations, policies, lists):
                     # a name that is not there is a typo, not a new entry.
-                    raise ScenarioError(where, dotted, f"no entry named {part!r} in {'.'.join(path[:-1])} (have: {_one_line(', '.join(node))}){_hint(part, node)}")
+                    raise ScenarioError(where, shown, f"no entry named {part!r} in {_one_line('.'.join(path[:-1]))} (have: {_one_line(', '.join(node))}){_hint(part, node)}")
                 node = node.setdefault(part, {})
             else:
-                raise ScenarioError(where, dotted, f"{'.'.join(path[:-1])} is not a table")
+                raise ScenarioError(where, shown, _one_line(f"{'.'.join(path[:-1])} is not a table"))
         if isinstance(node, list):
-            raise ScenarioError(where, dotted, f"{'.'.join(parts[:-1])} is a list of tables; name an entry, e.g. populations.NAME.count")
+            raise ScenarioError(where, shown, _one_line(f"{'.'.join(parts[:-1])} is a list of tables; name an entry, e.g. populations.NAME.count"))
         if not isinstance(node, dict):
-            raise ScenarioError(where, dotted, f"{'.'.join(parts[:-1])} is not a table")
+            raise ScenarioError(where, shown, _one_line(f"{'.'.join(parts[:-1])} is not a table"))
         node[parts[-1]] = value
         touched.add(dotted)
     return touched
@@ -129,7 +130,7 @@ def apply_overrides(data: dict, overrides: dict[str, Any], source: str | None = 
 
 def _one_line(text: str) -> str:
     """Escape line breaks and other control characters (from quoted TOML keys) so an error stays one line."""
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
+    return one_line(text)
 
 
 def _hint(word: str, choices) -> str:
@@ -152,6 +153,8 @@ class Section:
                 loader.fail(self.key(key), f"unknown key{_hint(key, known)} (known here: {', '.join(known)})")
 
     def key(self, name: str) -> str:
+        if not str(name).strip():  # an empty or blank key ("" = 1) would vanish from the message
+            name = f'"{name}"'
         return f"{self.prefix}.{name}" if self.prefix else name
 
     def has(self, name: str) -> bool:
