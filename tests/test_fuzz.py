@@ -133,3 +133,18 @@ def test_set_key_with_a_line_break_keeps_the_error_on_one_line(tmp_path):
     result = fc.call(["check", str(path), "--set", "populations.no\x85such.count=1"])
     fc.check_refusal(result, path, None, overridden=True)
     assert "populations.no\\x85such.count" in result.err
+
+
+# --set addresses an array-of-tables entry by the name it gets from a parameter
+def test_set_addresses_a_population_named_by_a_parameter(tmp_path):
+    # was: 'no entry named 'users' in populations (have: ${s}, bots)', though the scenario calls
+    # the population 'users' everywhere else (errors, results); the fuzz runs' caps hit it
+    text = fc.base_text("tiny").replace('name = "users"', 'name = "${s}"')
+    text = text.replace("sleep = 0", 'sleep = 0\ns = "users"')
+    path = tmp_path / "scenario.toml"
+    path.write_text(text, encoding="utf-8")
+    result = fc.call(["check", str(path), "--set", "populations.users.count=3"])
+    assert result.code == 0, result.err
+    result = fc.call(["check", str(path), "--set", "populations.users.count=0"])
+    fc.check_refusal(result, path, None, overridden=True)
+    assert "populations.users.count: expected a whole number >= 1, got 0" in result.err

@@ -24,7 +24,7 @@ from ..policy.services import ACTIONS, COUNTS, DISTINCT, KEYS, DistinctSpec, Rat
 from ..policy.ratelimit import ALGORITHMS
 from ..units import parse_duration
 from .files import default_scenario_path, one_line, read_scenario_file
-from .params import ParamError, check_params, check_value, substitute, undeclared
+from .params import ParamError, check_params, check_value, substitute, substitute_text, undeclared
 from .types import MTA, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig, ReputationList, Scenario
 
 _MISSING = object()
@@ -89,11 +89,14 @@ def split_overrides(overrides: dict[str, Any], declared: dict[str, Any], source:
     return values, others
 
 
-def apply_overrides(data: dict, overrides: dict[str, Any], source: str | None = None) -> set[str]:
+def apply_overrides(data: dict, overrides: dict[str, Any], source: str | None = None,
+                    params: dict[str, Any] | None = None) -> set[str]:
     """Set dotted keys in ``data`` in place; arrays of tables are addressed by name.
 
     Returns the set of dotted keys that were set, for error messages.  ``source``
-    (the scenario file) is named in errors next to the ``--set`` key.
+    (the scenario file) is named in errors next to the ``--set`` key.  ``params`` (the
+    parameter values) resolve names written as references (``name = "${group}"``), so that
+    such an entry is addressed by the name it gets, as in error messages.
     """
     touched = set()
     for dotted, value in overrides.items():
@@ -106,9 +109,9 @@ def apply_overrides(data: dict, overrides: dict[str, Any], source: str | None = 
         for part in parts[:-1]:
             path.append(part)
             if isinstance(node, list):
-                match = [t for t in node if isinstance(t, dict) and t.get("name") == part]
+                match = [t for t in node if isinstance(t, dict) and _entry_name(t, params) == part]
                 if not match:
-                    names = [str(t.get("name")) for t in node if isinstance(t, dict)]
+                    names = [str(_entry_name(t, params)) for t in node if isinstance(t, dict)]
                     raise ScenarioError(where, shown, f"no entry named {part!r} in {_one_line('.'.join(path[:-1]))} (have: {_one_line(', '.join(names))}){_hint(part, names)}")
                 node = match[0]
             elif isinstance(node, dict):
@@ -126,6 +129,17 @@ def apply_overrides(data: dict, overrides: dict[str, Any], source: str | None = 
         node[parts[-1]] = value
         touched.add(dotted)
     return touched
+
+
+def _entry_name(entry: dict, params: dict[str, Any] | None) -> Any:
+    """The ``name`` of an array-of-tables entry, with ``${...}`` references resolved when possible."""
+    name = entry.get("name")
+    if params is not None and isinstance(name, str) and "${" in name:
+        try:
+            name = substitute_text(name, "name", params)
+        except ParamError:
+            pass  # the loader reports the broken reference at its key
+    return name
 
 
 def _one_line(text: str) -> str:
@@ -316,7 +330,8 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
     except ParamError as exc:
         loader.fail(exc.key, exc.message)
     values, dotted = split_overrides(overrides, declared, source)
-    loader.overridden = apply_overrides(data, dotted, source) | {f"params.{name}" for name in values}
+    loader.overridden = (apply_overrides(data, dotted, source, {**declared, **values})
+                         | {f"params.{name}" for name in values})
     try:
         resolution = substitute(data, {**declared, **values})
     except ParamError as exc:
