@@ -148,3 +148,28 @@ def test_set_addresses_a_population_named_by_a_parameter(tmp_path):
     result = fc.call(["check", str(path), "--set", "populations.users.count=0"])
     fc.check_refusal(result, path, None, overridden=True)
     assert "populations.users.count: expected a whole number >= 1, got 0" in result.err
+
+
+# nesting deeper than the loader's recursion
+@pytest.mark.parametrize("text", [
+    "[" + ".".join(["a"] * 3000) + "]\nb = 1\n",  # tables in tables, as headers
+    ".".join(["a"] * 3000) + " = 1\n",  # dotted keys
+])
+def test_deeply_nested_tables_are_refused(tmp_path, text):
+    # was: RecursionError in copy.deepcopy escaping main
+    _refused(tmp_path, text + fc.base_text("tiny"), "a.a.a.a…", "nested more than 64 levels")
+
+
+def test_deeply_nested_set_value_is_refused(tmp_path):
+    path = tmp_path / "scenario.toml"
+    path.write_text(fc.base_text("tiny"), encoding="utf-8")
+    for value in ("[" * 3000, "[" * 100 + "]" * 100):
+        result = fc.call(["check", str(path), "--set", f"mta.x={value}"])
+        assert result.escaped is None, result.escaped
+        assert result.code == 2 and len(result.err.splitlines()) == 1 and "nested" in result.err
+
+
+def test_nesting_a_few_levels_deep_is_an_unknown_key(tmp_path):
+    data = _data("tiny")
+    data["mta"]["x"] = fc._deep(50, table=True)
+    _refused(tmp_path, tomli_w.dumps(data), "mta.x: unknown key")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from importlib import resources
 
@@ -52,7 +53,43 @@ def read_scenario_file(path: str | Path | None) -> tuple[dict, str]:
         raise ScenarioError(source, where, f"TOML syntax error: {reason}") from None
     except RecursionError:
         raise ScenarioError(source, None, "TOML nesting is too deep") from None
+    check_depth(raw, source)
     return raw, source
+
+
+#: Tables and arrays nested deeper than this are refused: no scenario key needs more than a
+#: handful of levels, and the loader (copying, substituting, validating) walks them recursively.
+MAX_DEPTH = 64
+
+
+def check_depth(data: Any, source: str, prefix: str = "") -> None:
+    """Refuse ``data`` if its tables and arrays nest more than :data:`MAX_DEPTH` levels deep,
+    naming the first few keys of the path (checked without recursion)."""
+    stack: list[tuple[Any, tuple, int]] = [(data, (), 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.items()
+        elif isinstance(node, list):
+            children = enumerate(node)
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            key = _dotted(((prefix,) if prefix else ()) + path[:4])
+            raise ScenarioError(source, f"{key}…", f"tables or arrays nested more than {MAX_DEPTH} levels deep")
+        for key, value in children:
+            if isinstance(value, (dict, list)):
+                stack.append((value, path + (key,), depth + 1))
+
+
+def _dotted(path: tuple) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return one_line(text)
 
 
 #: Characters that end a line for some reader: C0 and C1 controls (NEL, U+0085, included) and the

@@ -23,7 +23,7 @@ from ..policy.restrictions import PolicyConfigError
 from ..policy.services import ACTIONS, COUNTS, DISTINCT, KEYS, DistinctSpec, RateLimitSpec
 from ..policy.ratelimit import ALGORITHMS
 from ..units import parse_duration
-from .files import default_scenario_path, one_line, read_scenario_file
+from .files import check_depth, default_scenario_path, one_line, read_scenario_file
 from .params import ParamError, check_params, check_value, substitute, substitute_text, undeclared
 from .types import MTA, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig, ReputationList, Scenario
 
@@ -47,6 +47,8 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             value = text
+        except RecursionError:
+            raise ScenarioError("--set", _one_line(key), "the value is nested too deeply") from None
         result[key] = value
     return result
 
@@ -323,6 +325,7 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
     Order: overrides (parameters and dotted keys), then ``${name}`` substitution
     (:mod:`.params`), then validation.
     """
+    check_depth(raw, source)
     data = copy.deepcopy(raw)
     loader = Loader(source, set())
     try:
@@ -332,6 +335,8 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
     values, dotted = split_overrides(overrides, declared, source)
     loader.overridden = (apply_overrides(data, dotted, source, {**declared, **values})
                          | {f"params.{name}" for name in values})
+    for key, value in dotted.items():
+        check_depth(value, _one_line(f"{source} (--set {key})"), _SHORTCUTS.get(key, key))
     try:
         resolution = substitute(data, {**declared, **values})
     except ParamError as exc:
