@@ -193,9 +193,21 @@ def _number(value: object, subkey: str, flavour: Flavour) -> float:
             raise DistributionSpecError(subkey, str(exc)) from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DistributionSpecError(subkey, f"expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise DistributionSpecError(subkey, f"expected a finite number, got {value!r}")
+    if not _finite(value):
+        raise DistributionSpecError(subkey, f"expected a finite number, got {_clip(value)}")
     return float(value)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a TOML integer beyond the float range, such as 10**400
+        return False
+
+
+def _clip(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "…"
 
 
 def parse_distribution(spec: object, flavour: Flavour) -> Distribution:
@@ -272,7 +284,7 @@ def _build_lognormal(spec, flavour):
     if median <= 0:
         raise DistributionSpecError("median", f"must be > 0, got {median:g}")
     sigma = spec["sigma"]  # dimensionless, so never a duration
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not math.isfinite(sigma) or sigma < 0:
+    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not _finite(sigma) or sigma < 0:
         raise DistributionSpecError("sigma", f"expected a finite number >= 0, got {sigma!r}")
     try:
         mean = median * math.exp(sigma**2 / 2)

@@ -20,26 +20,34 @@ def parse_duration(value: object) -> float:
     negative values.
     """
     if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as '5s' or a number of seconds, got {value!r}")
+        raise ValueError(f"expected a duration such as '5s' or a number of seconds, got {_clip(value)}")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # a TOML integer beyond the float range, such as 10**400
+            seconds = math.inf
     elif isinstance(value, str):
         match = _DURATION.match(value.lower())
         if not match:
             raise ValueError(
-                f"expected a duration such as '250ms', '5s', '10m', '2h' or '1d', got {value!r}"
+                f"expected a duration such as '250ms', '5s', '10m', '2h' or '1d', got {_clip(value)}"
             )
         number, unit = match.groups()
         if unit and unit not in UNIT_SECONDS:
             raise ValueError(
-                f"unknown unit {unit!r} in {value!r}; use one of {', '.join(UNIT_SECONDS)}"
+                f"unknown unit {unit!r} in {_clip(value)}; use one of {', '.join(UNIT_SECONDS)}"
             )
         seconds = float(number) * UNIT_SECONDS[unit or "s"]
     else:
-        raise ValueError(f"expected a duration such as '5s' or a number of seconds, got {value!r}")
+        raise ValueError(f"expected a duration such as '5s' or a number of seconds, got {_clip(value)}")
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"expected a finite, non-negative duration, got {value!r}")
+        raise ValueError(f"expected a finite, non-negative duration, got {_clip(value)}")
     return seconds
+
+
+def _clip(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "…"
 
 
 def format_duration(seconds: float) -> str:

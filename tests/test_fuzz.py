@@ -173,3 +173,29 @@ def test_nesting_a_few_levels_deep_is_an_unknown_key(tmp_path):
     data = _data("tiny")
     data["mta"]["x"] = fc._deep(50, table=True)
     _refused(tmp_path, tomli_w.dumps(data), "mta.x: unknown key")
+
+
+# integers beyond the float range (TOML integers have no limit)
+HUGE = 10**400
+
+
+@pytest.mark.parametrize("path, needle", [
+    (("mta", "reply_time"), "mta.reply_time"),
+    (("populations", 0, "messages_per_day"), "populations.subscribers.messages_per_day"),
+    (("populations", 0, "recipients"), "populations.subscribers.recipients"),
+    (("populations", 1, "forged_sender"), "populations.botnet.forged_sender"),
+    (("populations", 0, "origins", "own"), "populations.subscribers.origins.own"),
+    (("populations", 0, "diurnal", 3), "populations.subscribers.diurnal"),
+    (("populations", 1, "patience", "sigma"), "populations.botnet.patience.sigma"),
+    (("operator", "threshold"), "operator.threshold"),
+    (("destinations", "bigmail", "legit", "defer"), "destinations.bigmail.legit.defer"),
+])
+def test_integers_beyond_the_float_range_are_refused(tmp_path, path, needle):
+    # was: OverflowError('int too large to convert to float') from math.isfinite/float()
+    _refused(tmp_path, _edited(_data(), (path, HUGE)), needle)
+
+
+def test_diurnal_weights_adding_up_to_infinity_are_refused(tmp_path):
+    # was: accepted, then every weight rescaled to 0: no legitimate mail at all
+    _refused(tmp_path, _edited(_data(), (("populations", 0, "diurnal"), [1e308] * 24)),
+             "populations.subscribers.diurnal", "finite")

@@ -208,7 +208,7 @@ class Section:
     def number(self, name: str, default: Any = _MISSING, minimum: float = 0.0, exclusive: bool = False,
                maximum: float | None = None) -> float:
         value = self.raw(name, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             self.loader.fail(self.key(name), f"expected a finite number, got {_show(value)}")
         if value < minimum or (exclusive and value == minimum):
             relation = ">" if exclusive else ">="
@@ -240,6 +240,15 @@ class Section:
 
     def table(self, name: str, known: tuple[str, ...], default: Any = _MISSING) -> "Section":
         return Section(self.loader, self.key(name), self.raw(name, default), known)
+
+
+def _finite(value: Any) -> bool:
+    """A finite number; TOML integers beyond the float range (``10**400``) are not (math.isfinite
+    would raise OverflowError on them)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _show(value: Any) -> str:
@@ -451,7 +460,7 @@ def _population(loader: Loader, index: int, entry: Any, origins: dict, previous:
         key = f"{section.key('origins')}.{origin_name}"
         if origin_name not in origins:
             loader.fail(key, f"no origin named {origin_name!r} (have: {', '.join(origins)}){_hint(origin_name, origins)}")
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not math.isfinite(share) or share < 0:
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not _finite(share) or share < 0:
             loader.fail(key, f"expected a share between 0 and 1, got {_show(share)}")
         shares[origin_name] = float(share)
     total = sum(shares.values())
@@ -472,9 +481,9 @@ def _population(loader: Loader, index: int, entry: Any, origins: dict, previous:
         if section.has("diurnal"):
             weights = section.raw("diurnal")
             if (not isinstance(weights, list) or len(weights) != 24
-                    or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0 for w in weights)
-                    or sum(weights) <= 0):
-                loader.fail(section.key("diurnal"), "expected 24 non-negative hourly weights, not all zero")
+                    or any(isinstance(w, bool) or not isinstance(w, (int, float)) or not _finite(w) or w < 0 for w in weights)
+                    or sum(weights) <= 0 or not _finite(sum(weights))):
+                loader.fail(section.key("diurnal"), "expected 24 finite, non-negative hourly weights, not all zero")
             mean = sum(weights) / 24
             diurnal = tuple(float(w) / mean for w in weights)
         return Population(
