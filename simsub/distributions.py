@@ -16,7 +16,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from .units import parse_duration
+from .units import MAX_SECONDS, parse_duration
 
 Flavour = Literal["duration", "count"]
 
@@ -292,6 +292,9 @@ def _build_lognormal(spec, flavour):
         mean = math.inf
     if not math.isfinite(mean):
         raise DistributionSpecError("sigma", f"is too large: the mean would be infinite, got {sigma!r}")
+    if mean > MAX_SECONDS:
+        raise DistributionSpecError("sigma", f"is too large: the mean would be {mean:.3g} s, beyond "
+                                             f"{MAX_SECONDS:g} s, got {sigma!r}")
     return LogNormal(median, float(sigma))
 
 

@@ -8,6 +8,10 @@ import re
 #: Seconds per unit suffix.
 UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
+#: The longest duration accepted (about 31.7 years).  Longer ones are typos such as ``1e300s``:
+#: added up on the simulation clock they overflow to infinity and the run never ends.
+MAX_SECONDS = 1e9
+
 _DURATION = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]*)\s*$")
 
 
@@ -16,8 +20,8 @@ def parse_duration(value: object) -> float:
 
     Accepts an int or float (seconds) or a string such as ``"250ms"``, ``"5s"``,
     ``"10m"``, ``"2h"``, ``"1d"`` (a bare number string means seconds).  Raises
-    ``ValueError`` with a readable reason for anything else, including NaN, inf and
-    negative values.
+    ``ValueError`` with a readable reason for anything else, including NaN, inf,
+    negative values and durations beyond :data:`MAX_SECONDS`.
     """
     if isinstance(value, bool):
         raise ValueError(f"expected a duration such as '5s' or a number of seconds, got {_clip(value)}")
@@ -42,6 +46,8 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"expected a duration such as '5s' or a number of seconds, got {_clip(value)}")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"expected a finite, non-negative duration, got {_clip(value)}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"expected a duration of at most {MAX_SECONDS:g} s (about 31 years), got {_clip(value)}")
     return seconds
 
 

@@ -199,3 +199,22 @@ def test_diurnal_weights_adding_up_to_infinity_are_refused(tmp_path):
     # was: accepted, then every weight rescaled to 0: no legitimate mail at all
     _refused(tmp_path, _edited(_data(), (("populations", 0, "diurnal"), [1e308] * 24)),
              "populations.subscribers.diurnal", "finite")
+
+
+# durations so long that the simulation clock overflows to infinity
+@pytest.mark.parametrize("path, value, needle", [
+    (("origins", "own", "rtt"), "1e300s", "origins.own.rtt"),
+    (("origins", "unknown", "rtt", "high"), 1e308, "origins.unknown.rtt.high"),
+    (("mta", "reply_time"), 10**30, "mta.reply_time"),
+    (("populations", 0, "retry_interval"), "1e12s", "populations.subscribers.retry_interval"),
+    (("scenario", "horizon"), "1e300s", "scenario.horizon"),
+])
+def test_durations_beyond_31_years_are_refused(tmp_path, path, value, needle):
+    # was: accepted; the run never ended (round trips of 1e300 s put the clock at infinity)
+    _refused(tmp_path, _edited(_data(), (path, value)), needle, "at most 1e+09 s")
+
+
+def test_lognormal_with_a_mean_beyond_31_years_is_refused(tmp_path):
+    patience = {"dist": "lognormal", "median": "4s", "sigma": 30}
+    _refused(tmp_path, _edited(_data(), (("populations", 1, "patience"), patience)),
+             "populations.botnet.patience.sigma", "too large")
