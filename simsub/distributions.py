@@ -174,6 +174,10 @@ class DistributionSpecError(ValueError):
         super().__init__(reason)
 
 
+#: The largest count a count distribution may produce or average (recipients per message):
+#: larger ones overflow numpy's 64-bit integers, or the memory of a run, when messages are drawn.
+MAX_COUNT = 1_000_000
+
 _KNOWN = ("constant", "uniform", "exponential", "lognormal", "geometric", "empirical")
 _PARAMS = {
     "constant": {"value"},
@@ -245,6 +249,8 @@ def parse_distribution(spec: object, flavour: Flavour) -> Distribution:
 def _check_constant(value: float, flavour: Flavour) -> Distribution:
     if flavour == "count" and (value < 1 or value != int(value)):
         raise DistributionSpecError(None, f"expected a whole number >= 1, got {value:g}")
+    if flavour == "count" and value > MAX_COUNT:
+        raise DistributionSpecError(None, f"expected a count of at most {MAX_COUNT:,}, got {value:g}")
     return Constant(int(value) if flavour == "count" else value)
 
 
@@ -264,6 +270,8 @@ def _build_uniform(spec, flavour):
         for key, value in (("low", low), ("high", high)):
             if value < 1 or value != int(value):
                 raise DistributionSpecError(key, f"expected a whole number >= 1, got {value!r}")
+            if value > MAX_COUNT:
+                raise DistributionSpecError(key, f"expected a count of at most {MAX_COUNT:,}, got {value:g}")
         return Uniform(low, high, integer=True)
     return Uniform(low, high)
 
@@ -304,6 +312,8 @@ def _build_geometric(spec, flavour):
     mean = _number(spec["mean"], "mean", flavour)
     if mean < 1:
         raise DistributionSpecError("mean", f"must be >= 1 (the smallest count is 1), got {mean:g}")
+    if mean > MAX_COUNT:
+        raise DistributionSpecError("mean", f"must be at most {MAX_COUNT:,}, got {mean:g}")
     return Geometric(mean)
 
 
@@ -325,6 +335,8 @@ def _build_empirical(spec, flavour):
             raise DistributionSpecError(f"points[{i}]", "F(x) values must not decrease")
         if flavour == "count" and (x < 1 or x != int(x)):
             raise DistributionSpecError(f"points[{i}]", f"counts must be whole numbers >= 1, got {x!r}")
+        if flavour == "count" and x > MAX_COUNT:
+            raise DistributionSpecError(f"points[{i}]", f"counts must be at most {MAX_COUNT:,}, got {x:g}")
         xs.append(x)
         fs.append(float(f))
     if fs[-1] != 1.0:

@@ -218,3 +218,16 @@ def test_lognormal_with_a_mean_beyond_31_years_is_refused(tmp_path):
     patience = {"dist": "lognormal", "median": "4s", "sigma": 30}
     _refused(tmp_path, _edited(_data(), (("populations", 1, "patience"), patience)),
              "populations.botnet.patience.sigma", "too large")
+
+
+# recipients beyond numpy's integers
+@pytest.mark.parametrize("recipients, needle", [
+    (10**30, "populations.botnet.recipients"),
+    (2**63, "populations.botnet.recipients"),
+    ({"dist": "uniform", "low": 30, "high": 10**30}, "populations.botnet.recipients.high"),
+    ({"dist": "geometric", "mean": 1e308}, "populations.botnet.recipients.mean"),
+    ({"dist": "empirical", "points": [[1, 0.5], [10**30, 1.0]]}, "populations.botnet.recipients.points[1]"),
+])
+def test_recipient_counts_beyond_a_million_are_refused(tmp_path, recipients, needle):
+    # was: accepted; the run died with OverflowError / ValueError from numpy
+    _refused(tmp_path, _edited(_data(), (("populations", 1, "recipients"), recipients)), needle, "at most 1,000,000")
