@@ -231,3 +231,20 @@ def test_lognormal_with_a_mean_beyond_31_years_is_refused(tmp_path):
 def test_recipient_counts_beyond_a_million_are_refused(tmp_path, recipients, needle):
     # was: accepted; the run died with OverflowError / ValueError from numpy
     _refused(tmp_path, _edited(_data(), (("populations", 1, "recipients"), recipients)), needle, "at most 1,000,000")
+
+
+# periodic processes and windows that stall the clock or overflow a counter
+@pytest.mark.parametrize("path, value, needle", [
+    (("scenario", "bin"), 1e-300, "at least 1s"),
+    (("scenario", "bin"), "1e300s", "at most"),
+    (("scenario", "bin"), "2d", "at most 1d"),
+    (("queue", "queue_run_delay"), 1e-300, "at least 1s"),
+    (("operator", "check_interval"), "1e-300s", "at least 1s"),
+    (("destinations", "bigmail", "rate_limit", "window"), 5e-324, "at least 1ms"),
+    (("policies", "throttle-100h", "services", "ratelimit", "window"), 5e-324, "at least 1ms"),
+])
+def test_intervals_that_stall_the_clock_are_refused(tmp_path, path, value, needle):
+    # was: accepted; the run hung (bins, scans or checks every 1e-300 s) or died with
+    # OverflowError('cannot convert float infinity to integer') in the fixed-window counter
+    key = ".".join(str(p) for p in path)
+    _refused(tmp_path, _edited(_data(), (path, value)), key, needle)

@@ -22,7 +22,7 @@ from ..policy.policy import LIST_KEYS, compile_policy
 from ..policy.restrictions import PolicyConfigError
 from ..policy.services import ACTIONS, COUNTS, DISTINCT, KEYS, DistinctSpec, RateLimitSpec
 from ..policy.ratelimit import ALGORITHMS
-from ..units import parse_duration
+from ..units import format_duration, parse_duration
 from .files import check_depth, default_scenario_path, one_line, read_scenario_file
 from .params import ParamError, check_params, check_value, substitute, substitute_text, undeclared
 from .types import MTA, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig, ReputationList, Scenario
@@ -217,14 +217,21 @@ class Section:
             self.loader.fail(self.key(name), f"expected a number <= {maximum:g}, got {value}")
         return float(value)
 
-    def duration(self, name: str, default: Any = _MISSING, positive: bool = True) -> float:
+    def duration(self, name: str, default: Any = _MISSING, positive: bool = True, minimum: float = 0.0,
+                 maximum: float | None = None) -> float:
+        """A duration in seconds; ``minimum``/``maximum`` (s) bound it where a tiny or huge value
+        would stall the simulation clock (periodic processes) or overflow a counter."""
         value = self.raw(name, default)
         try:
             seconds = parse_duration(value)
         except ValueError as exc:
             self.loader.fail(self.key(name), str(exc))
         if positive and seconds <= 0:
-            self.loader.fail(self.key(name), f"expected a duration > 0, got {value!r}")
+            self.loader.fail(self.key(name), f"expected a duration > 0, got {_clip(value)}")
+        if seconds < minimum:
+            self.loader.fail(self.key(name), f"expected a duration of at least {format_duration(minimum)}, got {_clip(value)}")
+        if maximum is not None and seconds > maximum:
+            self.loader.fail(self.key(name), f"expected a duration of at most {format_duration(maximum)}, got {_clip(value)}")
         return seconds
 
     def distribution(self, name: str, flavour: str, default: Any = _MISSING, positive: bool = False) -> Distribution:
@@ -240,6 +247,11 @@ class Section:
 
     def table(self, name: str, known: tuple[str, ...], default: Any = _MISSING) -> "Section":
         return Section(self.loader, self.key(name), self.raw(name, default), known)
+
+
+def _clip(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:60] + "…"
 
 
 def _finite(value: Any) -> bool:
@@ -313,6 +325,14 @@ _MTA = ("process_limit", "backlog", "reply_time")
 _POLICY = ("description", "smtpd_delay_reject", "maps", "services") + LIST_KEYS
 _SERVICE = ("type", "key", "count", "limit", "window", "algorithm", "action", "description")
 _DISTINCT_SERVICE = ("type", "key", "distinct", "limit", "window", "action", "description")
+#: Shortest interval of a periodic process (deferred-queue scans, operator checks): shorter ones
+#: flood the event queue and, once the clock is large, stop advancing it (t + interval == t).
+MIN_PERIOD_S = 1.0
+#: Longest time-series bin: the run notices its end at a bin boundary, and until then the mail
+#: queue and the operator keep working.
+MAX_BIN_S = 86400.0
+#: Shortest rate-limit window: a fixed window's index, t // window, must stay a finite number.
+MIN_WINDOW_S = 0.001
 _HOSTNAME = re.compile(r"^(unknown|[A-Za-z0-9{}\-]+(\.[A-Za-z0-9{}\-]+)*)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
 
@@ -358,7 +378,9 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
     name = head.string("name")
     horizon = head.duration("horizon")
     seed = head.integer("seed", 0)
-    bin_width = head.duration("bin", "5m")
+    # A bin is also the step at which the end of the run is noticed: a tiny one stalls the
+    # clock, a huge one keeps the mail queue and the operator running long after the horizon.
+    bin_width = head.duration("bin", "5m", minimum=MIN_PERIOD_S, maximum=MAX_BIN_S)
 
     origins_raw = top.raw("origins")
     if not isinstance(origins_raw, dict) or not origins_raw:
@@ -564,7 +586,7 @@ def _policy(loader: Loader, section: Section, name: str):
             key=s.string("key", "sasl_username", choices=KEYS),
             count=s.string("count", "messages", choices=COUNTS),
             limit=s.number("limit", minimum=0, exclusive=True),
-            window=s.duration("window"),
+            window=s.duration("window", minimum=MIN_WINDOW_S),  # t // window must stay finite
             algorithm=s.string("algorithm", "fixed", choices=tuple(ALGORITHMS)),
             action=s.string("action", "DEFER", choices=ACTIONS),
         )
@@ -606,7 +628,7 @@ def _behind_the_front_end(loader: Loader, top: Section):
         recipients_per_request=q.integer("recipients_per_request", defaults.recipients_per_request, minimum=1),
         minimal_backoff=q.duration("minimal_backoff", defaults.minimal_backoff),
         maximal_backoff=q.duration("maximal_backoff", defaults.maximal_backoff),
-        queue_run_delay=q.duration("queue_run_delay", defaults.queue_run_delay),
+        queue_run_delay=q.duration("queue_run_delay", defaults.queue_run_delay, minimum=MIN_PERIOD_S),
         maximal_queue_lifetime=q.duration("maximal_queue_lifetime", defaults.maximal_queue_lifetime),
         bounce_queue_lifetime=q.duration("bounce_queue_lifetime", defaults.bounce_queue_lifetime),
         double_bounce=q.string("double_bounce", defaults.double_bounce, choices=("drop", "postmaster")),
@@ -653,7 +675,7 @@ def _behind_the_front_end(loader: Loader, top: Section):
         rate_limit = None
         if d.has("rate_limit"):
             rl = d.table("rate_limit", _RATE_LIMIT)
-            rate_limit = (rl.integer("messages", minimum=1), rl.duration("window"))
+            rate_limit = (rl.integer("messages", minimum=1), rl.duration("window", minimum=MIN_WINDOW_S))
         destinations.append(Destination(
             name=dest_name,
             legit_share=d.number("legit_share", 0.0, maximum=1.0),
@@ -681,7 +703,7 @@ def _behind_the_front_end(loader: Loader, top: Section):
             rule=o.string("rule", choices=("queue_size", "bounces", "account_volume")),
             threshold=o.number("threshold", minimum=0, exclusive=True),
             window=o.duration("window", "1h"),
-            check_interval=o.duration("check_interval", "5m"),
+            check_interval=o.duration("check_interval", "5m", minimum=MIN_PERIOD_S),
             reaction_delay=o.duration("reaction_delay", "1h", positive=False),
             reset_accounts=o.integer("reset_accounts", 10, minimum=0),
             suspicious_volume=o.number("suspicious_volume", 500),
