@@ -248,3 +248,27 @@ def test_intervals_that_stall_the_clock_are_refused(tmp_path, path, value, needl
     # OverflowError('cannot convert float infinity to integer') in the fixed-window counter
     key = ".".join(str(p) for p in path)
     _refused(tmp_path, _edited(_data(), (path, value)), key, needle)
+
+
+# bots whose cycle takes no simulated time
+@pytest.mark.parametrize("pause", [0, "0s", {"dist": "uniform", "low": 0, "high": 0}, 1e-300])
+def test_bots_whose_sessions_take_no_time_are_refused(tmp_path, pause):
+    # was: accepted; with no round trip, no reply time and no pause the bots started sessions
+    # forever at one instant (the run hung)
+    data = _data("tiny")
+    for origin in data["origins"].values():
+        origin["rtt"] = 0
+    data["mta"]["reply_time"] = 0
+    data["populations"][1]["pause"] = pause
+    _refused(tmp_path, tomli_w.dumps(data), "populations.bots.pause", "without end")
+
+
+def test_bots_with_a_small_pause_still_run(tmp_path):
+    """The control for the case above: 1 ms of pause is enough to move the clock."""
+    data = _data("tiny")
+    for origin in data["origins"].values():
+        origin["rtt"] = 0
+    data["mta"]["reply_time"] = 0
+    data["populations"][1]["pause"] = "1ms"
+    data["scenario"]["horizon"] = "10s"
+    assert fc._exercise(tomli_w.dumps(data).encode(), tmp_path, data_level=True, with_charts=False) == "valid"

@@ -404,6 +404,8 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
         reply_time=mta_section.duration("reply_time", "2ms", positive=False),
     )
 
+    _check_bot_cycles(loader, populations, origins, mta)
+
     policies_raw = top.raw("policies")
     if not isinstance(policies_raw, dict) or not policies_raw:
         loader.fail("policies", "expected at least one [policies.NAME] table")
@@ -543,6 +545,28 @@ def _check_accounts(loader: Loader, populations: list[Population]) -> None:
             loader.fail(key, f"no user population named {p.accounts_from!r} (have: {', '.join(users) or 'none'}){_hint(p.accounts_from, users)}")
         if users[p.accounts_from].count < p.accounts:
             loader.fail(key, f"{p.accounts_from!r} has {users[p.accounts_from].count} users, fewer than the {p.accounts} accounts to steal")
+
+
+#: Shortest mean bot cycle (pause plus a session's replies) accepted; the resource guard
+#: (simsub.estimate) assumes at least this much.  A bot whose sessions and pauses take no
+#: simulated time would start sessions forever at one instant.
+MIN_BOT_CYCLE_S = 0.001
+#: Replies in the shortest bot session: banner, EHLO, AUTH, MAIL, RCPT, DATA, end of data, QUIT.
+_REPLIES_PER_SESSION = 8
+
+
+def _check_bot_cycles(loader: Loader, populations: list[Population], origins: dict, mta: MTA) -> None:
+    for p in populations:
+        if not p.is_bot:
+            continue
+        rtt = min(origins[name].rtt.mean for name, share in p.origins.items() if share > 0)
+        cycle = p.pause.mean + _REPLIES_PER_SESSION * (rtt + mta.reply_time)
+        if cycle < MIN_BOT_CYCLE_S:
+            loader.fail(f"populations.{p.name}.pause",
+                        f"a bot session plus its pause would take {cycle:g} s of simulated time (pause, round "
+                        f"trips and mta.reply_time all about 0), so the bots would start sessions without end; "
+                        f"give pause, the origins' rtt or mta.reply_time a value (at least "
+                        f"{format_duration(MIN_BOT_CYCLE_S)} in all)")
 
 
 def _policy(loader: Loader, section: Section, name: str):
