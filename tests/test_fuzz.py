@@ -272,3 +272,51 @@ def test_bots_with_a_small_pause_still_run(tmp_path):
     data["populations"][1]["pause"] = "1ms"
     data["scenario"]["horizon"] = "10s"
     assert fc._exercise(tomli_w.dumps(data).encode(), tmp_path, data_level=True, with_charts=False) == "valid"
+
+
+# --------------------------------------------------------------------------- the fuzz tests
+@pytest.mark.parametrize("base", sorted(fc.BASES))
+def test_bases_are_valid_and_run(base, tmp_path):
+    """The control: the unmutated bases pass check and run (with charts) without any cap."""
+    blob = fc.base_text(base).encode("utf-8")
+    assert fc.cap_arguments_for(blob, tmp_path) == []
+    assert fc._exercise(blob, tmp_path, data_level=True, with_charts=True) == "valid"
+
+
+@settings(max_examples=DEFAULT_EXAMPLES, **SETTINGS)
+@given(case=fc.cases())
+def test_fuzzed_scenarios_run_or_are_refused_cleanly(case):
+    with tempfile.TemporaryDirectory() as folder:
+        fc.exercise(case, Path(folder))
+
+
+@pytest.mark.slow
+def test_fuzzed_scenarios_many(capsys):
+    """Many more cases; the counts go to results/fuzz-report.json."""
+    stats = fc.Stats()
+    started = time.perf_counter()
+
+    @settings(max_examples=SLOW_EXAMPLES, **SETTINGS)
+    @given(case=fc.cases())
+    def body(case):
+        draw = stats.outcomes["valid"] % CHART_EVERY == CHART_EVERY - 1
+        with tempfile.TemporaryDirectory() as folder:
+            outcome = fc.exercise(case, Path(folder), with_charts=draw)
+        stats.record(case, outcome, charts_drawn=draw and outcome == "valid")
+
+    body()
+    report = {"examples_configured": SLOW_EXAMPLES, **stats.as_dict(),
+              "wall_s": round(time.perf_counter() - started, 1),
+              "caps": {"horizon_s": fc.HORIZON_CAP_S, "users": fc.USERS_CAP, "bots": fc.BOTS_CAP,
+                       "messages_per_day": fc.MESSAGES_PER_DAY_CAP, "retries": fc.RETRIES_CAP,
+                       "parallel": fc.PARALLEL_CAP, "recipients_over": fc.RECIPIENTS_CAP,
+                       "pause_floor_s": fc.PAUSE_FLOOR_S, "rtt_over_s": fc.RTT_CAP_S,
+                       "reply_time_over_s": fc.REPLY_TIME_CAP_S, "retry_interval_over_s": fc.RETRY_INTERVAL_CAP_S,
+                       "bin_under_s": fc.BIN_FLOOR_S, "watchdog_s": fc.WATCHDOG_S}}
+    out = REPO / "results" / "fuzz-report.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with capsys.disabled():
+        print(f"\nfuzz report ({out}):\n{json.dumps(report, indent=2)}")
+    assert stats.total >= SLOW_EXAMPLES
+    assert stats.outcomes["valid"] > 0 and stats.outcomes["refused"] > 0
