@@ -821,7 +821,7 @@ def check_refusal(result: Call, path: Path, top_keys: list[str] | None, overridd
         raise Defect(f"error line does not start with {prefix!r}: {line!r}")
     if top_keys is not None:
         rest = line[len(prefix):]
-        heads = set(_TOP) | {_one_line(k) if k.strip() else f'"{k}"' for k in top_keys}
+        heads = set(_TOP) | {_one_line(k if k.strip() else f'"{k}"') for k in top_keys}  # "" and "\n" are quoted
         if not any(rest.startswith(h) and rest[len(h):len(h) + 1] in (".", "[", ":", " ") for h in heads if h):
             if not any(rest.startswith(f"{h}: ") for h in heads):
                 raise Defect(f"error line names no dotted key of the scenario: {line!r}")

@@ -116,6 +116,9 @@ def test_empty_key_is_named(tmp_path):
     data = _data("tiny")
     data["mta"][" "] = 1
     _refused(tmp_path, tomli_w.dumps(data), 'mta." ": unknown key')
+    data = _data("tiny")
+    data["\n"] = 1
+    _refused(tmp_path, tomli_w.dumps(data), '"\\n": unknown key')
 
 
 @pytest.mark.parametrize("key", ["a\x85b", "a\u2028b", "a\u2029b", "a\x0bb", "a\x1cb", "a\x9fb"])
