@@ -72,23 +72,22 @@ def fmt_value(value: Any, unit: str) -> str:
 
 def fmt_interval(mean: Any, low: Any, high: Any, unit: str) -> str:
     """"mean [low, high]" in the mean's scale; the mean alone when a bound is missing."""
-    if not _finite(mean):
-        return NA
-    scale = _scale(unit, (mean, low, high))
-    text = _number(mean, scale, False) + scale.suffix
-    if _finite(low) and _finite(high):
-        text += f" [{_number(low, scale, False)}, {_number(high, scale, False)}]"
-    return text
+    return _with_interval(mean, low, high, unit, signed=False)
 
 
 def fmt_diff(mean: Any, low: Any, high: Any, unit: str) -> str:
     """A signed difference with its interval; shares in percentage points: "-99.2 pp [-99.4, -98.9]"."""
+    return _with_interval(mean, low, high, unit, signed=True)
+
+
+def _with_interval(mean: Any, low: Any, high: Any, unit: str, signed: bool) -> str:
+    """The mean in its scale, then "[low, high]" when both bounds are finite; signed values are differences."""
     if not _finite(mean):
         return NA
-    scale = _scale(unit, (mean, low, high), diff=True)
-    text = _number(mean, scale, True) + scale.suffix
+    scale = _scale(unit, (mean, low, high), diff=signed)
+    text = _number(mean, scale, signed) + scale.suffix
     if _finite(low) and _finite(high):
-        text += f" [{_number(low, scale, True)}, {_number(high, scale, True)}]"
+        text += f" [{_number(low, scale, signed)}, {_number(high, scale, signed)}]"
     return text
 
 
