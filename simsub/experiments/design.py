@@ -48,12 +48,11 @@ def parse_vary(text: str) -> Varied:
     """
     name, sep, spec = text.partition("=")
     name = name.strip()
-    where = f"--vary {text}"
     if not sep or not name or not spec.strip():
         raise ScenarioError("--vary", text, "expected NAME=START:STOP:STEP or NAME=a,b,c, e.g. foreign_sleep=0:10:1")
     spec = spec.strip()
     if ":" in spec and "," not in spec:
-        values = _range(spec, where)
+        values = _range(spec, text)
     else:
         values = tuple(_value(item.strip()) for item in spec.split(","))
         if any(item == "" for item in values):
@@ -68,23 +67,24 @@ def _value(item: str) -> Any:
         return item
 
 
-def _range(spec: str, where: str) -> tuple[Any, ...]:
+def _range(spec: str, text: str) -> tuple[Any, ...]:
+    """``START:STOP:STEP`` of the ``--vary`` option ``text`` (named in errors), inclusive."""
     parts = spec.split(":")
     if len(parts) != 3:
-        raise ScenarioError("--vary", where.removeprefix("--vary "), "a range is START:STOP:STEP with three numbers, e.g. 0:10:1")
+        raise ScenarioError("--vary", text, "a range is START:STOP:STEP with three numbers, e.g. 0:10:1")
     try:
         start, stop, step = (Decimal(p.strip()) for p in parts)
     except InvalidOperation:
-        raise ScenarioError("--vary", where.removeprefix("--vary "), f"range bounds must be numbers, got {spec!r}") from None
+        raise ScenarioError("--vary", text, f"range bounds must be numbers, got {spec!r}") from None
     if not all(x.is_finite() for x in (start, stop, step)):
-        raise ScenarioError("--vary", where.removeprefix("--vary "), "range bounds must be finite numbers")
+        raise ScenarioError("--vary", text, "range bounds must be finite numbers")
     if step <= 0:
-        raise ScenarioError("--vary", where.removeprefix("--vary "), f"STEP must be > 0, got {step}")
+        raise ScenarioError("--vary", text, f"STEP must be > 0, got {step}")
     if stop < start:
-        raise ScenarioError("--vary", where.removeprefix("--vary "), f"empty range: STOP {stop} is below START {start}")
+        raise ScenarioError("--vary", text, f"empty range: STOP {stop} is below START {start}")
     count = int((stop - start) / step) + 1
     if count > MAX_GRID_POINTS:
-        raise ScenarioError("--vary", where.removeprefix("--vary "), f"{count:,} values; at most {MAX_GRID_POINTS:,}")
+        raise ScenarioError("--vary", text, f"{count:,} values; at most {MAX_GRID_POINTS:,}")
     integral = all(x == x.to_integral_value() for x in (start, step))
     values = [start + i * step for i in range(count)]
     return tuple(int(v) if integral else float(v) for v in values)
