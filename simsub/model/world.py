@@ -141,6 +141,29 @@ def first_recipients(split: dict[int, int], accepted: int) -> dict[int, int]:
     return result
 
 
+def stolen_accounts(population: Population) -> list[str]:
+    """The logins a bot population holds: its victims' (``accounts_from``) or its own."""
+    if population.accounts_from is not None:
+        return [f"{population.accounts_from}{k}" for k in range(population.accounts)]
+    return [f"{population.name}-stolen{k}" for k in range(population.accounts)]
+
+
+def bot_first_start(population: Population, rng: np.random.Generator) -> float:
+    """When one bot worker starts its campaign (s): ``start`` plus a uniform share of ``ramp``."""
+    return population.start + population.ramp * rng.random()
+
+
+def next_bot_message(population: Population, accounts: AccountPool,
+                     rng: np.random.Generator) -> tuple[str, int, float] | None:
+    """A bot worker's draws for its next session: (account, recipients, pause in s),
+    or None when every stolen account is dead.  Shared with the real-time twin
+    player (:mod:`simsub.twin.player`) so both play the same sessions."""
+    account = accounts.pick(rng.random())
+    if account is None:
+        return None
+    return account, int(population.recipients.sample(rng)), float(population.pause.sample(rng))
+
+
 class World:
     """Everything one replication needs; the processes read it, the recorder gets results."""
 
@@ -254,11 +277,7 @@ class World:
         self.active -= 1
 
     def _start_bots(self, index: int, population: Population) -> None:
-        if population.accounts_from is not None:
-            names = [f"{population.accounts_from}{k}" for k in range(population.accounts)]
-        else:
-            names = [f"{population.name}-stolen{k}" for k in range(population.accounts)]
-        accounts = AccountPool(names)
+        accounts = AccountPool(stolen_accounts(population))
         bots = self.users[population.name]
         for b in range(population.count):
             bot = bots.client(b)
@@ -271,17 +290,16 @@ class World:
         env = self.env
         self.active += 1
         stop = min(population.stop if population.stop is not None else math.inf, self.scenario.horizon)
-        first_start = population.start + population.ramp * rng.random()
+        first_start = bot_first_start(population, rng)
         if first_start >= stop:
             self.active -= 1
             return
         yield env.timeout(first_start)
         while True:
-            account = accounts.pick(rng.random())
-            if account is None:
+            draw = next_bot_message(population, accounts, rng)
+            if draw is None:
                 break  # every stolen account is dead: the campaign is over
-            recipients = int(population.recipients.sample(rng))
-            pause = float(population.pause.sample(rng))
+            account, recipients, pause = draw
             if self.queue is not None:  # drawn every session, so later draws do not depend on outcomes
                 split = self.queue.split(recipients, True, rng)
                 local_sender = rng.random() >= population.forged_sender
