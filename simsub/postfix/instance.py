@@ -1,0 +1,275 @@
+"""A private Postfix instance on loopback, for ``simsub twin`` and the export tests.
+
+Everything lives in one temporary folder (configuration, queue, data, log);
+the instance listens on 127.0.0.1 only, lets loopback clients use XCLIENT, and
+delivers every accepted message to the discard(8) agent: nothing leaves the
+machine and the system's own Postfix, if any, is not touched.  It needs root
+(Postfix's master starts as root and drops to the ``postfix`` user) and the
+Debian packages ``postfix`` and ``postfix-pcre``.
+
+Pitfalls this module handles (each costs an afternoon when missed): the data
+directory must belong to ``postfix``; ``maillog_file`` must sit under a
+``maillog_file_prefixes`` entry and needs the ``postlog`` service; Debian's
+master.cf chroots services (the maps and the temporary folder would be out of
+reach), so this master.cf is written from scratch with chroot off; smtpd reads
+its maps once per process, so the instance is started after the files exist.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ..scenario.types import Scenario
+from .export import PostfixExport, export_policy
+
+#: Services the instance needs besides the submission entry (master.cf lines, chroot off).
+_BASE_SERVICES = """\
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+class PostfixError(RuntimeError):
+    """The private instance could not be set up or started; the message says why."""
+
+
+def unavailable_reason() -> str | None:
+    """Why a private Postfix cannot run here, or None when it can."""
+    if shutil.which("postfix") is None or not Path("/usr/lib/postfix/sbin/smtpd").exists():
+        return ("Postfix is not installed: as root, run "
+                "`DEBIAN_FRONTEND=noninteractive apt-get install -y postfix postfix-pcre` "
+                "(answer 'No configuration'; see README.md)")
+    if not Path("/usr/lib/postfix/postfix-pcre.so").exists():
+        return "the pcre map type is missing: apt-get install -y postfix-pcre"
+    if os.geteuid() != 0:
+        return "a private Postfix instance needs root (its master process starts as root)"
+    try:
+        pwd.getpwnam("postfix")
+    except KeyError:
+        return "there is no 'postfix' user (reinstall the postfix package)"
+    return None
+
+
+def free_port() -> int:
+    """An unprivileged loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrivatePostfix:
+    """``with PrivatePostfix(scenario, policy) as pf:`` — started on enter, stopped and removed on exit.
+
+    The configuration is :func:`~simsub.postfix.export.export_policy` of the
+    policy (maps in the instance's folder) plus the instance's own settings.
+
+    ``process_limit``: maxproc of the submission entry; the accept queue is
+    max(process_limit, default_process_limit) as in Postfix (``backlog``
+    sets default_process_limit).  ``keep``: leave the folder for inspection.
+    """
+
+    def __init__(self, scenario: Scenario, policy: str, *, port: int | None = None, process_limit: int = 100,
+                 backlog: int = 100, keep: bool = False):
+        self.scenario = scenario
+        self.policy = policy
+        self.export: PostfixExport | None = None
+        self.port = port or free_port()
+        self.process_limit = process_limit
+        self.backlog = backlog
+        self.keep = keep
+        self.root: Path | None = None
+        self.started = False
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def maillog(self) -> Path:
+        return self.root / "log" / "maillog"
+
+    # ------------------------------------------------------------------ life cycle
+    def __enter__(self) -> "PrivatePostfix":
+        reason = unavailable_reason()
+        if reason:
+            raise PostfixError(reason)
+        self.root = Path(tempfile.mkdtemp(prefix="simsub-postfix-"))
+        try:
+            self._write_configuration()
+            self.check()
+            self._postfix("start")
+            self.started = True
+            self._wait_listening()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        try:
+            if self.started:
+                self.stop()
+        finally:
+            if self.root is not None and not self.keep:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+    def stop(self) -> None:
+        """Stop the master and wait until every process of the instance is gone
+        (smtpd processes still sleeping included: ``postfix stop`` alone leaves them
+        to finish their sleep)."""
+        pids = self.pids()
+        subprocess.run(["postfix", "-c", str(self.config_dir), "stop"], capture_output=True, text=True)
+        deadline = time.monotonic() + 5
+        while pids and time.monotonic() < deadline:
+            pids = [p for p in pids if _alive(p)]
+            time.sleep(0.05)
+        for pid in pids + self.pids():
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        self.started = False
+
+    def pids(self) -> list[int]:
+        """Processes that belong to this instance: the master and its children."""
+        master = self._master_pid()
+        if master is None:
+            return []
+        children = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == master:
+                    children.append(int(entry.name))
+        return [master] + children
+
+    def check(self) -> str:
+        """``postfix check`` on the instance; PostfixError with its output if it complains."""
+        done = subprocess.run(["postfix", "-c", str(self.config_dir), "check"], capture_output=True, text=True)
+        output = (done.stdout + done.stderr).strip()
+        if done.returncode != 0 or "fatal" in output or "warning" in output:
+            raise PostfixError(f"postfix check failed on the exported configuration:\n{output}")
+        return output
+
+    def log_text(self) -> str:
+        try:
+            return self.maillog.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # ------------------------------------------------------------------ internals
+    def _write_configuration(self) -> None:
+        root = self.root
+        self.export = export_policy(self.scenario, self.policy, map_dir=str(root / "etc" / "maps"),
+                                    process_limit=self.process_limit)
+        for sub in ("etc", "etc/maps", "queue", "data", "log"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        postfix = pwd.getpwnam("postfix")
+        os.chown(root / "data", postfix.pw_uid, postfix.pw_gid)
+        os.chmod(root, 0o755)
+        for name, text in self.export.maps.items():
+            (root / "etc" / "maps" / name).write_text(text)
+        instance = f"""\
+# A private simsub instance: loopback only, everything delivered to discard(8).
+compatibility_level = 3.6
+queue_directory = {root}/queue
+data_directory = {root}/data
+mail_owner = postfix
+myhostname = twin.simsub.invalid
+mydomain = simsub.invalid
+myorigin = $myhostname
+mydestination =
+alias_maps =
+alias_database =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+default_process_limit = {max(self.backlog, 1)}
+maillog_file = {root}/log/maillog
+maillog_file_prefixes = {root}/log
+smtpd_authorized_xclient_hosts = 127.0.0.0/8
+smtpd_client_event_limit_exceptions = 127.0.0.0/8
+smtpd_peername_lookup = no
+default_transport = discard
+relay_transport = discard
+local_transport = discard
+virtual_transport = discard
+biff = no
+"""
+        if "\nmynetworks =" not in "\n" + self.export.main_cf:
+            instance += "mynetworks = 127.0.0.0/8\n"  # Postfix's default would take this host's networks
+        (root / "etc" / "main.cf").write_text(instance + "\n" + self.export.main_cf)
+        entry = self.export.master_cf.replace("submission inet", f"127.0.0.1:{self.port} inet", 1)
+        (root / "etc" / "master.cf").write_text(_set_maxproc(entry, self.process_limit) + _BASE_SERVICES)
+
+    def _postfix(self, action: str) -> None:
+        done = subprocess.run(["postfix", "-c", str(self.config_dir), action], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise PostfixError(f"postfix {action} failed: {(done.stdout + done.stderr).strip()}\n{self.log_text()}")
+
+    def _wait_listening(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.recv(512)  # the banner; the smtpd it cost is reused
+                    s.sendall(b"QUIT\r\n")
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise PostfixError(f"the private Postfix did not answer on 127.0.0.1:{self.port} within {timeout:g} s:\n"
+                           f"{self.log_text()}")
+
+    def _master_pid(self) -> int | None:
+        try:
+            pid = int((self.root / "queue" / "pid" / "master.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError, TypeError):
+            return None
+        return pid if _alive(pid) else None
+
+
+def _set_maxproc(entry: str, maxproc: int) -> str:
+    """Set the maxproc column of the first (service) line of a master.cf entry."""
+    lines = entry.splitlines()
+    for i, line in enumerate(lines):
+        if line and not line.startswith(("#", " ", "\t")):
+            fields = line.split()
+            fields[6] = str(maxproc)
+            lines[i] = " ".join(fields)
+            break
+    return "\n".join(lines) + "\n"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
