@@ -1,0 +1,94 @@
+"""The scaled-down scenario that ``simsub twin`` plays against real Postfix and the model.
+
+A twin run lasts ``duration`` seconds of real time.  It plays the scenario's
+window [``start``, ``start + duration``): bot campaigns are shifted by
+``start`` and the users' diurnal weights rotated by its whole hours, so
+``--start 12h`` plays the hour the May 2012 bots arrived.  ``scale``
+multiplies every population, the bots' stolen accounts and the server's
+process limit and accept queue (at least 1 each), so load and capacity shrink
+together.  Only the submission service is compared: the mail queue,
+destinations, reputation lists and operator are dropped, since the private
+Postfix delivers to discard(8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from ..errors import ScenarioError
+from ..scenario.types import Scenario
+
+
+def _scaled(n: int, scale: float) -> int:
+    return max(1, round(n * scale)) if n > 0 else 0
+
+
+def twin_scenario(scenario: Scenario, *, duration: float, scale: float = 1.0, start: float = 0.0,
+                  reply_time: float | None = None) -> Scenario:
+    """``scenario`` cut to the twin's window and scaled (see the module docstring).
+
+    ``reply_time`` (s): smtpd's time per reply, as measured on the private
+    instance; default: the scenario's.
+    """
+    label = scenario.label or scenario.name
+    if not duration > 0 or not math.isfinite(duration):
+        raise ScenarioError(label, "--duration", f"must be a positive duration, got {duration!r}")
+    if not scale > 0 or not math.isfinite(scale):
+        raise ScenarioError(label, "--scale", f"must be a positive number, got {scale!r}")
+    if not start >= 0 or not math.isfinite(start):
+        raise ScenarioError(label, "--start", f"must be a duration >= 0, got {start!r}")
+    hours = int(start // 3600)
+    populations = []
+    for population in scenario.populations:
+        changes: dict = {"count": _scaled(population.count, scale)}
+        if population.is_bot:
+            changes["accounts"] = _scaled(population.accounts, scale)
+            changes["start"] = max(population.start - start, 0.0)
+            # A campaign already under way at the window's start is partly ramped.
+            ramp_done = min(max(start - population.start, 0.0), population.ramp)
+            changes["ramp"] = population.ramp - ramp_done
+            if population.stop is not None:
+                changes["stop"] = population.stop - start
+        elif population.diurnal is not None and hours:
+            changes["diurnal"] = tuple(population.diurnal[(h + hours) % 24] for h in range(24))
+        populations.append(dataclasses.replace(population, **changes))
+    # Victims' accounts must exist among the scaled users; bots draw from accounts_from{k}.
+    mta = dataclasses.replace(
+        scenario.mta,
+        process_limit=_scaled(scenario.mta.process_limit, scale),
+        backlog=_scaled(scenario.mta.backlog, scale),
+        reply_time=scenario.mta.reply_time if reply_time is None else reply_time,
+    )
+    return dataclasses.replace(
+        scenario,
+        horizon=float(duration),
+        bin=min(scenario.bin, float(duration)),
+        populations=tuple(populations),
+        mta=mta,
+        queue=None,
+        destinations=(),
+        reputation={},
+        operator=None,
+    )
+
+
+def unsupported_policy_reason(scenario: Scenario, policy: str) -> str | None:
+    """Why the twin cannot play ``policy`` faithfully, or None.
+
+    The twin's client reaches its disguise with XCLIENT after the first banner,
+    so restrictions that run before the banner (``smtpd_delay_reject = no``
+    with client restrictions) would judge 127.0.0.1 instead of the client it
+    plays.  Policy services need a daemon Postfix does not have.
+    """
+    compiled = scenario.policies[policy]
+    if not compiled.stages["connect"].empty:
+        return (f"policy {policy!r} runs client restrictions before the banner (smtpd_delay_reject = no); the twin's "
+                "client can only set its name and address with XCLIENT after the banner, so Postfix would judge "
+                "127.0.0.1 instead")
+    if compiled.services:
+        names = ", ".join(sorted(compiled.services))
+        return (f"policy {policy!r} consults the policy service(s) {names}, which Postfix cannot answer alone; the "
+                "twin compares policies made of Postfix restrictions and pcre maps (export-postfix shows what such a "
+                "daemon must decide)")
+    return None

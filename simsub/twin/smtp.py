@@ -1,0 +1,306 @@
+"""One SMTP session against a real smtpd, played in real time with asyncio.
+
+The client behaves as the model's client does (:mod:`simsub.model.dialogue`):
+it waits for each reply at most ``patience`` (the banner at most
+``connect_timeout`` from the connection attempt), then hangs up or — a
+``talk`` client — sends its next command anyway; it does not pipeline RCPT TO;
+after the final 250 it sends QUIT without waiting for the 221.  The client's
+half round trip ``h`` is emulated: each command is written ``h`` after the
+client sends it and each reply counts as received ``h`` after it arrived, so a
+loopback connection behaves like the client's network path.
+
+Its disguise comes from XCLIENT (Postfix's XCLIENT_README): right after the
+banner it sets NAME (``[UNAVAILABLE]`` for a client without reverse DNS), ADDR
+and LOGIN, which makes smtpd treat the session as that client, logged in.  The
+model's AUTH round trip is played as a NOOP.  Client times are seconds since
+the start of the run (``clock()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from ..model.clients import Client
+from ..model.outcomes import Outcome, Step
+
+NAN = math.nan
+
+
+@dataclass
+class RealSession:
+    """What the client saw of one session (times: s since the run started, client clock)."""
+
+    message: int  # index of the message this attempt belongs to
+    population: int
+    arrival: float
+    outcome: Outcome
+    step: Step
+    client_end: float  # when the client was done (QUIT sent, or gave up)
+    accepted_at: float = NAN  # final 250 received
+    recipients_accepted: int = 0
+    banner_at: float = NAN  # first 220 received
+    client_port: int = 0  # the connection's local port (to find it in the socket monitor)
+    connected: bool = True  # TCP connection established
+    trace: object = None  # the socket monitor's record of the server side, if watched
+
+
+class SmtpTarget:
+    """Where to connect and how to name things in the dialogue."""
+
+    def __init__(self, host: str, port: int, clock: Callable[[], float],
+                 watch: Callable[[int], object] | None = None):
+        self.host = host
+        self.port = port
+        self.clock = clock
+        self.watch = watch  # called with the local port of each new connection
+        self.open: set[asyncio.StreamWriter] = set()  # connections not closed yet
+
+    async def close_all(self, grace: float = 0.5) -> None:
+        """Let the hang-ups already scheduled happen (each ``h`` after its client
+        left), then close whatever is still open."""
+        deadline = self.clock() + grace
+        while self.open and self.clock() < deadline:
+            await asyncio.sleep(0.01)
+        for writer in list(self.open):
+            writer.close()
+        self.open.clear()
+
+
+def xtext(value: str) -> str:
+    """RFC 1891 xtext, as XCLIENT attribute values need."""
+    return "".join(c if 33 <= ord(c) <= 126 and c not in "+=" else "".join(f"+{b:02X}" for b in c.encode())
+                   for c in value)
+
+
+class _Link:
+    """A connection whose replies are matched to commands in order, with ``h`` emulated."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, h: float,
+                 clock: Callable[[], float], open_set: set):
+        self.open_set = open_set
+        self.reader = reader
+        self.writer = writer
+        self.h = h
+        self.clock = clock
+        self.loop = asyncio.get_running_loop()
+        self.pending: deque[asyncio.Future] = deque()
+        self.task = asyncio.create_task(self._read())
+
+    def expect(self) -> asyncio.Future:
+        """A future for the next reply (code, arrival time; code None if the connection was lost)."""
+        future = self.loop.create_future()
+        self.pending.append(future)
+        if self.task.done():
+            future.set_result((None, self.clock()))
+        return future
+
+    def send(self, line: str, delayed: bool = True) -> asyncio.Future:
+        """Send a command (on the wire ``h`` later unless ``delayed`` is False) and expect its reply."""
+        future = self.expect()
+        self.write(line, delayed)
+        return future
+
+    def write(self, line: str, delayed: bool = True) -> None:
+        data = line.encode("ascii") + b"\r\n"
+        if delayed and self.h > 0:
+            self.loop.call_later(self.h, self._write, data)
+        else:
+            self._write(data)
+
+    def hang_up(self, after: float | None = None) -> None:
+        """Close the connection; the FIN leaves ``h`` later (or ``after`` s)."""
+        self.loop.call_later(self.h if after is None else after, self._close)
+
+    async def wait(self, future: asyncio.Future, since: float, limit: float, emulate: bool = True):
+        """The reply as the client sees it: (code, receipt time) if it was received by
+        ``since + limit`` (client clock), else None at ``since + limit``."""
+        h = self.h if emulate else 0.0
+        deadline = since + limit - h  # latest arrival the client still sees in time
+        if not future.done():
+            await asyncio.wait({future}, timeout=max(deadline - self.clock(), 0.0))
+        if future.done():
+            code, arrived = future.result()
+            if arrived <= deadline:
+                await _sleep_until(self.clock, arrived + h)
+                return code, arrived + h
+        await _sleep_until(self.clock, since + limit)
+        return None
+
+    def close_now(self) -> None:
+        self.task.cancel()
+
+    # ------------------------------------------------------------------ internals
+    def _write(self, data: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+    def _close(self) -> None:
+        self.open_set.discard(self.writer)
+        if not self.writer.is_closing():
+            self.writer.close()
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                code = await _read_reply(self.reader)
+                arrived = self.clock()
+                while self.pending and self.pending[0].done():
+                    self.pending.popleft()
+                if self.pending:
+                    self.pending.popleft().set_result((code, arrived))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, ValueError):
+            pass
+        finally:
+            now = self.clock()
+            while self.pending:
+                future = self.pending.popleft()
+                if not future.done():
+                    future.set_result((None, now))
+
+
+async def _read_reply(reader: asyncio.StreamReader) -> int:
+    """One (possibly multi-line) SMTP reply; returns its code."""
+    while True:
+        line = await reader.readuntil(b"\n")
+        if len(line) < 4 or line[3:4] != b"-":
+            return int(line[:3])
+
+
+async def _sleep_until(clock: Callable[[], float], t: float) -> None:
+    delay = t - clock()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+def _refusal(code: int | None) -> Outcome | None:
+    """The outcome a reply ends the session with, or None for a positive reply."""
+    if code is None:
+        return Outcome.TIMEOUT  # the server hung up without a reply
+    if code >= 500:
+        return Outcome.REJECTED
+    if code >= 400:
+        return Outcome.DEFERRED
+    return None
+
+
+async def play_session(target: SmtpTarget, client: Client, account: str, message: int, recipients: int,
+                       all_or_nothing: bool) -> RealSession:
+    """Play one session now; see the module docstring."""
+    clock = target.clock
+    arrival = clock()
+    result = RealSession(message, client.population, arrival, Outcome.REFUSED, Step.QUEUE, arrival, connected=False)
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(target.host, target.port),
+                                                timeout=client.connect_timeout)
+    except (OSError, asyncio.TimeoutError):
+        # Refused, or no SYN-ACK because the accept queue is full: the model's REFUSED.
+        result.client_end = clock()
+        return result
+    result.connected = True
+    target.open.add(writer)
+    result.client_port = writer.get_extra_info("sockname")[1]
+    if target.watch is not None:
+        result.trace = target.watch(result.client_port)
+    link = _Link(reader, writer, client.half_rtt, clock, target.open)
+    try:
+        await _dialogue(link, result, client, account, recipients, all_or_nothing)
+    finally:
+        link.close_now()
+    return result
+
+
+async def _dialogue(link: _Link, result: RealSession, client: Client, account: str, recipients: int,
+                    all_or_nothing: bool) -> None:
+    clock = link.clock
+    patience = client.patience
+
+    def give_up(step: Step, at: float) -> None:
+        result.outcome, result.step, result.client_end = Outcome.TIMEOUT, step, at
+        link.hang_up()
+
+    def refused(step: Step, outcome: Outcome) -> None:
+        result.outcome, result.step = outcome, step
+        quit_at = clock()
+        link.write("QUIT")
+        link.hang_up(link.h + 0.001)
+        result.client_end = quit_at
+
+    # Banner: waited for at most connect_timeout from the connection attempt.
+    banner = await link.wait(link.expect(), result.arrival, client.connect_timeout)
+    if banner is None:
+        give_up(Step.QUEUE, result.arrival + client.connect_timeout)  # ABANDONED or TIMEOUT: the monitor tells
+        return
+    code, result.banner_at = banner
+    if (outcome := _refusal(code)) is not None:
+        return refused(Step.BANNER, outcome)
+
+    # The disguise: not part of the model's dialogue, so no round trip is emulated.
+    name = "[UNAVAILABLE]" if client.hostname == "unknown" else client.hostname
+    reply = await link.wait(link.send(f"XCLIENT NAME={xtext(name)} ADDR={client.address} LOGIN={xtext(account)}",
+                                      delayed=False), clock(), 30.0, emulate=False)
+    if reply is None or reply[0] != 220:
+        raise RuntimeError(f"XCLIENT refused by the private Postfix (reply {reply}); is 127.0.0.1 in "
+                           "smtpd_authorized_xclient_hosts?")
+
+    helo = client.hostname if client.hostname != "unknown" else f"[{client.address}]"
+    steps = [(Step.EHLO, f"EHLO {helo}", True), (Step.AUTH, "NOOP", False),
+             (Step.MAIL, f"MAIL FROM:<{xtext(account)}@example.invalid>", False)]
+    for step, line, strict in steps:
+        sent = clock()
+        reply = await link.wait(link.send(line), sent, patience)
+        if reply is None:
+            if not client.talks:
+                return give_up(step, sent + patience)
+            continue  # a talking client sends its next command anyway
+        if (outcome := _refusal(reply[0])) is not None:
+            return refused(step, outcome)
+
+    accepted = rejected = 0
+    late = []  # RCPT replies a talking client did not wait for
+    for k in range(recipients):
+        sent = clock()
+        future = link.send(f"RCPT TO:<r{k}@example.net>")
+        reply = await link.wait(future, sent, patience)
+        if reply is None:
+            if not client.talks:
+                return give_up(Step.RCPT, sent + patience)
+            late.append(future)
+            continue
+        code = reply[0]
+        if code is None:
+            return give_up(Step.RCPT, clock())
+        if code < 400:
+            accepted += 1
+        elif code >= 500:
+            rejected += 1
+    if not late and (accepted == 0 or (all_or_nothing and accepted < recipients)):
+        return refused(Step.RCPT, Outcome.REJECTED if rejected else Outcome.DEFERRED)
+
+    sent = clock()
+    reply = await link.wait(link.send("DATA"), sent, patience)
+    if reply is None:
+        if not client.talks:
+            return give_up(Step.DATA, sent + patience)
+    elif (outcome := _refusal(reply[0])) is not None:
+        return refused(Step.DATA, outcome)
+    for future in late:  # a talker learns late which recipients were taken
+        if future.done() and future.result()[0] is not None and future.result()[0] < 400:
+            accepted += 1
+    sent = clock()
+    link.write("Subject: simsub twin\r\n\r\nA message played by simsub twin.\r\n.", delayed=True)
+    future = link.expect()
+    reply = await link.wait(future, sent, patience)
+    if reply is None:
+        return give_up(Step.END_OF_DATA, sent + patience)
+    if (outcome := _refusal(reply[0])) is not None:
+        return refused(Step.END_OF_DATA, outcome)
+    result.outcome, result.step = Outcome.ACCEPTED, Step.QUIT
+    result.accepted_at = reply[1]
+    result.recipients_accepted = accepted
+    result.client_end = clock()
+    link.write("QUIT")
+    link.hang_up(link.h + 0.001)
