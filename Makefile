@@ -1,12 +1,13 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.11 required):
 #   make demo   creates .venv, installs simsub, writes the comparison report of the default scenario
-#   make test   creates .venv, installs simsub with test tools, runs the tests
+#   make test   creates .venv, installs simsub with test tools (and, as root on Debian, Postfix
+#               for the tests against a real one), runs the tests
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-all bench reference clean
+.PHONY: demo test test-slow test-all bench reference postfix clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/simsub compare
 
-test: $(STAMP)
+test: $(STAMP) postfix
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)
@@ -30,6 +31,23 @@ test-all: $(STAMP)
 # a slow test checks the current code still produces its runs.
 reference: $(STAMP)
 	$(BIN)/simsub compare --out results/reference/may-2012-compare --cache results/.simsub-runs
+
+# Debian's Postfix for `simsub twin`, `export-postfix --check` and the tests marked postfix.
+# "No configuration": the package starts nothing and leaves the system's mail alone; simsub
+# runs its own private instances on loopback.  Without root or apt-get it only says so,
+# and those tests are skipped with that reason.
+postfix:
+	@if command -v postfix >/dev/null && [ -e /usr/lib/postfix/postfix-pcre.so ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's postfix and postfix-pcre (No configuration) for the Postfix tests"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix postfix-pcre >/dev/null \
+	  || { apt-get update -q >/dev/null && \
+	       DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix postfix-pcre >/dev/null; }; \
+	else \
+	  echo "note: Postfix is not installed and this is not root with apt-get: the tests against a real"; \
+	  echo "      Postfix will be skipped (as root: apt-get install postfix postfix-pcre; see README)"; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -22,8 +22,10 @@ EPILOG = """examples:
   simsub compare                               every policy of the default scenario, 5 paired replications
   simsub compare --policies none,selective-1-5s --replications 10
   simsub sweep --policy selective --vary foreign_sleep=0:10:1
-  simsub tune --policy selective --vary foreign_sleep=0:10:1 \
+  simsub tune --policy selective --vary foreign_sleep=0:10:1 \\
       --require "spam.reduction>=0.95" --minimize legit.false_delay_rate.5s
+  simsub export-postfix --policy selective-1-5s     the policy as main.cf/master.cf/pcre files
+  simsub twin scenarios/twin-impatient.toml --set sleep=3   real Postfix vs the model (root)
 """
 
 
@@ -98,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a scenario file and list its policies",
                            description="Validate a scenario (with any --set overrides) without running it.")
     _scenario_arguments(check)
+
+    from .twin.commands import add_commands
+    add_commands(sub, _scenario_arguments)
     return parser
 
 
@@ -377,6 +382,16 @@ def command_check(args) -> int:
     return 0
 
 
+def command_export_postfix(args) -> int:
+    from .twin.commands import command_export_postfix as export
+    return export(args, _load, _command_line)
+
+
+def command_twin(args) -> int:
+    from .twin.commands import command_twin as twin
+    return twin(args, _load, _command_line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -387,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         handler = {"run": command_run, "check": command_check, "compare": command_compare,
-                   "sweep": command_sweep, "tune": command_tune}[args.command]
+                   "sweep": command_sweep, "tune": command_tune, "export-postfix": command_export_postfix,
+                   "twin": command_twin}[args.command]
         return handler(args)
     except ArgumentError as exc:
         print(f"simsub: error: {exc} (try 'simsub --help')", file=sys.stderr)

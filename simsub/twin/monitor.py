@@ -25,6 +25,8 @@ _SOCK_DIAG_BY_FAMILY = 20
 _NLM_F_REQUEST = 1
 _NLMSG_ERROR = 2
 _TCP_LISTEN = 10
+#: TCP states in which the server side has closed its socket (FIN_WAIT1/2, TIME_WAIT, CLOSE, LAST_ACK, CLOSING).
+_SERVER_CLOSED = {4, 5, 6, 7, 9, 11}
 _NO_COOKIE = 0xFFFFFFFF
 
 
@@ -44,9 +46,10 @@ class SockDiag:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG)
         self._loopback = socket.inet_aton("127.0.0.1") + bytes(12)
 
-    def inode(self, local_port: int, remote_port: int) -> int | None:
-        """Inode of the socket 127.0.0.1:local_port <-> 127.0.0.1:remote_port: 0 while
-        no process holds it (accept queue, closing), None if there is no such connection."""
+    def lookup(self, local_port: int, remote_port: int) -> tuple[int, int] | None:
+        """(TCP state, inode) of the socket 127.0.0.1:local_port <-> 127.0.0.1:remote_port,
+        or None if there is no such connection.  The inode is 0 while no process
+        holds the socket (accept queue, or closed by its process)."""
         sockid = (struct.pack("!HH", local_port, remote_port) + self._loopback + self._loopback
                   + struct.pack("=III", 0, _NO_COOKIE, _NO_COOKIE))
         request = struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
@@ -58,7 +61,12 @@ class SockDiag:
         state = data[17]
         if state == _TCP_LISTEN:  # no connection: the lookup fell back to the listener
             return None
-        return struct.unpack_from("=I", data, 16 + 4 + 48 + 16)[0]
+        return state, struct.unpack_from("=I", data, 16 + 4 + 48 + 16)[0]
+
+    def inode(self, local_port: int, remote_port: int) -> int | None:
+        """The inode alone (see :meth:`lookup`)."""
+        found = self.lookup(local_port, remote_port)
+        return None if found is None else found[1]
 
     def close(self) -> None:
         self.sock.close()
@@ -120,14 +128,15 @@ class SocketMonitor:
                 watched = list(self._watched)
             held, finished = 0, []
             for trace in watched:
-                inode = self._diag.inode(self.port, trace.client_port)
-                if inode:
+                found = self._diag.lookup(self.port, trace.client_port)
+                if found is not None and found[1]:
                     held += 1
                     if trace.accepted_at is None:
                         trace.accepted_at = now
                     trace.released_at = now
-                elif trace.accepted_at is not None or inode is None:
-                    finished.append(trace)  # the smtpd let go (or the connection never reached one)
+                elif found is None or trace.accepted_at is not None or found[0] in _SERVER_CLOSED:
+                    # The smtpd let go (or held it too briefly to be seen, or it never reached one).
+                    finished.append(trace)
             if finished:
                 gone = {id(t) for t in finished}
                 with self._lock:

@@ -24,6 +24,7 @@ from ..errors import ScenarioError
 from ..model.outcomes import Outcome, Step
 from ..model.recorder import Recorder
 from ..model.world import simulate
+from ..postfix.export import PostfixExport
 from ..postfix.instance import PostfixError, PrivatePostfix
 from ..scenario.types import Scenario
 from .monitor import SocketMonitor
@@ -50,6 +51,7 @@ class TwinResult:
     wall_s: float
     maillog: str = ""
     drift_s: float = math.nan  # largest |real - model| start time of the same bot session
+    export: PostfixExport | None = None  # the configuration the private Postfix ran
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -84,9 +86,11 @@ def run_twin(scenario: Scenario, policy: str, *, duration: float = 60.0, scale: 
             asyncio.run(player.play(progress))
             # Let the last smtpd finish the sleep it started for a client that hung up.
             _wait_idle(monitor, timeout=max(60.0, 2 * duration))
+            still_open = monitor.busy()
         finally:
             monitor.stop()
         maillog = postfix.log_text()
+        export = postfix.export
     real = real_recorder(player, monitor, twin)
     real_peak = monitor.peak_held
     model_peak = max(model.samples["busy_peak"], default=0)
@@ -94,7 +98,12 @@ def run_twin(scenario: Scenario, policy: str, *, duration: float = 60.0, scale: 
     model_metrics = twin_metrics(model, twin.horizon, model_peak)
     result = TwinResult(twin, policy, seed, reply_time, real, model, real_metrics, model_metrics,
                         comparison_rows(real_metrics, model_metrics), time.monotonic() - started, maillog,
-                        bot_drift(real, model, twin))
+                        bot_drift(real, model, twin), export)
+    if real.totals["monitor_missed"]:
+        result.notes.append(f"{real.totals['monitor_missed']} greeted sessions were held too briefly for the socket "
+                            "monitor to see; their smtpd time is the client's session time")
+    if still_open:
+        result.notes.append(f"{still_open} connections were still open when the twin stopped waiting for them")
     if info.end_s > 3 * duration:
         result.notes.append(f"sessions in flight at the horizon ran until {info.end_s:.0f} s in the model")
     return result
@@ -158,6 +167,7 @@ def real_recorder(player: Player, monitor: SocketMonitor, twin: Scenario) -> Rec
     offset = player.started_at
     slot_wait: dict[int, float] = {}
     last_session = {}
+    missed = 0
     for session in sorted(player.sessions, key=lambda s: s.arrival):
         wait = hold = 0.0
         trace = session.trace
@@ -168,6 +178,10 @@ def real_recorder(player: Player, monitor: SocketMonitor, twin: Scenario) -> Rec
             hold = max(trace.released_at - trace.accepted_at, 0.0)
             if session.step == Step.QUEUE and session.outcome == Outcome.TIMEOUT:
                 session.step = Step.BANNER  # an smtpd had it: it timed out at the banner
+        elif session.connected and not math.isnan(session.banner_at):
+            # Greeted, so an smtpd had it, but for less than the monitor's sampling interval.
+            missed += 1
+            hold = session.client_end - session.arrival
         elif session.connected:
             # No smtpd took the connection while the client waited (one may have
             # taken it afterwards, found the client gone and let go at once).
@@ -182,6 +196,7 @@ def real_recorder(player: Player, monitor: SocketMonitor, twin: Scenario) -> Rec
         recorder.message(m.message, m.population, m.client, m.origin, recorder.account_code(m.account), m.recipients,
                          m.first_attempt, m.end, m.accepted_at, m.attempts, last.outcome, last.step,
                          m.recipients_accepted, m.ideal, slot_wait[m.message], math.nan)
+    recorder.totals["monitor_missed"] = missed
     return recorder
 
 

@@ -287,20 +287,32 @@ async def _dialogue(link: _Link, result: RealSession, client: Client, account: s
             return give_up(Step.DATA, sent + patience)
     elif (outcome := _refusal(reply[0])) is not None:
         return refused(Step.DATA, outcome)
-    for future in late:  # a talker learns late which recipients were taken
-        if future.done() and future.result()[0] is not None and future.result()[0] < 400:
-            accepted += 1
     sent = clock()
     link.write("Subject: simsub twin\r\n\r\nA message played by simsub twin.\r\n.", delayed=True)
     future = link.expect()
     reply = await link.wait(future, sent, patience)
+    quit_sent = False
     if reply is None:
-        return give_up(Step.END_OF_DATA, sent + patience)
+        if not client.talks:
+            return give_up(Step.END_OF_DATA, sent + patience)
+        # A talker says QUIT at once, as the model's does, and the final reply
+        # still comes (smtpd answers in order): it tells whether the mail went through.
+        result.client_end = sent + patience
+        link.write("QUIT")
+        quit_sent = True
+        reply = await link.wait(future, sent, 3600.0)
+        if reply is None:
+            return give_up(Step.END_OF_DATA, clock())
     if (outcome := _refusal(reply[0])) is not None:
         return refused(Step.END_OF_DATA, outcome)
+    for future in late:  # replies come in order: by now a talker knows which recipients were taken
+        code = future.result()[0] if future.done() else None
+        if code is not None and code < 400:
+            accepted += 1
     result.outcome, result.step = Outcome.ACCEPTED, Step.QUIT
     result.accepted_at = reply[1]
     result.recipients_accepted = accepted
-    result.client_end = clock()
-    link.write("QUIT")
+    if not quit_sent:
+        result.client_end = clock()
+        link.write("QUIT")
     link.hang_up(link.h + 0.001)
