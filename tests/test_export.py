@@ -86,6 +86,15 @@ def test_relay_list_that_cannot_refuse_is_an_error_naming_the_key():
     assert "fatal" in str(caught.value) and "'reject'" in str(caught.value)
 
 
+def test_error_limits_other_than_postfix_defaults_become_overrides(may2012):
+    assert "error" not in export_policy(may2012, "selective-1-5s").master_cf
+    scenario = make_scenario(USERS, mta={"soft_error_limit": 3, "error_sleep_time": "2s"},
+                             policies={"p": {"recipient_restrictions": ["permit_sasl_authenticated", "reject"]}})
+    master = export_policy(scenario, "p").master_cf
+    assert "  -o smtpd_soft_error_limit=3" in master and "  -o smtpd_error_sleep_time=2s" in master
+    assert "hard_error_limit" not in master
+
+
 def test_parameter_prefix_is_a_postfix_name():
     assert parameter_prefix("Selective-1.5s (new)") == "simsub_selective_1_5s_new"
 

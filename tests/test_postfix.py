@@ -136,3 +136,15 @@ def test_twin_agrees_on_slot_exhaustion_with_five_smtpd_and_patient_clients():
     real = result.real_metrics
     assert result.scenario.mta.process_limit == 5 and real["occupancy_peak"] == 5
     assert real["smtpd_wait_mean"] > 1.0 and real["bot_sessions_aborted"] == 0
+
+
+@pytest.mark.slow
+def test_twin_agrees_on_smtpd_error_throttling():
+    """25 refused RCPTs per bot session: Postfix slows down after 10 errors and hangs up at 20
+    (the model learnt this from the twin; before, it answered all 25 at full speed)."""
+    scenario = load_scenario(REPO / "scenarios" / "twin-impatient.toml", {"populations.botnet.recipients": 25})
+    result = run_twin(scenario, "refuse", duration=25.0)
+    _assert_agreement(result)
+    real = result.real_metrics
+    assert real["spam_accepted"] == 0 and real["bot_sessions_aborted"] == 0
+    assert real["slot_hold_mean"] > 5.0  # ten one-second pauses and a 421 in each bot session

@@ -139,11 +139,28 @@ class Dialogue:
             self.command(delay)
         return True
 
-    def quit(self) -> None:
-        """Client sends QUIT and leaves; the server frees the slot after the 221."""
-        start = max(self.next_send + self.h, self.server_free)
+    def quit(self, delay: float = 0.0, unread: bool = False) -> None:
+        """Client sends QUIT and leaves; the server frees the slot after the 221
+        (sent ``delay`` s late when smtpd is slowing down an erring client;
+        ``unread``: smtpd says 421 and closes without waiting for the QUIT)."""
+        start = self.server_free if unread else max(self.next_send + self.h, self.server_free)
         self.client_left = self.next_send
-        self.server_end = start + self.reply_time
+        self.server_end = start + delay + self.reply_time
+
+    def server_hangup(self, delay: float) -> bool:
+        """smtpd's last word: ``delay`` s after its previous reply it sends 421 and
+        closes, without waiting for the client's next command (Postfix checks the
+        hard error limit before reading one).  The client, which sent its next
+        command when it got the previous reply, reads the 421 if it comes within
+        its patience.  Returns False if the client had given up first."""
+        sent = self.server_free + delay + self.reply_time
+        self.server_free = self.server_end = sent
+        receipt = sent + self.h
+        if self.talks or receipt - self.next_send <= self.patience:
+            self.client_left = self.last_receipt = receipt
+            return True
+        self.client_left = self.next_send + self.patience
+        return False
 
     # ---------------------------------------------------------------- internals
     def _reply(self, waiting_since: float, sent: float, limit: float, strict: bool) -> bool:

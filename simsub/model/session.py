@@ -36,13 +36,28 @@ class SessionResult:
     policy_delay: float = 0.0  # s of sleeps imposed on this session
 
 
+class ErrorLimits:
+    """smtpd's error throttling: from ``soft`` errors (4xx/5xx replies) in a session on,
+    every reply waits ``sleep`` s; at ``hard`` errors smtpd answers 421 and hangs up
+    (smtpd_soft_error_limit, smtpd_hard_error_limit, smtpd_error_sleep_time)."""
+
+    __slots__ = ("soft", "hard", "sleep")
+
+    def __init__(self, soft: int, hard: int, sleep: float):
+        self.soft, self.hard, self.sleep = soft, hard, sleep
+
+
+_NO_LIMITS = ErrorLimits(soft=1 << 62, hard=1 << 62, sleep=0.0)
+
+
 class Transaction:
     """What restrictions may ask about the session (a Postfix policy request)."""
 
     __slots__ = ("client", "sasl_username", "message_id", "recipient_count", "decisions", "dialogue",
-                 "delay", "hold", "discarded")
+                 "delay", "hold", "discarded", "errors", "limits")
 
-    def __init__(self, client: Client, account: str, message_id: int, dialogue: Dialogue):
+    def __init__(self, client: Client, account: str, message_id: int, dialogue: Dialogue,
+                 limits: ErrorLimits | None = None):
         self.client = client
         self.sasl_username = account
         self.message_id = message_id
@@ -52,9 +67,19 @@ class Transaction:
         self.delay = 0.0  # s of sleeps imposed so far
         self.hold = False  # a HOLD action put the message on hold
         self.discarded = False  # a DISCARD action: accepted, dropped, nothing more evaluated
+        self.errors = 0  # 4xx/5xx replies so far in this session
+        self.limits = limits or _NO_LIMITS
 
     def pipelining_seen(self, t: float) -> bool:
         return self.dialogue.pipelining_seen(t)
+
+    def error_pause(self) -> float:
+        """Seconds smtpd waits before its next reply (error throttling)."""
+        return self.limits.sleep if self.errors >= self.limits.soft else 0.0
+
+    @property
+    def too_many_errors(self) -> bool:
+        return self.errors >= self.limits.hard
 
     def note(self, verdict: Verdict, times: int = 1) -> None:
         """Add a verdict's sleeps (``times`` over) and message flags to the session."""
@@ -84,13 +109,41 @@ def _verdict(env, stage: Stage, name: str, tx: Transaction, state, strict: bool 
     return stage.evaluate(tx, start, state)
 
 
+def _refuse_recipients(tx: Transaction, verdict: Verdict, recipients: int) -> tuple[bool, int]:
+    """RCPT TO × ``recipients``, each refused (4xx/5xx): each is an error, so the
+    first ones go at full speed, then smtpd waits before every reply, and at the
+    hard limit it answers the next command with 421 and hangs up.
+    Returns (client still there, recipients answered)."""
+    dialogue, limits = tx.dialogue, tx.limits
+    fast = min(recipients, max(limits.soft - tx.errors, 0))
+    alive = True
+    if fast:
+        tx.note(verdict, fast)
+        alive = dialogue.repeat(fast, verdict.delay)  # closed form: no pause yet
+        tx.errors += fast
+    answered = fast
+    while alive and answered < recipients and not tx.too_many_errors:
+        tx.note(verdict)
+        alive = dialogue.command(verdict.delay + tx.error_pause())
+        tx.errors += 1
+        answered += 1
+    if alive and answered < recipients:
+        alive = dialogue.server_hangup(tx.error_pause())
+    return alive, answered
+
+
 def _command(env, stage: Stage, name: str, tx: Transaction, state, strict: bool = False):
     """Generator: one command (EHLO, MAIL FROM, DATA, end of data) with its stage's
     restrictions; returns (client still there, refusal outcome or None)."""
+    if tx.too_many_errors:  # smtpd answers 421 instead and hangs up
+        return tx.dialogue.server_hangup(tx.error_pause()), Outcome.DEFERRED
     v = yield from _verdict(env, stage, name, tx, state, strict)
     tx.note(v)
-    alive = tx.dialogue.command(v.delay, strict)
-    return alive, (_REFUSAL.get(v.result) if alive else None)
+    alive = tx.dialogue.command(v.delay + tx.error_pause(), strict)
+    refusal = _REFUSAL.get(v.result) if alive else None
+    if refusal is not None:
+        tx.errors += 1
+    return alive, refusal
 
 
 def smtp_session(world, client: Client, account: str, message_id: int, recipients: int, all_or_nothing: bool):
@@ -114,7 +167,7 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     start = env.now
     dialogue = Dialogue(arrival, start, client.half_rtt, world.reply_time, client.patience,
                         client.connect_timeout, client.talks)
-    tx = Transaction(client, "", message_id, dialogue)  # the login is known after AUTH
+    tx = Transaction(client, "", message_id, dialogue, world.error_limits)  # the login is known after AUTH
     stages = world.policy.stages
     state = world.policy_state
     outcome = None
@@ -151,33 +204,42 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
         if stage.same_for_each_recipient:
             # One verdict for all recipients; closed-form timeline.
             v = yield from _verdict(env, stage, "rcpt", tx, state)
-            tx.note(v, recipients)
-            alive = dialogue.repeat(recipients, v.delay)
-            if v.result == Result.REJECT:
-                rejected = recipients
-            elif v.result == Result.DEFER:
-                deferred = recipients
+            if v.result in (Result.REJECT, Result.DEFER):
+                alive, answered = _refuse_recipients(tx, v, recipients)
+                if v.result == Result.REJECT:
+                    rejected = answered
+                else:
+                    deferred = answered
             else:
+                tx.note(v, recipients)
+                alive = dialogue.repeat(recipients, v.delay + tx.error_pause())
                 accepted_rcpts = recipients
         else:
             # A verdict per recipient (a service counting recipients, or a
             # pipelining check); only the first needs the clock to catch up.
             v = yield from _verdict(env, stage, "rcpt", tx, state)
             for i in range(recipients):
+                if tx.too_many_errors:  # smtpd answers 421 and hangs up
+                    alive = dialogue.server_hangup(tx.error_pause())
+                    break
                 if i:
                     v = _NO_VERDICT if tx.discarded else stage.evaluate(tx, dialogue.prepare(), state)
                 tx.note(v)
-                if not dialogue.command(v.delay):
+                if not dialogue.command(v.delay + tx.error_pause()):
                     alive = False
                     break
                 if v.result == Result.REJECT:
                     rejected += 1
+                    tx.errors += 1
                 elif v.result == Result.DEFER:
                     deferred += 1
+                    tx.errors += 1
                 else:
                     accepted_rcpts += 1
         tx.recipient_count = accepted_rcpts
-        if alive and (accepted_rcpts == 0 or (all_or_nothing and accepted_rcpts < recipients)):
+        if alive and dialogue.ended:
+            outcome = Outcome.DEFERRED  # "421 too many errors": the server hung up
+        elif alive and (accepted_rcpts == 0 or (all_or_nothing and accepted_rcpts < recipients)):
             outcome = Outcome.REJECTED if rejected else Outcome.DEFERRED
 
     if alive and outcome is None:
@@ -192,9 +254,10 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
             accepted_at = dialogue.last_receipt
             outcome = Outcome.DISCARDED if tx.discarded else Outcome.HELD if tx.hold else Outcome.ACCEPTED
 
-    if alive:
-        dialogue.quit()
-    else:
+    if alive and not dialogue.ended:
+        # After the hard error limit smtpd sends its 421 without reading the QUIT.
+        dialogue.quit(tx.error_pause(), unread=tx.too_many_errors)
+    elif not alive:
         outcome = Outcome.TIMEOUT
     world.pool.release_at(dialogue.server_end)
     world.last_end = max(world.last_end, dialogue.server_end, dialogue.client_left)

@@ -27,7 +27,7 @@ from .queue import Kind, MailQueue
 from .reputation import Reputation
 from .recorder import Recorder
 from .rng import Streams
-from .session import smtp_session
+from .session import ErrorLimits, smtp_session
 from .smtpd import SmtpdPool
 
 #: ``progress(sim_time_s, horizon_s, events)`` is called once per time-series bin.
@@ -175,6 +175,8 @@ class World:
         self.policy_state = self.policy.new_state()
         self.pool = SmtpdPool(self.env, scenario.mta.process_limit, scenario.mta.backlog)
         self.reply_time = scenario.mta.reply_time
+        mta = scenario.mta
+        self.error_limits = ErrorLimits(mta.soft_error_limit, mta.hard_error_limit, mta.error_sleep_time)
         self.recorder = recorder
         self.streams = Streams(seed)
         self.progress = progress

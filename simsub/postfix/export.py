@@ -91,6 +91,13 @@ def export_policy(scenario: Scenario, policy_name: str, *, map_dir: str = "/etc/
                  "# mynetworks = true.  Replace with your own access networks.",
                  f"mynetworks = {', '.join(mynetworks)}", ""]
     overrides = [f"smtpd_delay_reject={'yes' if policy.delay_reject else 'no'}"]
+    mta = scenario.mta
+    # The error throttling the model applies, where the scenario differs from Postfix's defaults.
+    for parameter, value, default in (("smtpd_soft_error_limit", mta.soft_error_limit, 10),
+                                      ("smtpd_hard_error_limit", mta.hard_error_limit, 20),
+                                      ("smtpd_error_sleep_time", mta.error_sleep_time, 1.0)):
+        if value != default:
+            overrides.append(f"{parameter}={value:g}s" if parameter.endswith("time") else f"{parameter}={value}")
     for key in LIST_KEYS:
         if key not in policy.lists:
             continue

@@ -321,7 +321,7 @@ _POPULATION_COMMON = ("name", "kind", "count", "origins", "recipients", "patienc
                       "on_timeout", "description")
 _POPULATION_USER = ("messages_per_day", "diurnal", "retries", "retry_interval")
 _POPULATION_BOT = ("start", "stop", "accounts", "accounts_from", "parallel", "pause", "ramp", "forged_sender")
-_MTA = ("process_limit", "backlog", "reply_time")
+_MTA = ("process_limit", "backlog", "reply_time", "soft_error_limit", "hard_error_limit", "error_sleep_time")
 _POLICY = ("description", "smtpd_delay_reject", "maps", "services") + LIST_KEYS
 _SERVICE = ("type", "key", "count", "limit", "window", "algorithm", "action", "description")
 _DISTINCT_SERVICE = ("type", "key", "distinct", "limit", "window", "action", "description")
@@ -402,6 +402,10 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
         process_limit=mta_section.integer("process_limit", 100, minimum=1),
         backlog=mta_section.integer("backlog", 100, minimum=0),
         reply_time=mta_section.duration("reply_time", "2ms", positive=False),
+        soft_error_limit=mta_section.integer("soft_error_limit", 10, minimum=0),
+        hard_error_limit=mta_section.integer("hard_error_limit", 20, minimum=1),
+        # Postfix takes whole seconds here too; at most a day, like sleep.
+        error_sleep_time=mta_section.duration("error_sleep_time", "1s", positive=False, maximum=86399.0),
     )
 
     _check_bot_cycles(loader, populations, origins, mta)

@@ -68,6 +68,12 @@ class MTA:
     process_limit: int  # smtpd processes (maxproc)
     backlog: int  # connections that may wait in the accept queue
     reply_time: float  # s of server processing per reply
+    # smtpd's error throttling (Postfix 2.1+): once a session has made more than
+    # soft_error_limit errors (4xx/5xx replies), every reply waits error_sleep_time s
+    # first; at hard_error_limit errors smtpd answers 421 and hangs up.
+    soft_error_limit: int = 10  # smtpd_soft_error_limit
+    hard_error_limit: int = 20  # smtpd_hard_error_limit
+    error_sleep_time: float = 1.0  # s, smtpd_error_sleep_time
 
 
 @dataclass(frozen=True)

@@ -273,6 +273,9 @@ async def _dialogue(link: _Link, result: RealSession, client: Client, account: s
         code = reply[0]
         if code is None:
             return give_up(Step.RCPT, clock())
+        if code == 421:  # "too many errors" (or shutting down): smtpd closes the connection
+            result.outcome, result.step, result.client_end = Outcome.DEFERRED, Step.RCPT, reply[1]
+            return link.hang_up(0.0)
         if code < 400:
             accepted += 1
         elif code >= 500:
