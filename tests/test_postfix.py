@@ -148,3 +148,48 @@ def test_twin_agrees_on_smtpd_error_throttling():
     real = result.real_metrics
     assert real["spam_accepted"] == 0 and real["bot_sessions_aborted"] == 0
     assert real["slot_hold_mean"] > 5.0  # ten one-second pauses and a 421 in each bot session
+
+
+def _instance_processes() -> set[int]:
+    """Pids of Postfix master processes and of processes running as the postfix user."""
+    import pwd as _pwd
+    postfix_uid = _pwd.getpwnam("postfix").pw_uid
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid == postfix_uid or (entry / "comm").read_text().strip() == "master":
+                found.add(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_ctrl_c_stops_every_postfix_process_and_leaves_nothing_behind(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    temp = Path(tempfile.gettempdir())
+    before_dirs = set(temp.glob("simsub-postfix-*"))
+    before = _instance_processes()
+    out = tmp_path / "twin"
+    process = subprocess.Popen([sys.executable, "-m", "simsub", "twin", str(REPO / "scenarios" / "twin-slots.toml"),
+                                "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (_instance_processes() - before):
+        time.sleep(0.1)
+    assert _instance_processes() - before, "the private Postfix did not start"
+    time.sleep(4)  # well into the real-time run: smtpd processes are sleeping for bots
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    assert not (_instance_processes() - before), "Postfix processes survived the interrupt"
+    assert set(temp.glob("simsub-postfix-*")) == before_dirs
+    assert not out.exists() and not list(tmp_path.glob(".twin.partial-*"))
+    assert os.listdir(tmp_path) == []

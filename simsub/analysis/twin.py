@@ -123,6 +123,8 @@ def _percentile(values: np.ndarray, q: float) -> float:
 def _value(x: float, row: dict) -> str:
     if math.isnan(x):
         return "—"
+    if abs(x) < 1e-9:
+        x = 0.0  # rounding residue of a difference of times: no "-0.000"
     return f"{x:,.0f}" if row["exact"] else f"{x:.3f}"
 
 
