@@ -38,6 +38,9 @@ reference: $(STAMP)
 # and those tests are skipped with that reason.
 postfix:
 	@if command -v postfix >/dev/null && [ -e /usr/lib/postfix/postfix-pcre.so ]; then :; \
+	elif [ -e /usr/sbin/sendmail ] && ! command -v postfix >/dev/null; then \
+	  echo "note: another mail server is installed (/usr/sbin/sendmail); not replacing it with Postfix:"; \
+	  echo "      the tests against a real Postfix will be skipped"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian's postfix and postfix-pcre (No configuration) for the Postfix tests"; \
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \

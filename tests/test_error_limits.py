@@ -97,8 +97,21 @@ def test_per_recipient_verdicts_count_errors_one_by_one():
     assert msg.outcome == "deferred"  # the 421 ends it before DATA
 
 
+def test_the_hard_limit_holds_even_when_the_soft_limit_is_higher():
+    """Postfix hangs up at the hard limit whatever the soft limit: 5 quick refusals, then 421
+    right after the 5th reply (no pause: the soft limit was never reached)."""
+    _, msg, session = _session(25, mta={"soft_error_limit": 30, "hard_error_limit": 5})
+    fifth_sent = 10.0 + BANNER_AND_SETUP + 5 * STEP - H
+    assert (msg.outcome, msg.step) == ("deferred", "rcpt")
+    assert session.slot_hold_s == pytest.approx(fifth_sent + RT - 10.0)
+
+
 def test_error_limit_keys_are_validated():
     with pytest.raises(simsub.ScenarioError, match="mta.hard_error_limit"):
         make_scenario([bot()], mta={"hard_error_limit": 0})
     with pytest.raises(simsub.ScenarioError, match="mta.error_sleep_time"):
         make_scenario([bot()], mta={"error_sleep_time": "2d"})
+    with pytest.raises(simsub.ScenarioError, match="mta.error_sleep_time: expected whole seconds"):
+        make_scenario([bot()], mta={"error_sleep_time": "500ms"})
+    with pytest.raises(simsub.ScenarioError, match="mta.soft_error_limit"):
+        make_scenario([bot()], mta={"soft_error_limit": 0})

@@ -68,8 +68,20 @@ def test_map_results_that_are_restriction_lists_name_the_deployed_files():
     export = export_policy(scenario, "p", map_dir="/m")
     users = export.maps["users.pcre"]
     assert "/^vip/\tOK" in users
-    assert "/ +x/\tcheck_client_access pcre:/m/hosts.pcre" in users  # a regex with a space stays whole
+    # Postfix refuses lookup tables inside access maps (451): the result becomes a restriction class.
+    assert "/ +x/\tsimsub_p_users_line2" in users  # a regex with a space stays whole
+    assert "smtpd_restriction_classes = simsub_p_users_line2" in export.main_cf
+    assert "simsub_p_users_line2 = check_client_access pcre:/m/hosts.pcre" in export.main_cf
     assert "/unknown/\tsleep 2, defer" in export.maps["hosts.pcre"]
+
+
+def test_continued_map_lines_become_one_rule_per_line():
+    scenario = make_scenario(USERS, policies={"p": {
+        "recipient_restrictions": ["check_client_access pcre:m", "permit_sasl_authenticated", "reject"],
+        "maps": {"m": "/^x/ sleep 1,\n    check_client_access pcre:n\n/./ sleep 2\n", "n": "/./ DUNNO\n"}}})
+    rules = [line for line in export_policy(scenario, "p", map_dir="/m").maps["m.pcre"].splitlines()
+             if not line.startswith("#")]
+    assert rules == ["/^x/\tsimsub_p_m_line1", "/./\tsleep 2"]
 
 
 def test_split_rule_keeps_flags_negation_and_escaped_delimiters():

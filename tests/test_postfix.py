@@ -102,6 +102,32 @@ def test_a_real_session_gets_the_sleeps_the_policy_maps():
     assert "sasl_method=XCLIENT, sasl_username=subscribers1" in log  # the disguise reached smtpd
 
 
+def test_a_map_result_that_consults_another_map_works_as_a_restriction_class():
+    """Postfix answers 451 to a lookup table inside an access-map result; exported as a
+    restriction class, the nested map decides as in the model: 1 s per RCPT for 'unknown'."""
+    from .conftest import make_scenario
+    users = [{"name": "users", "kind": "user", "count": 1, "origins": {"own": 1.0}, "messages_per_day": 1,
+              "recipients": 1, "patience": "60s"}]
+    scenario = make_scenario(users, policies={"nested": {
+        "recipient_restrictions": ["check_client_access pcre:outer", "permit_sasl_authenticated", "reject"],
+        "maps": {"outer": "/^unknown$/ check_client_access pcre:inner\n", "inner": "/^100\\./ sleep 1\n"}}})
+
+    async def session(port):
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        target = SmtpTarget("127.0.0.1", port, lambda: loop.time() - start)
+        result = await play_session(target, _client("unknown", "100.64.0.5"), "users0", 1, 2, True)
+        await target.close_all()
+        return result
+
+    with PrivatePostfix(scenario, "nested", process_limit=2) as instance:
+        result = asyncio.run(session(instance.port))
+        log = instance.log_text()
+    assert result.outcome == Outcome.ACCEPTED, log[-2000:]
+    assert result.accepted_at - result.banner_at == pytest.approx(2.0, abs=0.15)
+    assert "Server configuration error" not in log
+
+
 # ---------------------------------------------------------------- the twin (real time)
 def _assert_agreement(result):
     table = "\n".join(f"{r['metric']}: postfix {r['postfix']} model {r['model']}" for r in result.rows)
@@ -151,7 +177,8 @@ def test_twin_agrees_on_smtpd_error_throttling():
 
 
 def _instance_processes() -> set[int]:
-    """Pids of Postfix master processes and of processes running as the postfix user."""
+    """Pids of live Postfix master processes and processes running as the postfix user
+    (zombies excluded: they are dead, waiting for init to reap them)."""
     import pwd as _pwd
     postfix_uid = _pwd.getpwnam("postfix").pw_uid
     found = set()
@@ -159,7 +186,9 @@ def _instance_processes() -> set[int]:
         if not entry.name.isdigit():
             continue
         try:
-            if entry.stat().st_uid == postfix_uid or (entry / "comm").read_text().strip() == "master":
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z" and (entry.stat().st_uid == postfix_uid
+                                 or (entry / "comm").read_text().strip() == "master"):
                 found.add(int(entry.name))
         except OSError:
             continue

@@ -85,8 +85,9 @@ class ScriptedSmtpd:
     """An asyncio SMTP server that sleeps ``rcpt_sleep`` s before each RCPT reply,
     logs when each command arrived and when the client hung up."""
 
-    def __init__(self, rcpt_sleep: float):
+    def __init__(self, rcpt_sleep: float, replies: dict | None = None):
         self.rcpt_sleep = rcpt_sleep
+        self.replies = replies or {}  # verb -> (sleep s, reply line) instead of the usual answer
         self.log: list[tuple[float, str]] = []
         self.closed_at: float | None = None
 
@@ -109,7 +110,11 @@ class ScriptedSmtpd:
             verb = text.split()[0].upper()
             if verb == "RCPT":
                 await asyncio.sleep(self.rcpt_sleep)
-            if verb in ("XCLIENT",):
+            if verb in self.replies:
+                pause, line = self.replies[verb]
+                await asyncio.sleep(pause)
+                writer.write(line.encode() + b"\r\n")
+            elif verb in ("XCLIENT",):
                 writer.write(b"220 scripted ESMTP\r\n")
             elif verb == "DATA":
                 writer.write(b"354 go ahead\r\n")
@@ -134,9 +139,9 @@ def _client(half_rtt: float, patience: float, talks: bool = False) -> Client:
                   half_rtt=half_rtt, patience=patience, connect_timeout=10.0, talks=talks)
 
 
-def _play(rcpt_sleep: float, client: Client, recipients: int):
+def _play(rcpt_sleep: float, client: Client, recipients: int, replies: dict | None = None):
     async def scenario():
-        server = ScriptedSmtpd(rcpt_sleep)
+        server = ScriptedSmtpd(rcpt_sleep, replies)
         listener = await asyncio.start_server(server.handle, "127.0.0.1", 0)
         port = listener.sockets[0].getsockname()[1]
         loop = asyncio.get_running_loop()
@@ -189,6 +194,22 @@ def test_talking_client_sends_on_and_learns_late_which_recipients_were_taken():
     first_rcpt = next(t for t, verb in server.log if verb == "RCPT") - start
     assert result.client_end == pytest.approx(first_rcpt + 0.4, abs=0.03)
     assert result.accepted_at == pytest.approx(first_rcpt + 0.6, abs=0.05)
+
+
+def test_talker_refused_late_at_mail_ends_there_as_in_the_model():
+    """MAIL answered 550 after 0.3 s: the talker (patience 0.1 s) sent its RCPTs meanwhile,
+    but like the model's talker it ends REJECTED at MAIL, leaving when it moved on from MAIL."""
+    result, server, start = _play(0.0, _client(0.0, patience=0.1, talks=True), recipients=2,
+                                  replies={"MAIL": (0.3, "550 5.7.1 no")})
+    assert (result.outcome, result.step) == (Outcome.REJECTED, Step.MAIL)
+    mail_sent = next(t for t, verb in server.log if verb == "MAIL") - start
+    assert result.client_end == pytest.approx(mail_sent + 0.1, abs=0.03)
+
+
+def test_talker_whose_recipients_were_all_refused_is_refused_at_rcpt():
+    result, _, _ = _play(0.0, _client(0.0, patience=0.1, talks=True), recipients=3,
+                         replies={"RCPT": (0.15, "450 4.7.1 later")})
+    assert (result.outcome, result.step) == (Outcome.DEFERRED, Step.RCPT)
 
 
 def test_connection_refused_is_the_models_refused():

@@ -115,18 +115,20 @@ def _refuse_recipients(tx: Transaction, verdict: Verdict, recipients: int) -> tu
     hard limit it answers the next command with 421 and hangs up.
     Returns (client still there, recipients answered)."""
     dialogue, limits = tx.dialogue, tx.limits
-    fast = min(recipients, max(limits.soft - tx.errors, 0))
+    # Closed form for each phase: before the soft limit no pause, then a constant one.
+    fast = min(recipients, max(min(limits.soft, limits.hard) - tx.errors, 0))
     alive = True
     if fast:
         tx.note(verdict, fast)
-        alive = dialogue.repeat(fast, verdict.delay)  # closed form: no pause yet
+        alive = dialogue.repeat(fast, verdict.delay)
         tx.errors += fast
     answered = fast
-    while alive and answered < recipients and not tx.too_many_errors:
-        tx.note(verdict)
-        alive = dialogue.command(verdict.delay + tx.error_pause())
-        tx.errors += 1
-        answered += 1
+    slow = min(recipients - answered, max(limits.hard - tx.errors, 0))
+    if alive and slow:
+        tx.note(verdict, slow)
+        alive = dialogue.repeat(slow, verdict.delay + tx.error_pause())
+        tx.errors += slow
+        answered += slow
     if alive and answered < recipients:
         alive = dialogue.server_hangup(tx.error_pause())
     return alive, answered

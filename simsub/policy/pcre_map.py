@@ -15,6 +15,22 @@ from dataclasses import dataclass
 _FLAG_BITS = {"m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}
 
 
+def logical_lines(text: str) -> list[tuple[int, str]]:
+    """(first line number, text) of each rule: comments and blank lines dropped, lines
+    that start with whitespace joined to the rule before them (a first line that
+    starts with whitespace is a rule of its own)."""
+    logical: list[tuple[int, str]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        if raw[0].isspace() and logical:
+            start, previous = logical[-1]
+            logical[-1] = (start, previous + " " + raw.strip())
+        else:
+            logical.append((number, raw.strip()))
+    return logical
+
+
 class MapSyntaxError(ValueError):
     """A malformed map line; ``line`` is 1-based within the map text."""
 
@@ -43,16 +59,7 @@ class PcreMap:
 
     @classmethod
     def parse(cls, name: str, text: str) -> "PcreMap":
-        logical: list[tuple[int, str]] = []
-        for number, raw in enumerate(text.splitlines(), start=1):
-            if not raw.strip() or raw.lstrip().startswith("#"):
-                continue
-            if raw[0].isspace() and logical:
-                start, previous = logical[-1]
-                logical[-1] = (start, previous + " " + raw.strip())
-            else:
-                logical.append((number, raw.strip()))
-        return cls(name, [_parse_rule(number, line) for number, line in logical])
+        return cls(name, [_parse_rule(number, line) for number, line in logical_lines(text)])
 
     def lookup(self, query: str) -> str | None:
         for rule in self.rules:

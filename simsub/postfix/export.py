@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..policy.policy import LIST_KEYS, Policy
+from ..policy.pcre_map import logical_lines
 from ..policy.restrictions import tokenize
 from ..policy.services import DistinctSpec, RateLimitSpec
 from ..scenario.types import Scenario
@@ -106,6 +107,13 @@ def export_policy(scenario: Scenario, policy_name: str, *, map_dir: str = "/etc/
         main += [f"# {POSTFIX_PARAMETER[key]} for the submission service{_stage_note(key, policy)}",
                  f"{parameter} = {value}" if value else f"{parameter} ="]
         overrides.append(f"{POSTFIX_PARAMETER[key]}=${parameter}")
+    classes: dict[str, str] = {}
+    maps = {f"{name}.pcre": _map_file(name, text, map_dir, ports, policy_name, classes)
+            for name, text in policy.maps.items()}
+    if classes:
+        main += ["# Map results that consult another table must be restriction classes in Postfix.",
+                 f"smtpd_restriction_classes = {', '.join(classes)}"]
+        main += [f"{name} = {value}" for name, value in classes.items()]
     notes = []
     for name, port in ports.items():
         spec = policy.services[name]
@@ -123,7 +131,6 @@ def export_policy(scenario: Scenario, policy_name: str, *, map_dir: str = "/etc/
     master += [f"  -o {o}" for o in overrides]
     master_cf = "\n".join(master) + "\n"
 
-    maps = {f"{name}.pcre": _map_file(name, text, map_dir, ports, policy_name) for name, text in policy.maps.items()}
     return PostfixExport(policy_name, main_cf, master_cf, maps, ports, notes)
 
 
@@ -174,19 +181,25 @@ def _postfix_items(entries: list[str], map_dir: str, ports: dict[str, str]) -> l
     return items
 
 
-def _map_file(name: str, text: str, map_dir: str, ports: dict[str, str], policy: str) -> str:
-    """A pcre map as Postfix reads it; results that are restriction lists get the same renaming."""
+def _map_file(name: str, text: str, map_dir: str, ports: dict[str, str], policy: str,
+              classes: dict[str, str]) -> str:
+    """A pcre map as Postfix reads it, one rule per line.
+
+    A result that is a restriction list naming a lookup table or a policy service
+    cannot stay in the map (Postfix answers "451 4.3.5 Server configuration error":
+    no lookup tables inside access maps); it becomes a restriction class, added to
+    ``classes`` (class name -> restriction list), and the rule names the class."""
     out = [f"# pcre map {name!r} of simsub policy {policy!r}: first matching line wins; the client's",
            "# hostname is looked up first (\"unknown\" without reverse DNS), then its address."]
-    for raw in text.splitlines():
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#") or raw[:1].isspace():
-            out.append(raw)
-            continue
-        pattern, result = _split_rule(stripped)
+    for number, line in logical_lines(text):
+        pattern, result = _split_rule(line)
         first = result.split()[0].upper() if result.split() else ""
         if first and not (first in ("OK", "PERMIT", "DUNNO", "REJECT", "DEFER", "HOLD", "DISCARD") or first[:1].isdigit()):
             result = ", ".join(_postfix_items([result], map_dir, ports))
+            if ":" in result:
+                class_name = f"{parameter_prefix(policy)}_{re.sub(r'[^a-z0-9]+', '_', name.lower())}_line{number}"
+                classes[class_name] = result
+                result = class_name
         out.append(f"{pattern}\t{result}")
     return "\n".join(out).rstrip() + "\n"
 

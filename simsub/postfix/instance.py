@@ -21,6 +21,7 @@ import atexit
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -107,6 +108,7 @@ class PrivatePostfix:
         self.start = start  # False: write and `postfix check` the configuration only
         self.root: Path | None = None
         self.started = False
+        self._group: int | None = None  # the master's pid = its process group
 
     # ------------------------------------------------------------------ paths
     @property
@@ -129,6 +131,7 @@ class PrivatePostfix:
             if self.start:
                 self._postfix("start")
                 self.started = True
+                self._group = self._master_pid()
                 self._wait_listening()
         except BaseException:
             self.__exit__(None, None, None)
@@ -137,44 +140,39 @@ class PrivatePostfix:
 
     def __exit__(self, *_exc) -> None:
         try:
-            if self.started:
+            # Also when `postfix start` was interrupted: the master may be up without
+            # `started` having been set.
+            if self.started or (self.root is not None and self._master_pid() is not None):
                 self.stop()
         finally:
             if self.root is not None and not self.keep:
                 shutil.rmtree(self.root, ignore_errors=True)
 
     def stop(self) -> None:
-        """Stop the master and wait until every process of the instance is gone
-        (smtpd processes still sleeping included: ``postfix stop`` alone leaves them
-        to finish their sleep)."""
-        pids = self.pids()
+        """Stop the master and wait until every process of the instance is gone.
+
+        ``postfix stop`` alone leaves smtpd processes that are still sleeping to
+        finish their sleep.  The master is a session leader, so every process it
+        started — also one forked after a first look — is in its process group,
+        which gets SIGKILL after a grace period."""
+        group = self._master_pid() or self._group
         subprocess.run(["postfix", "-c", str(self.config_dir), "stop"], capture_output=True, text=True)
         deadline = time.monotonic() + 5
-        while pids and time.monotonic() < deadline:
-            pids = [p for p in pids if _alive(p)]
+        while group and _group_alive(group) and time.monotonic() < deadline:
             time.sleep(0.05)
-        for pid in pids + self.pids():
+        if group and _group_alive(group):
             try:
-                os.kill(pid, 9)
+                os.killpg(group, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+            while _group_alive(group) and time.monotonic() < deadline + 5:
+                time.sleep(0.02)
         self.started = False
 
     def pids(self) -> list[int]:
-        """Processes that belong to this instance: the master and its children."""
-        master = self._master_pid()
-        if master is None:
-            return []
-        children = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(fields[1]) == master:
-                    children.append(int(entry.name))
-        return [master] + children
+        """Processes that belong to this instance: its master's process group."""
+        group = self._master_pid() or self._group
+        return _group_members(group) if group else []
 
     def check(self) -> str:
         """``postfix check`` on the instance; PostfixError with its output if it complains."""
@@ -288,6 +286,24 @@ def _set_maxproc(entry: str, maxproc: int) -> str:
             lines[i] = " ".join(fields)
             break
     return "\n".join(lines) + "\n"
+
+
+def _group_members(group: int) -> list[int]:
+    """Live (non-zombie) processes of process group ``group``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _group_alive(group: int) -> bool:
+    return bool(_group_members(group))
 
 
 def _alive(pid: int) -> bool:

@@ -348,6 +348,14 @@ def load_scenario(path: str | Path | None = None, overrides: dict[str, Any] | No
     return build_scenario(raw, source, overrides or {}, file)
 
 
+def _whole_seconds(section, name: str, default: str) -> float:
+    """A duration Postfix reads as whole seconds (smtpd_error_sleep_time), at most a day like sleep."""
+    seconds = section.duration(name, default, positive=False, maximum=86399.0)
+    if seconds != int(seconds):
+        section.loader.fail(section.key(name), f"expected whole seconds, as Postfix takes them, got {seconds:g} s")
+    return seconds
+
+
 def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path | None = None) -> Scenario:
     """Validate already-parsed TOML data (the part of :func:`load_scenario` after reading).
 
@@ -402,10 +410,9 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
         process_limit=mta_section.integer("process_limit", 100, minimum=1),
         backlog=mta_section.integer("backlog", 100, minimum=0),
         reply_time=mta_section.duration("reply_time", "2ms", positive=False),
-        soft_error_limit=mta_section.integer("soft_error_limit", 10, minimum=0),
+        soft_error_limit=mta_section.integer("soft_error_limit", 10, minimum=1),
         hard_error_limit=mta_section.integer("hard_error_limit", 20, minimum=1),
-        # Postfix takes whole seconds here too; at most a day, like sleep.
-        error_sleep_time=mta_section.duration("error_sleep_time", "1s", positive=False, maximum=86399.0),
+        error_sleep_time=_whole_seconds(mta_section, "error_sleep_time", "1s"),
     )
 
     _check_bot_cycles(loader, populations, origins, mta)

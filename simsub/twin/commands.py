@@ -98,7 +98,7 @@ def command_twin(args, load, command_line) -> int:
     from ..experiments.design import slug
     from ..output import check_output_target
     from .output import TWIN_MARKER, agreement_line, describe, write_twin
-    from .run import run_twin
+    from .run import default_duration, run_twin
 
     from .scenario import unsupported_policy_reason
 
@@ -108,10 +108,7 @@ def command_twin(args, load, command_line) -> int:
     if reason:
         raise ScenarioError(scenario.label or scenario.name, f"policies.{policy}", reason)
     _require_postfix()
-    if args.duration is not None:
-        duration = parse_duration(args.duration)
-    else:
-        duration = scenario.horizon if scenario.horizon <= 600 else 60.0
+    duration = parse_duration(args.duration) if args.duration is not None else default_duration(scenario)
     out = args.out or Path("results") / "twin" / f"{slug(scenario.name)}-{slug(policy)}"
     check_output_target(out, TWIN_MARKER)
     progress = None if args.quiet else _TwinProgress()

@@ -92,8 +92,8 @@ class SocketMonitor:
         self.port = port
         self.interval = interval
         self.traces: list[ConnectionTrace] = []
-        self.peak_held = 0
         self.samples = 0
+        self.error: Exception | None = None  # what stopped the sampling thread, if anything
         self._watched: list[ConnectionTrace] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -116,24 +116,47 @@ class SocketMonitor:
             self._watched.append(trace)
         return trace
 
+    @property
+    def peak_held(self) -> int:
+        """Most connections held by smtpd processes at one moment (from the traces)."""
+        events = []
+        for trace in self.traces:
+            if trace.accepted_at is not None:
+                events += [(trace.accepted_at, 1), (trace.released_at, -1)]
+        events.sort(key=lambda e: (e[0], -e[1]))  # a connection seen until t still holds at t
+        held = peak = 0
+        for _, change in events:
+            held += change
+            peak = max(peak, held)
+        return peak
+
     def busy(self) -> int:
         """Connections still watched (waiting for or held by an smtpd)."""
         with self._lock:
             return len(self._watched)
 
     def _run(self) -> None:
+        try:
+            self._sample_until_stopped()
+        except Exception as exc:  # noqa: BLE001 - reported by the twin, which then refuses its table
+            self.error = exc
+            with self._lock:
+                self._watched = []  # nobody waits for connections the monitor no longer sees
+
+    def _sample_until_stopped(self) -> None:
         while not self._stop.is_set():
-            now = time.monotonic()
             with self._lock:
                 watched = list(self._watched)
-            held, finished = 0, []
+            finished = []
             for trace in watched:
                 found = self._diag.lookup(self.port, trace.client_port)
+                # The time of this lookup, not of the sweep: a slot handed from one
+                # connection to the next during a sweep must not look like two at once.
+                seen = time.monotonic()
                 if found is not None and found[1]:
-                    held += 1
                     if trace.accepted_at is None:
-                        trace.accepted_at = now
-                    trace.released_at = now
+                        trace.accepted_at = seen
+                    trace.released_at = seen
                 elif found is None or trace.accepted_at is not None or found[0] in _SERVER_CLOSED:
                     # The smtpd let go (or held it too briefly to be seen, or it never reached one).
                     finished.append(trace)
@@ -141,6 +164,5 @@ class SocketMonitor:
                 gone = {id(t) for t in finished}
                 with self._lock:
                     self._watched = [t for t in self._watched if id(t) not in gone]
-            self.peak_held = max(self.peak_held, held)
             self.samples += 1
             self._stop.wait(self.interval)

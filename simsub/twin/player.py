@@ -50,6 +50,10 @@ class Player:
     """Plays ``scenario`` under ``policy`` with ``seed`` against ``host:port``."""
 
     def __init__(self, scenario: Scenario, policy: str, seed: int, host: str, port: int, watch=None):
+        # With a mail queue the model's bots draw more per session (destinations, sender),
+        # and the streams would diverge: the twin plays the front end only.
+        if scenario.queue is not None:
+            raise ValueError("the twin player plays front-end scenarios only (see twin_scenario)")
         self.scenario = scenario
         # The model's world, never run: it holds the clients and random streams as the model draws them.
         self.world = World(scenario, policy, seed, Recorder())

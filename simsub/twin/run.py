@@ -59,9 +59,16 @@ class TwinResult:
         return all(row["agrees"] for row in self.rows)
 
 
-def run_twin(scenario: Scenario, policy: str, *, duration: float = 60.0, scale: float = 1.0, start: float = 0.0,
-             seed: int | None = None, progress=None, keep: bool = False) -> TwinResult:
+def default_duration(scenario: Scenario) -> float:
+    """The twin's real time by default (s): the scenario's horizon up to 10 min, else 60 s."""
+    return scenario.horizon if scenario.horizon <= 600 else 60.0
+
+
+def run_twin(scenario: Scenario, policy: str, *, duration: float | None = None, scale: float = 1.0,
+             start: float = 0.0, seed: int | None = None, progress=None, keep: bool = False) -> TwinResult:
     """Play ``policy`` of ``scenario`` against real Postfix and in the model; see the module docstring.
+
+    ``duration`` (s of real time) defaults to :func:`default_duration`.
 
     Raises ScenarioError for a policy or size the twin cannot play, PostfixError
     when the private instance cannot run.
@@ -71,6 +78,7 @@ def run_twin(scenario: Scenario, policy: str, *, duration: float = 60.0, scale: 
     if reason:
         raise ScenarioError(label, f"policies.{policy}", reason)
     seed = scenario.seed if seed is None else seed
+    duration = default_duration(scenario) if duration is None else duration
     base = twin_scenario(scenario, duration=duration, scale=scale, start=start)
     started = time.monotonic()
     with PrivatePostfix(base, policy, process_limit=base.mta.process_limit, backlog=base.mta.backlog,
@@ -81,14 +89,16 @@ def run_twin(scenario: Scenario, policy: str, *, duration: float = 60.0, scale: 
         info = simulate(twin, policy, seed, model)
         _check_size(twin, model, label)
         monitor = SocketMonitor(postfix.port).start()
-        player = Player(twin, policy, seed, "127.0.0.1", postfix.port, monitor.watch)
         try:
+            player = Player(twin, policy, seed, "127.0.0.1", postfix.port, monitor.watch)
             asyncio.run(player.play(progress))
             # Let the last smtpd finish the sleep it started for a client that hung up.
             _wait_idle(monitor, timeout=max(60.0, 2 * duration))
             still_open = monitor.busy()
         finally:
             monitor.stop()
+        if monitor.error is not None:
+            raise PostfixError(f"the socket monitor failed, so the server side was not measured: {monitor.error!r}")
         maillog = postfix.log_text()
         export = postfix.export
     real = real_recorder(player, monitor, twin)

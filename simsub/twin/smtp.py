@@ -247,30 +247,50 @@ async def _dialogue(link: _Link, result: RealSession, client: Client, account: s
                            "smtpd_authorized_xclient_hosts?")
 
     helo = client.hostname if client.hostname != "unknown" else f"[{client.address}]"
-    steps = [(Step.EHLO, f"EHLO {helo}", True), (Step.AUTH, "NOOP", False),
-             (Step.MAIL, f"MAIL FROM:<{xtext(account)}@example.invalid>", False)]
-    for step, line, strict in steps:
+    # Every command with its reply and when the client moved on from it: a talker
+    # settles its session from these at the end (see _settle_talker).
+    moves: list[tuple[Step, asyncio.Future, float]] = []
+
+    async def command(step: Step, line: str | None):
+        """Send (``line`` None: the message body, answered at end of data), wait as the client
+        does; returns the reply or None when it timed out (a hang-up was then scheduled,
+        unless the client talks)."""
         sent = clock()
-        reply = await link.wait(link.send(line), sent, patience)
+        if line is None:
+            link.write("Subject: simsub twin\r\n\r\nA message played by simsub twin.\r\n.")
+            future = link.expect()
+        else:
+            future = link.send(line)
+        reply = await link.wait(future, sent, patience)
+        moves.append((step, future, sent + patience if reply is None else reply[1]))
+        if reply is None and not client.talks:
+            give_up(step, sent + patience)
+        return reply
+
+    for step, line in ((Step.EHLO, f"EHLO {helo}"), (Step.AUTH, "NOOP"),
+                       (Step.MAIL, f"MAIL FROM:<{xtext(account)}@example.invalid>")):
+        reply = await command(step, line)
         if reply is None:
-            if not client.talks:
-                return give_up(step, sent + patience)
-            continue  # a talking client sends its next command anyway
+            if client.talks:
+                continue  # a talking client sends its next command anyway
+            return
         if (outcome := _refusal(reply[0])) is not None:
+            if client.talks:
+                return await _settle_talker(link, result, moves, recipients, all_or_nothing)
             return refused(step, outcome)
 
     accepted = rejected = 0
-    late = []  # RCPT replies a talking client did not wait for
+    talked = False
     for k in range(recipients):
-        sent = clock()
-        future = link.send(f"RCPT TO:<r{k}@example.net>")
-        reply = await link.wait(future, sent, patience)
+        reply = await command(Step.RCPT, f"RCPT TO:<r{k}@example.net>")
         if reply is None:
             if not client.talks:
-                return give_up(Step.RCPT, sent + patience)
-            late.append(future)
+                return
+            talked = True
             continue
         code = reply[0]
+        if client.talks and (code is None or code == 421):
+            return await _settle_talker(link, result, moves, recipients, all_or_nothing)
         if code is None:
             return give_up(Step.RCPT, clock())
         if code == 421:  # "too many errors" (or shutting down): smtpd closes the connection
@@ -280,42 +300,69 @@ async def _dialogue(link: _Link, result: RealSession, client: Client, account: s
             accepted += 1
         elif code >= 500:
             rejected += 1
-    if not late and (accepted == 0 or (all_or_nothing and accepted < recipients)):
+    refuse_now = accepted == 0 or (all_or_nothing and accepted < recipients)
+    if client.talks:
+        if refuse_now and not talked:  # every reply is in: settled now; else the talker sends DATA
+            return await _settle_talker(link, result, moves, recipients, all_or_nothing)
+    elif refuse_now:
         return refused(Step.RCPT, Outcome.REJECTED if rejected else Outcome.DEFERRED)
 
-    sent = clock()
-    reply = await link.wait(link.send("DATA"), sent, patience)
-    if reply is None:
-        if not client.talks:
-            return give_up(Step.DATA, sent + patience)
-    elif (outcome := _refusal(reply[0])) is not None:
-        return refused(Step.DATA, outcome)
-    sent = clock()
-    link.write("Subject: simsub twin\r\n\r\nA message played by simsub twin.\r\n.", delayed=True)
-    future = link.expect()
-    reply = await link.wait(future, sent, patience)
-    quit_sent = False
-    if reply is None:
-        if not client.talks:
-            return give_up(Step.END_OF_DATA, sent + patience)
-        # A talker says QUIT at once, as the model's does, and the final reply
-        # still comes (smtpd answers in order): it tells whether the mail went through.
-        result.client_end = sent + patience
-        link.write("QUIT")
-        quit_sent = True
-        reply = await link.wait(future, sent, 3600.0)
-        if reply is None:
-            return give_up(Step.END_OF_DATA, clock())
-    if (outcome := _refusal(reply[0])) is not None:
-        return refused(Step.END_OF_DATA, outcome)
-    for future in late:  # replies come in order: by now a talker knows which recipients were taken
-        code = future.result()[0] if future.done() else None
-        if code is not None and code < 400:
-            accepted += 1
+    for step, line in ((Step.DATA, "DATA"), (Step.END_OF_DATA, None)):
+        reply = await command(step, line)
+        if reply is None and not client.talks:
+            return
+        if reply is not None and (outcome := _refusal(reply[0])) is not None:
+            if client.talks:
+                return await _settle_talker(link, result, moves, recipients, all_or_nothing)
+            return refused(step, outcome)
+    if client.talks:
+        return await _settle_talker(link, result, moves, recipients, all_or_nothing)
     result.outcome, result.step = Outcome.ACCEPTED, Step.QUIT
     result.accepted_at = reply[1]
     result.recipients_accepted = accepted
-    if not quit_sent:
-        result.client_end = clock()
-        link.write("QUIT")
+    result.client_end = clock()
+    link.write("QUIT")
     link.hang_up(link.h + 0.001)
+
+
+async def _settle_talker(link: _Link, result: RealSession, moves: list, recipients: int,
+                         all_or_nothing: bool) -> None:
+    """A talking client's session, decided as the model decides it.
+
+    A talker does not wait for replies, so it learns late what smtpd said; the
+    model's talker stops at the first refusal, at the step refused, leaving when it
+    moved on from that step.  Here the client says QUIT, waits until smtpd has
+    answered everything (replies come in order), then walks its commands the same
+    way.  (The real talker did send the commands after a refusal it had not seen
+    yet; smtpd answered them with errors the model does not count.)"""
+    link.write("QUIT")
+    pending = [future for _, future, _ in moves if not future.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=600.0)
+    link.hang_up(0.0)
+    accepted = rejected = 0
+    rcpt_left = None  # when the client moved on from its last RCPT
+
+    def decide(outcome: Outcome, step: Step, left: float) -> None:
+        result.outcome, result.step, result.client_end = outcome, step, left
+
+    for step, future, left in moves:
+        code = future.result()[0] if future.done() else None
+        if step != Step.RCPT and rcpt_left is not None:
+            if accepted == 0 or (all_or_nothing and accepted < recipients):
+                return decide(Outcome.REJECTED if rejected else Outcome.DEFERRED, Step.RCPT, rcpt_left)
+            rcpt_left = None
+        if code is None:
+            return decide(Outcome.TIMEOUT, step, left)  # the connection was lost
+        if code == 421 or (step != Step.RCPT and code >= 400):
+            return decide(_refusal(code), step, left)
+        if step == Step.RCPT:
+            accepted += code < 400
+            rejected += code >= 500
+            rcpt_left = left
+        elif step == Step.END_OF_DATA:
+            decide(Outcome.ACCEPTED, Step.QUIT, left)
+            result.accepted_at = future.result()[1] + link.h
+            result.recipients_accepted = accepted
+            return
+    decide(Outcome.TIMEOUT, moves[-1][0] if moves else Step.EHLO, moves[-1][2] if moves else result.arrival)
