@@ -128,6 +128,39 @@ def test_a_map_result_that_consults_another_map_works_as_a_restriction_class():
     assert "Server configuration error" not in log
 
 
+def test_a_hostname_matching_dunno_stops_the_address_lookup_in_postfix_as_in_the_model():
+    """check_client_access looks up the name, then the address — unless the name matched,
+    even with DUNNO: a .jp client whose address would match `sleep 3` is not delayed at all.
+    Postfix and the model's verdict agree on every client."""
+    from simsub.model.session import Transaction
+
+    from .conftest import make_scenario
+    users = [{"name": "users", "kind": "user", "count": 1, "origins": {"own": 1.0}, "messages_per_day": 1,
+              "recipients": 1, "patience": "60s"}]
+    scenario = make_scenario(users, policies={"pitfall": {
+        "recipient_restrictions": ["check_client_access pcre:m", "permit_sasl_authenticated", "reject"],
+        "maps": {"m": "/\\.jp$/ DUNNO\n/^unknown$/ sleep 2\n/^203\\./ sleep 3\n"}}})
+    clients = {"jp": _client("h1.dsl.example-other.ne.jp", "203.0.113.9"),
+               "unknown": _client("unknown", "203.0.113.10")}
+
+    async def sessions(port):
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        target = SmtpTarget("127.0.0.1", port, lambda: loop.time() - start)
+        results = await asyncio.gather(*(play_session(target, c, "users0", 1, 1, True) for c in clients.values()))
+        await target.close_all()
+        return dict(zip(clients, results))
+
+    with PrivatePostfix(scenario, "pitfall", process_limit=2) as instance:
+        results = asyncio.run(sessions(instance.port))
+    stage = scenario.policies["pitfall"].stages["rcpt"]
+    for name, expected in (("jp", 0.0), ("unknown", 2.0)):
+        model_delay = stage.evaluate(Transaction(clients[name], "users0", 1, None), 0.0,
+                                     scenario.policies["pitfall"].new_state()).delay
+        assert model_delay == expected, name
+        assert results[name].accepted_at - results[name].banner_at == pytest.approx(expected, abs=0.15), name
+
+
 # ---------------------------------------------------------------- the twin (real time)
 def _assert_agreement(result):
     table = "\n".join(f"{r['metric']}: postfix {r['postfix']} model {r['model']}" for r in result.rows)
