@@ -76,6 +76,19 @@ def _client(hostname: str, address: str) -> Client:
                   half_rtt=0.0, patience=60.0, connect_timeout=10.0, talks=False)
 
 
+def _sessions(port: int, clients: dict, account: str, recipients: int) -> dict:
+    """One real session per client, all at once, against 127.0.0.1:``port``; results by name."""
+    async def play():
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        target = SmtpTarget("127.0.0.1", port, lambda: loop.time() - start)
+        results = await asyncio.gather(*(play_session(target, c, account, 1, recipients, True)
+                                         for c in clients.values()))
+        await target.close_all()
+        return dict(zip(clients, results))
+    return asyncio.run(play())
+
+
 def test_a_real_session_gets_the_sleeps_the_policy_maps():
     """twin-impatient with sleep 2: the own network is permitted before the map, a .jp name
     sleeps 1 s per RCPT, a client without reverse DNS ("unknown") 2 s per RCPT."""
@@ -84,16 +97,8 @@ def test_a_real_session_gets_the_sleeps_the_policy_maps():
                "jp": _client("h1.dsl.example-other.ne.jp", "203.0.113.9"),
                "unknown": _client("unknown", "100.64.3.4")}
 
-    async def sessions(port):
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        target = SmtpTarget("127.0.0.1", port, lambda: loop.time() - start)
-        results = await asyncio.gather(*(play_session(target, c, "subscribers1", 1, 2, True) for c in clients.values()))
-        await target.close_all()
-        return dict(zip(clients, results))
-
     with PrivatePostfix(scenario, "tarpit", process_limit=5) as instance:
-        results = asyncio.run(sessions(instance.port))
+        results = _sessions(instance.port, clients, "subscribers1", 2)
         log = instance.log_text()
     for name, per_rcpt in (("own", 0.0), ("jp", 1.0), ("unknown", 2.0)):
         result = results[name]
@@ -112,16 +117,8 @@ def test_a_map_result_that_consults_another_map_works_as_a_restriction_class():
         "recipient_restrictions": ["check_client_access pcre:outer", "permit_sasl_authenticated", "reject"],
         "maps": {"outer": "/^unknown$/ check_client_access pcre:inner\n", "inner": "/^100\\./ sleep 1\n"}}})
 
-    async def session(port):
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        target = SmtpTarget("127.0.0.1", port, lambda: loop.time() - start)
-        result = await play_session(target, _client("unknown", "100.64.0.5"), "users0", 1, 2, True)
-        await target.close_all()
-        return result
-
     with PrivatePostfix(scenario, "nested", process_limit=2) as instance:
-        result = asyncio.run(session(instance.port))
+        result = _sessions(instance.port, {"unknown": _client("unknown", "100.64.0.5")}, "users0", 2)["unknown"]
         log = instance.log_text()
     assert result.outcome == Outcome.ACCEPTED, log[-2000:]
     assert result.accepted_at - result.banner_at == pytest.approx(2.0, abs=0.15)
@@ -143,16 +140,8 @@ def test_a_hostname_matching_dunno_stops_the_address_lookup_in_postfix_as_in_the
     clients = {"jp": _client("h1.dsl.example-other.ne.jp", "203.0.113.9"),
                "unknown": _client("unknown", "203.0.113.10")}
 
-    async def sessions(port):
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        target = SmtpTarget("127.0.0.1", port, lambda: loop.time() - start)
-        results = await asyncio.gather(*(play_session(target, c, "users0", 1, 1, True) for c in clients.values()))
-        await target.close_all()
-        return dict(zip(clients, results))
-
     with PrivatePostfix(scenario, "pitfall", process_limit=2) as instance:
-        results = asyncio.run(sessions(instance.port))
+        results = _sessions(instance.port, clients, "users0", 1)
     stage = scenario.policies["pitfall"].stages["rcpt"]
     for name, expected in (("jp", 0.0), ("unknown", 2.0)):
         model_delay = stage.evaluate(Transaction(clients[name], "users0", 1, None), 0.0,

@@ -74,7 +74,7 @@ def _parse_rule(number: int, line: str) -> MapRule:
     if not body or body[0].isalnum() or body[0].isspace():
         raise MapSyntaxError(number, f"expected '/regex/ result', got {line!r}")
     delimiter = body[0]
-    end = _closing_delimiter(body, delimiter)
+    end = closing_delimiter(body, delimiter)
     if end < 0:
         raise MapSyntaxError(number, f"regex is not closed with {delimiter!r}: {line!r}")
     regex = body[1:end]
@@ -109,7 +109,9 @@ def _clip(text: str, length: int = 60) -> str:
     return text if len(text) <= length else text[:length] + "…"
 
 
-def _closing_delimiter(body: str, delimiter: str) -> int:
+def closing_delimiter(body: str, delimiter: str) -> int:
+    """Index of the delimiter that closes the regex opened by ``body[0]`` (backslash escapes
+    skipped), or -1."""
     i = 1
     while i < len(body):
         if body[i] == "\\":

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..policy.policy import LIST_KEYS, Policy
-from ..policy.pcre_map import logical_lines
+from ..policy.pcre_map import closing_delimiter, logical_lines
 from ..policy.restrictions import tokenize
 from ..policy.services import DistinctSpec, RateLimitSpec
 from ..scenario.types import Scenario
@@ -208,16 +208,7 @@ def _split_rule(line: str) -> tuple[str, str]:
     """``/regex/flags result`` -> (pattern with flags, result); the regex may contain spaces."""
     negate = line.startswith("!")
     body = line[1:] if negate else line
-    delimiter = body[0]
-    end = 1
-    while end < len(body):
-        if body[end] == "\\":
-            end += 2
-            continue
-        if body[end] == delimiter:
-            break
-        end += 1
-    end += 1
+    end = closing_delimiter(body, body[0]) + 1  # the model's parser accepted the rule: it is closed
     while end < len(body) and not body[end].isspace():
         end += 1  # flags
     return line[: end + negate], body[end:].strip()

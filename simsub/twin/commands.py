@@ -31,6 +31,7 @@ Needs: apt-get install postfix postfix-pcre (see README)."""
 
 
 def add_commands(sub, scenario_arguments) -> None:
+    from ..cli import _duration  # the option type of --horizon, for --duration
     export = sub.add_parser("export-postfix", help="write the Postfix configuration of a policy",
                             description=EXPORT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_arguments(export)
@@ -189,15 +190,6 @@ def _instructions(export, map_dir: str, command: str, checked: bool) -> str:
     if export.notes:
         lines += ["", "Postfix cannot do alone:"] + [f"  - {note}" for note in export.notes]
     return "\n".join(lines) + "\n"
-
-
-def _duration(text: str) -> str:
-    try:
-        if parse_duration(text) <= 0:
-            raise ValueError(f"expected a duration > 0, got {text!r}")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
 def _start(text: str) -> float:
