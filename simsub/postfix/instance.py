@@ -55,6 +55,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 _SHARED_CHECK_QUEUE: Path | None = None
 
+#: Postfix's default_process_limit, kept in every instance; the submission service's
+#: accept queue is max(its maxproc, this).
+DEFAULT_PROCESS_LIMIT = 100
+
 
 class PostfixError(RuntimeError):
     """The private instance could not be set up or started; the message says why."""
@@ -91,19 +95,20 @@ class PrivatePostfix:
     The configuration is :func:`~simsub.postfix.export.export_policy` of the
     policy (maps in the instance's folder) plus the instance's own settings.
 
-    ``process_limit``: maxproc of the submission entry; the accept queue is
-    max(process_limit, default_process_limit) as in Postfix (``backlog``
-    sets default_process_limit).  ``keep``: leave the folder for inspection.
+    ``process_limit``: maxproc of the submission entry; its accept queue is
+    max(process_limit, default_process_limit), as in Postfix, with
+    default_process_limit left at Postfix's 100 (it also caps every other
+    service: a small value there slows the instance down).  ``keep``: leave the
+    folder for inspection.
     """
 
     def __init__(self, scenario: Scenario, policy: str, *, port: int | None = None, process_limit: int = 100,
-                 backlog: int = 100, keep: bool = False, start: bool = True):
+                 keep: bool = False, start: bool = True):
         self.scenario = scenario
         self.policy = policy
         self.export: PostfixExport | None = None
         self.port = port or free_port()
         self.process_limit = process_limit
-        self.backlog = backlog
         self.keep = keep
         self.start = start  # False: write and `postfix check` the configuration only
         self.root: Path | None = None
@@ -214,7 +219,7 @@ alias_maps =
 alias_database =
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
-default_process_limit = {max(self.backlog, 1)}
+default_process_limit = {DEFAULT_PROCESS_LIMIT}
 maillog_file = {root}/log/maillog
 maillog_file_prefixes = {root}/log
 smtpd_authorized_xclient_hosts = 127.0.0.0/8

@@ -81,8 +81,7 @@ def run_twin(scenario: Scenario, policy: str, *, duration: float | None = None, 
     duration = default_duration(scenario) if duration is None else duration
     base = twin_scenario(scenario, duration=duration, scale=scale, start=start)
     started = time.monotonic()
-    with PrivatePostfix(base, policy, process_limit=base.mta.process_limit, backlog=base.mta.backlog,
-                        keep=keep) as postfix:
+    with PrivatePostfix(base, policy, process_limit=base.mta.process_limit, keep=keep) as postfix:
         reply_time = probe_reply_time(postfix.port)
         twin = dataclasses.replace(base, mta=dataclasses.replace(base.mta, reply_time=reply_time))
         model = Recorder()

@@ -5,8 +5,8 @@ window [``start``, ``start + duration``): bot campaigns are shifted by
 ``start`` and the users' diurnal weights rotated by its whole hours, so
 ``--start 12h`` plays the hour the May 2012 bots arrived.  ``scale``
 multiplies every population, the bots' stolen accounts and the server's
-process limit and accept queue (at least 1 each), so load and capacity shrink
-together.  Only the submission service is compared: the mail queue,
+process limit (at least 1 each), so load and capacity shrink together; the
+accept queue is the private Postfix's, max(process limit, 100).  Only the submission service is compared: the mail queue,
 destinations, reputation lists and operator are dropped, since the private
 Postfix delivers to discard(8).
 """
@@ -17,6 +17,7 @@ import dataclasses
 import math
 
 from ..errors import ScenarioError
+from ..postfix.instance import DEFAULT_PROCESS_LIMIT
 from ..scenario.types import Scenario
 
 
@@ -57,7 +58,9 @@ def twin_scenario(scenario: Scenario, *, duration: float, scale: float = 1.0, st
     mta = dataclasses.replace(
         scenario.mta,
         process_limit=_scaled(scenario.mta.process_limit, scale),
-        backlog=_scaled(scenario.mta.backlog, scale),
+        # Postfix's accept queue: max(maxproc, default_process_limit), the latter kept at
+        # its default 100 in the private instance (smaller, it would cap every other service).
+        backlog=max(_scaled(scenario.mta.process_limit, scale), DEFAULT_PROCESS_LIMIT),
         reply_time=scenario.mta.reply_time if reply_time is None else reply_time,
     )
     return dataclasses.replace(
