@@ -317,3 +317,8 @@ def test_table_shows_both_sides_and_flags_disagreement():
     text = format_table(rows)
     assert "spam messages accepted" in text and "NO" in text and "-50.0%" in text
     assert format_table(rows, markdown=True).splitlines()[1].startswith("|---|")
+
+
+def test_twin_seed_is_checked_like_simsub_runs(capsys):
+    assert main(["twin", "--seed", "-3"]) == 2
+    assert "--seed: expected a whole number >= 0" in capsys.readouterr().err

@@ -31,7 +31,7 @@ Needs: apt-get install postfix postfix-pcre (see README)."""
 
 
 def add_commands(sub, scenario_arguments) -> None:
-    from ..cli import _duration  # the option type of --horizon, for --duration
+    from ..cli import _duration, _seed  # the option types of simsub run's --horizon and --seed
     export = sub.add_parser("export-postfix", help="write the Postfix configuration of a policy",
                             description=EXPORT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_arguments(export)
@@ -53,7 +53,7 @@ def add_commands(sub, scenario_arguments) -> None:
                       help="multiply populations, stolen accounts and the smtpd limit by F (default 1)")
     twin.add_argument("--start", metavar="DUR", type=_start, default=0.0,
                       help="play the scenario from this time of day on, e.g. 12h when the bots arrive (default 0)")
-    twin.add_argument("--seed", metavar="N", type=int, help="root random seed (default: the scenario's seed)")
+    twin.add_argument("--seed", metavar="N", type=_seed, help="root random seed (default: the scenario's seed)")
     twin.add_argument("--out", metavar="DIR", type=Path,
                       help="result folder (default: results/twin/SCENARIO-POLICY)")
     twin.add_argument("--keep", action="store_true", help="keep the private instance's folder (printed) for inspection")
