@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 @dataclass(slots=True)
@@ -20,7 +21,7 @@ class Client:
     connect_timeout: float  # s, longest wait for the banner
     talks: bool  # on timeout: True = send the next command anyway, False = hang up
     sasl_username: str = ""  # its own login (users); bots use stolen ones
-    verdicts: dict = field(default_factory=dict)  # cached verdicts of cacheable stages
+    verdicts: dict | None = None  # cached verdicts of cacheable stages (made when first needed)
 
 
 class AccountPool:
@@ -51,3 +52,29 @@ class AccountPool:
         if i < len(self._alive):
             self._alive[i] = last
             self._index[last] = i
+
+
+class AccountNames(Sequence):
+    """The logins of populations' users (``name0``, ``name1``, …) in order, made
+    when asked for: a million-user scenario need not hold a million strings."""
+
+    def __init__(self, populations: list[tuple[str, int]]):
+        """``populations``: (name, user count) pairs."""
+        self._populations = populations
+        self._length = sum(count for _, count in populations)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, i: int) -> str:
+        if not isinstance(i, int):
+            raise TypeError("AccountNames takes integer indices only")
+        if i < 0:
+            i += self._length
+        if not 0 <= i < self._length:
+            raise IndexError(i)
+        for name, count in self._populations:
+            if i < count:
+                return f"{name}{i}"
+            i -= count
+        raise AssertionError("unreachable: i < len(self)")

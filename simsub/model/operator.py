@@ -16,6 +16,7 @@ indicator stays high.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 import simpy
@@ -28,7 +29,7 @@ from .reputation import Reputation
 
 class Operator:
     def __init__(self, env: simpy.Environment, config: OperatorConfig, queue: MailQueue, reputation: Reputation,
-                 locked: set[str], legit_accounts: list[str], recorder: Recorder, rng: np.random.Generator):
+                 locked: set[str], legit_accounts: Sequence[str], recorder: Recorder, rng: np.random.Generator):
         self.env = env
         self.config = config
         self.queue = queue
@@ -39,6 +40,10 @@ class Operator:
         self.rng = rng
         self.detected_at: float | None = None
         self.accounts_reset: list[str] = []
+        # The queue keeps what this operator reads, for as long as it looks back.
+        queue.volume_window = config.window
+        if config.rule == "bounces":
+            queue.bounce_window = config.window
 
     def start(self) -> None:
         self.env.process(self._watch())

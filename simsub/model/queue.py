@@ -130,9 +130,10 @@ class MailQueue:
         self.requests: list[deque] = [deque() for _ in range(n + 1)]
         self.busy_per_destination = [0] * (n + 1)
         self.limits = [FixedWindow(d.rate_limit[0], d.rate_limit[1]) if d.rate_limit else None for d in destinations]
-        # Per destination and kind: cumulative (accept, accept + defer) thresholds for one uniform draw.
+        # Per destination, indexed by Kind: cumulative (accept, accept + defer) thresholds for
+        # one uniform draw.  Bounces (and double bounces) fare as spam does.
         self.outcome_p = [
-            {Kind.LEGIT: _thresholds(d.legit), Kind.SPAM: _thresholds(d.spam), Kind.BOUNCE: _thresholds(d.spam)}
+            [_thresholds(d.legit), _thresholds(d.spam), _thresholds(d.spam), _thresholds(d.spam)]
             for d in destinations
         ]
         self.spam_cumulative = np.cumsum(self.spam_shares / self.spam_shares.sum()).tolist()
@@ -140,6 +141,13 @@ class MailQueue:
         self.delivery_times = [Draws(rng, d.delivery_time.sample) for d in destinations]
         self.waiting_requests = 0
         self.agents_busy = 0
+        # Read on every delivery: plain attributes, not lookups through config.
+        self.active_limit = config.active_limit
+        self.delivery_agents = config.delivery_agents
+        self.destination_concurrency = config.destination_concurrency
+        # The round robin's scan order from each starting destination.
+        self._scan_orders = [[(start + step) % (n + 1) for step in range(n + 1)] for start in range(n + 1)]
+        self._on_delivered = self._delivered  # one bound method for every delivery's callback
         self.incoming: deque[QueuedMessage] = deque()
         self.active = 0
         self.deferred: dict[int, QueuedMessage] = {}
@@ -156,15 +164,23 @@ class MailQueue:
         self.bounces = 0
         self.double_bounces = 0
         self.purged = 0
-        self.volume: deque[tuple[float, str, int]] = deque()  # (accepted at, account, recipients) for the operator
-        self.bounce_log: deque[float] = deque()
+        # Kept only for an operator that looks at them, and only as far back as it looks
+        # (its window, s): kept whole, they would grow with every message of the run.
+        self.volume: deque[tuple[float, str, int]] = deque()  # (accepted at, account, recipients)
+        self.volume_window: float | None = None
+        self.bounce_log: deque[float] = deque()  # when each bounce was generated
+        self.bounce_window: float | None = None
 
     # ------------------------------------------------------------------ entry points
     def accept(self, message_id: int, kind: Kind, account: str, local_sender: bool, split: dict[int, int]) -> None:
         """A message the front end accepted (``split``: destination index -> recipients)."""
         now = self.env.now
         message = QueuedMessage(message_id, kind, account, local_sender, now, dict(split))
-        self.volume.append((now, account, message.recipients))
+        if self.volume_window is not None:
+            volume, oldest = self.volume, now - self.volume_window
+            volume.append((now, account, message.recipients))
+            while volume[0][0] <= oldest:  # stops at the entry just added at the latest
+                volume.popleft()
         self._enqueue(message)
 
     def split(self, recipients: int, spam: bool, rng: np.random.Generator) -> dict[int, int]:
@@ -224,15 +240,15 @@ class MailQueue:
         if self._pumping:
             self._pump_again = True
             return
-        if (not self.incoming or self.active >= self.config.active_limit) and (
-                not self.waiting_requests or self.agents_busy >= self.config.delivery_agents):
+        if (not self.incoming or self.active >= self.active_limit) and (
+                not self.waiting_requests or self.agents_busy >= self.delivery_agents):
             return  # nothing can move (most calls, after a delivery that started nothing new)
         self._pumping = True
         try:
             again = True
             while again:
                 self._pump_again = False
-                limit = self.config.active_limit
+                limit = self.active_limit
                 while self.incoming and self.active < limit:
                     self._activate(self.incoming.popleft())
                 self._dispatch()
@@ -279,34 +295,30 @@ class MailQueue:
 
     # ------------------------------------------------------------------ delivery
     def _dispatch(self) -> None:
-        agents = self.config.delivery_agents
+        agents = self.delivery_agents
         if self.agents_busy >= agents or not self.waiting_requests:
             return  # the common case after a delivery: nothing to start
-        concurrency = self.config.destination_concurrency
-        n = len(self.requests)
+        concurrency = self.destination_concurrency
         requests = self.requests
         busy = self.busy_per_destination
+        timeout = self.env.timeout
         while self.agents_busy < agents and self.waiting_requests:
             # Round robin over destinations, skipping those at their concurrency limit.
-            for step in range(n):
-                d = self._rr + step
-                if d >= n:
-                    d -= n
+            for d in self._scan_orders[self._rr]:
                 if requests[d] and busy[d] < concurrency:
                     break
             else:
                 return  # nothing can start now
-            queue = requests[d]
-            self._rr = d + 1 if d + 1 < n else 0
-            message, count = queue.popleft()
+            self._rr = d + 1 if d != self.local else 0
+            message, count = requests[d].popleft()
             self.waiting_requests -= 1
             if message.purged and message.kind in (Kind.LEGIT, Kind.SPAM) and message.pending == 0:
                 self._request_done(message)
                 continue
             self.agents_busy += 1
-            self.busy_per_destination[d] += 1
+            busy[d] += 1
             duration = LOCAL_DELIVERY_TIME if d == self.local else self.delivery_times[d].next()
-            self.env.timeout(duration, (message, d, count)).callbacks.append(self._delivered)
+            timeout(duration, (message, d, count)).callbacks.append(self._on_delivered)
 
     def _delivered(self, event: simpy.Event) -> None:
         """A delivery request is over; ``event.value`` is (message, destination, recipients)."""
@@ -330,7 +342,7 @@ class MailQueue:
             elif verdict == "defer" or (limit is not None and not limit.try_take("server", now)):
                 accepted, deferred, rejected = 0, count, 0
             else:
-                accept, defer = self.outcome_p[d][Kind.BOUNCE if message.kind == Kind.DOUBLE_BOUNCE else message.kind]
+                accept, defer = self.outcome_p[d][message.kind]
                 accepted = deferred = 0
                 for u in self.uniform.take(count):  # each recipient: accept, defer or reject
                     if u < accept:
@@ -393,7 +405,11 @@ class MailQueue:
                 self._new_bounce(Kind.DOUBLE_BOUNCE, {self.local: 1}, now)
             return
         self.bounces += 1
-        self.bounce_log.append(now)
+        if self.bounce_window is not None:
+            log, oldest = self.bounce_log, now - self.bounce_window
+            log.append(now)
+            while log[0] <= oldest:  # stops at the entry just added at the latest
+                log.popleft()
         if message.local_sender:
             target = {self.local: 1}
         else:  # a forged sender somewhere out there

@@ -1,0 +1,127 @@
+"""What a run keeps in memory: nothing that grows with the run unless it must.
+
+The figures themselves (bytes per recorded message at 1x, 4x, 16x) are the
+benchmark's (``python -m benchmarks``); these tests pin the properties they rest on:
+
+* the model makes no reference cycles per message, which is what lets
+  :func:`simsub.model.world.simulate` pause Python's cyclic garbage collector
+  during a run without the run's memory growing;
+* the queue keeps the operator's logs only as far back as the operator looks;
+* the operator's list of legitimate logins is not a list of strings.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+
+import pytest
+
+from simsub.model.clients import AccountNames
+from simsub.model.queue import Kind
+from simsub.model.recorder import Recorder
+from simsub.model.world import World
+from simsub.scenario.loader import build_scenario
+
+from .conftest import BASE
+from .test_queue import dest, scenario, start_world
+
+
+def _bots_only(horizon: str):
+    """Ten bots in a closed loop against a mail queue, a policy that refuses some
+    recipients, and no users: the set of clients is the same however long it runs,
+    so only per-message garbage can grow with the horizon."""
+    data = copy.deepcopy(BASE)
+    data["scenario"]["horizon"] = horizon
+    data["populations"] = [{"name": "bots", "kind": "bot", "count": 10, "start": "0s", "ramp": "10s",
+                            "accounts": 5, "origins": {"unknown": 1.0}, "pause": "5s", "recipients": 20,
+                            "patience": "60s"}]
+    data["destinations"] = {"d": dest(delivery_time="500ms", spam={"defer": 0.2, "reject": 0.3})}
+    data["queue"] = {}
+    return build_scenario(data, "<memory>", {})
+
+
+def _cyclic_garbage_of_a_run(horizon: str) -> tuple[int, int]:
+    """(objects in reference cycles that a run with the collector off left behind,
+    not counting the world itself, which is still in use; messages)."""
+    gc.collect()
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        recorder = Recorder()
+        world = World(_bots_only(horizon), "none", 1, recorder)
+        world.start()
+        world.env.run(until=world.done)
+        garbage = gc.collect()  # the world is still referenced: only dead cycles count
+        del world
+        return garbage, len(recorder.messages["message_id"])
+    finally:
+        if was_on:
+            gc.enable()
+
+
+def test_a_run_makes_no_reference_cycles_per_message():
+    """With the collector paused during a run, cycles made per message would pile
+    up unseen; a run twice as long must leave no more of them."""
+    short, short_messages = _cyclic_garbage_of_a_run("10m")
+    long, long_messages = _cyclic_garbage_of_a_run("20m")
+    assert long_messages > 1.8 * short_messages > 100
+    # Fewer than one cyclic object per 20 extra messages (a cycle made per message leaves at least one each).
+    assert long - short < 0.05 * (long_messages - short_messages), (short, long, short_messages, long_messages)
+
+
+def test_simulate_leaves_the_collector_as_it_found_it():
+    from simsub.model.world import simulate
+
+    sc = _bots_only("1m")
+    assert gc.isenabled()
+    simulate(sc, "none", 1, Recorder())
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        simulate(sc, "none", 1, Recorder())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+# ----------------------------------------------------------------------------- the operator's logs
+def test_without_an_operator_the_queue_keeps_no_volume_or_bounce_log():
+    w = start_world(scenario(horizon="1h"))
+    for k in range(5):
+        w.env.run(until=10.0 * (k + 1))
+        w.queue.accept(k + 1, Kind.SPAM, "acct", False, {0: 3})
+    assert len(w.queue.volume) == 0 and len(w.queue.bounce_log) == 0
+
+
+@pytest.mark.parametrize("rule", ["account_volume", "bounces"])
+def test_the_queue_keeps_the_operators_logs_for_its_window_only(rule):
+    """Entries at or before now - window go when the next one comes (the operator
+    itself drops the same entries when it looks: ``t <= now - window``)."""
+    operator = {"rule": rule, "threshold": 1e9, "window": "60s", "check_interval": "1h"}
+    # Every spam recipient is rejected: each message bounces once.
+    w = start_world(scenario(horizon="1h", destinations={"d": dest(spam={"reject": 1.0})}, operator=operator))
+    times = [10.0, 40.0, 70.0, 100.0, 130.0]
+    for k, t in enumerate(times):
+        w.env.run(until=t)
+        w.queue.accept(k + 1, Kind.SPAM, f"acct{k}", False, {0: 2})
+    assert [entry[0] for entry in w.queue.volume] == [100.0, 130.0]  # 70 <= 130 - 60 went
+    if rule == "bounces":
+        w.env.run(until=200.0)  # the bounces of the messages accepted at 100 and 130 s: 1 s delivery later
+        assert list(w.queue.bounce_log) == [101.0, 131.0]  # 71 <= 131 - 60 went when 131 came
+    else:
+        assert w.queue.bounce_window is None and len(w.queue.bounce_log) == 0
+
+
+# ----------------------------------------------------------------------------- legitimate logins
+def test_account_names_are_the_logins_in_population_order():
+    names = AccountNames([("subscribers", 3), ("business", 2)])
+    expected = ["subscribers0", "subscribers1", "subscribers2", "business0", "business1"]
+    assert len(names) == 5
+    assert list(names) == expected
+    assert [names[i] for i in range(-5, 0)] == expected
+    with pytest.raises(IndexError):
+        names[5]
+    with pytest.raises(IndexError):
+        names[-6]
+    assert len(AccountNames([])) == 0
