@@ -88,23 +88,34 @@ class Transaction:
         self.discarded |= verdict.discard
 
 
-def _verdict(env, stage: Stage, name: str, tx: Transaction, state, strict: bool = False):
-    """Generator: the verdict of ``stage`` for the command the client sends next.
+def _verdict_now(stage: Stage, name: str, tx: Transaction, state, strict: bool = False) -> Verdict | None:
+    """The verdict of ``stage`` for the command the client sends next, or None
+    when the stage consults a policy service: then simulated time must first
+    catch up with the server's clock (:func:`_verdict_on_time`).
 
-    Cacheable stages are evaluated once per client.  A stage that consults a
-    policy service first lets simulated time catch up with the server's clock.
-    After a DISCARD nothing more is evaluated.
+    Cacheable stages are evaluated once per client.  After a DISCARD nothing
+    more is evaluated.  This is a plain function, not a generator, because
+    almost every verdict needs no simulated time and generators cost time to make.
     """
     if stage.empty or tx.discarded:
         return _NO_VERDICT
     if stage.cacheable:
         verdicts = tx.client.verdicts
+        if verdicts is None:
+            verdicts = tx.client.verdicts = {}
         cached = verdicts.get(name)
         if cached is None:
             cached = verdicts[name] = stage.evaluate(tx, 0.0, state)
         return cached
+    if stage.stateful:
+        return None
+    return stage.evaluate(tx, tx.dialogue.prepare(strict), state)
+
+
+def _verdict_on_time(env, stage: Stage, tx: Transaction, state, strict: bool = False):
+    """Generator: a stateful stage's verdict, evaluated when the server reaches the command."""
     start = tx.dialogue.prepare(strict)
-    if stage.stateful and start > env.now:
+    if start > env.now:
         yield env.timeout(start - env.now)
     return stage.evaluate(tx, start, state)
 
@@ -134,15 +145,27 @@ def _refuse_recipients(tx: Transaction, verdict: Verdict, recipients: int) -> tu
     return alive, answered
 
 
-def _command(env, stage: Stage, name: str, tx: Transaction, state, strict: bool = False):
-    """Generator: one command (EHLO, MAIL FROM, DATA, end of data) with its stage's
-    restrictions; returns (client still there, refusal outcome or None)."""
+def _command_now(stage: Stage, name: str, tx: Transaction, state, strict: bool = False):
+    """One command (EHLO, MAIL FROM, DATA, end of data) with its stage's
+    restrictions: (client still there, refusal outcome or None), or None when
+    the stage must wait for simulated time (then use :func:`_command_on_time`)."""
     if tx.too_many_errors:  # smtpd answers 421 instead and hangs up
         return tx.dialogue.server_hangup(tx.error_pause()), Outcome.DEFERRED
-    v = yield from _verdict(env, stage, name, tx, state, strict)
-    tx.note(v)
-    alive = tx.dialogue.command(v.delay + tx.error_pause(), strict)
-    refusal = _REFUSAL.get(v.result) if alive else None
+    verdict = _verdict_now(stage, name, tx, state, strict)
+    return None if verdict is None else _answer(tx, verdict, strict)
+
+
+def _command_on_time(env, stage: Stage, tx: Transaction, state, strict: bool = False):
+    """Generator: :func:`_command_now` for a stage that consults a policy service."""
+    verdict = yield from _verdict_on_time(env, stage, tx, state, strict)
+    return _answer(tx, verdict, strict)
+
+
+def _answer(tx: Transaction, verdict: Verdict, strict: bool) -> tuple[bool, Outcome | None]:
+    """smtpd replies to the command after the verdict's sleeps (and its error pause)."""
+    tx.note(verdict)
+    alive = tx.dialogue.command(verdict.delay + tx.error_pause(), strict)
+    refusal = _REFUSAL.get(verdict.result) if alive else None
     if refusal is not None:
         tx.errors += 1
     return alive, refusal
@@ -178,7 +201,9 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
 
     # Banner: with smtpd_delay_reject = no the client list runs before it.
     step = Step.BANNER
-    v = yield from _verdict(env, stages["connect"], "connect", tx, state, strict=True)
+    v = _verdict_now(stages["connect"], "connect", tx, state, strict=True)
+    if v is None:
+        v = yield from _verdict_on_time(env, stages["connect"], tx, state, strict=True)
     tx.note(v)
     alive = dialogue.banner(v.delay)
     if alive:
@@ -186,7 +211,8 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
 
     if alive and outcome is None:
         step = Step.EHLO
-        alive, outcome = yield from _command(env, stages["helo"], "helo", tx, state, strict=True)
+        alive, outcome = (_command_now(stages["helo"], "helo", tx, state, strict=True)
+                          or (yield from _command_on_time(env, stages["helo"], tx, state, strict=True)))
 
     if alive and outcome is None:
         step = Step.AUTH
@@ -197,7 +223,8 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
 
     if alive and outcome is None:
         step = Step.MAIL
-        alive, outcome = yield from _command(env, stages["mail"], "mail", tx, state)
+        alive, outcome = (_command_now(stages["mail"], "mail", tx, state)
+                          or (yield from _command_on_time(env, stages["mail"], tx, state)))
 
     if alive and outcome is None:
         step = Step.RCPT
@@ -205,7 +232,9 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
         rejected = deferred = 0
         if stage.same_for_each_recipient:
             # One verdict for all recipients; closed-form timeline.
-            v = yield from _verdict(env, stage, "rcpt", tx, state)
+            v = _verdict_now(stage, "rcpt", tx, state)
+            if v is None:
+                v = yield from _verdict_on_time(env, stage, tx, state)
             if v.result in (Result.REJECT, Result.DEFER):
                 alive, answered = _refuse_recipients(tx, v, recipients)
                 if v.result == Result.REJECT:
@@ -219,7 +248,9 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
         else:
             # A verdict per recipient (a service counting recipients, or a
             # pipelining check); only the first needs the clock to catch up.
-            v = yield from _verdict(env, stage, "rcpt", tx, state)
+            v = _verdict_now(stage, "rcpt", tx, state)
+            if v is None:
+                v = yield from _verdict_on_time(env, stage, tx, state)
             for i in range(recipients):
                 if tx.too_many_errors:  # smtpd answers 421 and hangs up
                     alive = dialogue.server_hangup(tx.error_pause())
@@ -246,11 +277,13 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
 
     if alive and outcome is None:
         step = Step.DATA
-        alive, outcome = yield from _command(env, stages["data"], "data", tx, state, strict=True)
+        alive, outcome = (_command_now(stages["data"], "data", tx, state, strict=True)
+                          or (yield from _command_on_time(env, stages["data"], tx, state, strict=True)))
 
     if alive and outcome is None:
         step = Step.END_OF_DATA
-        alive, outcome = yield from _command(env, stages["end_of_data"], "end_of_data", tx, state)
+        alive, outcome = (_command_now(stages["end_of_data"], "end_of_data", tx, state)
+                          or (yield from _command_on_time(env, stages["end_of_data"], tx, state)))
         if alive and outcome is None:
             step = Step.QUIT
             accepted_at = dialogue.last_receipt
