@@ -24,7 +24,7 @@ DEFAULT_MAX_EVENTS = 300_000_000
 EVENTS_PER_SESSION = 4.0
 #: Events per queued message and destination it reaches (delivery requests, retries, bounces).
 EVENTS_PER_DELIVERY = 2.0
-#: Memory per session, bytes: recorder columns and tables (benchmark figure 3: under 300 B per message)
+#: Memory per session, bytes: recorder columns and tables (benchmark figure 3: under 300 B per recorded message)
 #: plus the client object a first session builds (5 million one-message users took 5.8 GB).
 BYTES_PER_MESSAGE = 1200
 #: Events per second a run makes on the development machine (for the time in the message).

@@ -17,7 +17,9 @@ import gc
 
 import pytest
 
+from simsub import load_scenario
 from simsub.model.clients import AccountNames
+from simsub.model.outcomes import Outcome
 from simsub.model.queue import Kind
 from simsub.model.recorder import Recorder
 from simsub.model.world import World
@@ -41,33 +43,68 @@ def _bots_only(horizon: str):
     return build_scenario(data, "<memory>", {})
 
 
-def _cyclic_garbage_of_a_run(horizon: str) -> tuple[int, int]:
+def _busy_default(horizon: str):
+    """The default scenario squeezed so that every path runs: subscribers and
+    bots from t = 0, a rate-limit service (throttle-100h: a stage that waits for
+    simulated time), 5 smtpd and a short accept queue (waits, refusals,
+    abandoned connections), the mail queue, lists and the operator (acting within
+    minutes)."""
+    return load_scenario(None, {
+        "horizon": horizon, "populations.subscribers.count": 2000, "populations.subscribers.messages_per_day": 200,
+        "populations.botnet.start": "0s", "populations.botnet.ramp": "1m", "populations.botnet.count": 20,
+        "populations.botnet.patience": "60s", "populations.botnet.connect_timeout": "1s",
+        "mta.process_limit": 5, "mta.backlog": 5,
+        "operator.threshold": 10, "operator.check_interval": "1m", "operator.reaction_delay": "2m",
+    })
+
+
+SCENARIOS = {"bots, no policy": (_bots_only, "none"), "default squeezed, rate-limit service": (_busy_default, "throttle-100h")}
+
+
+def _cyclic_garbage_of_a_run(build, policy: str, horizon: str) -> tuple[int, int, int]:
     """(objects in reference cycles that a run with the collector off left behind,
-    not counting the world itself, which is still in use; messages)."""
+    not counting the world itself, which is still in use; messages; sessions)."""
     gc.collect()
     was_on = gc.isenabled()
     gc.disable()
     try:
         recorder = Recorder()
-        world = World(_bots_only(horizon), "none", 1, recorder)
+        world = World(build(horizon), policy, 1, recorder)
         world.start()
         world.env.run(until=world.done)
         garbage = gc.collect()  # the world is still referenced: only dead cycles count
         del world
-        return garbage, len(recorder.messages["message_id"])
+        return garbage, len(recorder.messages["message_id"]), len(recorder.sessions["arrival_s"])
     finally:
         if was_on:
             gc.enable()
 
 
-def test_a_run_makes_no_reference_cycles_per_message():
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_a_run_makes_no_reference_cycles_per_message(name):
     """With the collector paused during a run, cycles made per message would pile
     up unseen; a run twice as long must leave no more of them."""
-    short, short_messages = _cyclic_garbage_of_a_run("10m")
-    long, long_messages = _cyclic_garbage_of_a_run("20m")
+    build, policy = SCENARIOS[name]
+    short, short_messages, _ = _cyclic_garbage_of_a_run(build, policy, "10m")
+    long, long_messages, long_sessions = _cyclic_garbage_of_a_run(build, policy, "20m")
     assert long_messages > 1.8 * short_messages > 100
     # Fewer than one cyclic object per 20 extra messages (a cycle made per message leaves at least one each).
     assert long - short < 0.05 * (long_messages - short_messages), (short, long, short_messages, long_messages)
+
+
+def test_the_squeezed_default_runs_the_paths_the_cycle_test_needs():
+    """Waits for an smtpd, refusals and give-ups, the service, the operator: otherwise
+    the cycle test above would not look at them."""
+    recorder = Recorder()
+    world = World(_busy_default("10m"), "throttle-100h", 1, recorder)
+    world.start()
+    world.env.run(until=world.done)
+    outcomes = set(recorder.sessions["outcome"].tolist())
+    waits = sum(1 for w in recorder.sessions["slot_wait_s"] if w > 0)
+    assert {Outcome.REFUSED, Outcome.ABANDONED, Outcome.ACCEPTED} <= {Outcome(o) for o in outcomes}
+    assert waits > 0
+    assert any(what == "action" for _, what, _ in recorder.events)  # the operator acted
+    assert world.policy_state.services  # the rate-limit service counted
 
 
 def test_simulate_leaves_the_collector_as_it_found_it():
@@ -87,10 +124,13 @@ def test_simulate_leaves_the_collector_as_it_found_it():
 
 # ----------------------------------------------------------------------------- the operator's logs
 def test_without_an_operator_the_queue_keeps_no_volume_or_bounce_log():
-    w = start_world(scenario(horizon="1h"))
+    # Every spam recipient is rejected: each message bounces once.
+    w = start_world(scenario(horizon="1h", destinations={"d": dest(spam={"reject": 1.0})}))
     for k in range(5):
         w.env.run(until=10.0 * (k + 1))
         w.queue.accept(k + 1, Kind.SPAM, "acct", False, {0: 3})
+    w.env.run(until=200.0)
+    assert w.queue.bounces == 5
     assert len(w.queue.volume) == 0 and len(w.queue.bounce_log) == 0
 
 

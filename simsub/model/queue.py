@@ -145,7 +145,8 @@ class MailQueue:
         self.active_limit = config.active_limit
         self.delivery_agents = config.delivery_agents
         self.destination_concurrency = config.destination_concurrency
-        # The round robin's scan order from each starting destination.
+        # The round robin's scan order from each starting destination ((n + 1)² entries:
+        # nothing for the tens of destinations a scenario has).
         self._scan_orders = [[(start + step) % (n + 1) for step in range(n + 1)] for start in range(n + 1)]
         self._on_delivered = self._delivered  # one bound method for every delivery's callback
         self.incoming: deque[QueuedMessage] = deque()
@@ -179,7 +180,7 @@ class MailQueue:
         if self.volume_window is not None:
             volume, oldest = self.volume, now - self.volume_window
             volume.append((now, account, message.recipients))
-            while volume[0][0] <= oldest:  # stops at the entry just added at the latest
+            while volume and volume[0][0] <= oldest:
                 volume.popleft()
         self._enqueue(message)
 
@@ -408,7 +409,7 @@ class MailQueue:
         if self.bounce_window is not None:
             log, oldest = self.bounce_log, now - self.bounce_window
             log.append(now)
-            while log[0] <= oldest:  # stops at the entry just added at the latest
+            while log and log[0] <= oldest:
                 log.popleft()
         if message.local_sender:
             target = {self.local: 1}

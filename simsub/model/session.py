@@ -113,7 +113,9 @@ def _verdict_now(stage: Stage, name: str, tx: Transaction, state, strict: bool =
 
 
 def _verdict_on_time(env, stage: Stage, tx: Transaction, state, strict: bool = False):
-    """Generator: a stateful stage's verdict, evaluated when the server reaches the command."""
+    """Generator: a stateful stage's verdict, evaluated when the server reaches the
+    command.  Only for a stage :func:`_verdict_now` answered None for (it skips
+    the checks for empty, discarded and cacheable that function makes)."""
     start = tx.dialogue.prepare(strict)
     if start > env.now:
         yield env.timeout(start - env.now)

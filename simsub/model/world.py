@@ -389,5 +389,6 @@ def simulate(scenario: Scenario, policy: str, seed: int, recorder: Recorder,
     # the environment point at each other); free it now rather than at some later
     # collection, so that the result tables are not built on top of it.
     del world
-    gc.collect()
+    if collector_was_on:  # (a caller that turned the collector off keeps it off)
+        gc.collect()
     return info
