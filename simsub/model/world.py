@@ -361,34 +361,37 @@ def simulate(scenario: Scenario, policy: str, seed: int, recorder: Recorder,
     """Run one replication; fills ``recorder`` and returns run statistics."""
     started = time.perf_counter()
     cpu_started = time.process_time()
-    world = World(scenario, policy, seed, recorder, progress)
-    world.start()
     # Python's cyclic garbage collector finds nothing to free during a run (the
     # model makes no reference cycles per message: tests/test_memory.py), but
     # each of its full passes walks every live object, so in large runs it cost
-    # a fifth of the time.  It is paused for the run and resumed after it.
+    # a fifth of the time.  It is paused from building the world to freeing it.
     collector_was_on = gc.isenabled()
     gc.disable()
     try:
+        world = World(scenario, policy, seed, recorder, progress)
+        world.start()
         # Stop when the front end is done: abandoned connect timers and the mail
         # queue's retries would otherwise keep the clock running.
         world.env.run(until=world.done)
+        if world.queue is not None:
+            world.queue.finish_all()
+            recorder.totals.update(bounces=world.queue.bounces, double_bounces=world.queue.double_bounces,
+                                   purged=world.queue.purged)
+        if world.operator is not None:
+            recorder.totals.update(detected_at_s=world.operator.detected_at,
+                                   accounts_reset=len(world.operator.accounts_reset))
+        info = RunInfo(events=_events(world.env), end_s=world.end_s, wall_s=time.perf_counter() - started,
+                       cpu_s=time.process_time() - cpu_started)
+        # The finished world is one web of reference cycles (processes, events and
+        # the environment point at each other).  Free it now, so that the result
+        # tables are not built on top of it.  Made with the collector paused, it is
+        # all in the youngest generation, and collecting that generation alone
+        # costs time in proportion to the world; a full collection walks all the
+        # process holds (60 ms with pandas loaded: more than a small run takes).
+        del world
+        if collector_was_on:  # (a caller that turned the collector off keeps it off)
+            gc.collect(0)
     finally:
         if collector_was_on:
             gc.enable()
-    if world.queue is not None:
-        world.queue.finish_all()
-        recorder.totals.update(bounces=world.queue.bounces, double_bounces=world.queue.double_bounces,
-                               purged=world.queue.purged)
-    if world.operator is not None:
-        recorder.totals.update(detected_at_s=world.operator.detected_at,
-                               accounts_reset=len(world.operator.accounts_reset))
-    info = RunInfo(events=_events(world.env), end_s=world.end_s, wall_s=time.perf_counter() - started,
-                   cpu_s=time.process_time() - cpu_started)
-    # The finished world is one web of reference cycles (processes, events and
-    # the environment point at each other); free it now rather than at some later
-    # collection, so that the result tables are not built on top of it.
-    del world
-    if collector_was_on:  # (a caller that turned the collector off keeps it off)
-        gc.collect()
     return info
