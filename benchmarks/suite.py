@@ -12,10 +12,11 @@ nature:
 3. scaling: the default scenario at 1x, 4x and 16x the populations (and the
    server, the thresholds that count its traffic and the destinations' rate
    limits per server, so each message makes the same work): time per
-   recorded message relative to 1x (fastest of 3 interleaved runs per size), and peak memory (all Python allocations
-   during ``simsub.run``, result tables included, traced) per recorded message
-   — a recorded message is a row of the messages table or of the deliveries
-   table (a message in the mail queue, bounces included);
+   recorded message relative to 1x (fastest of 3 interleaved runs per size),
+   and peak memory (all Python allocations during ``simsub.run``, result
+   tables included, traced) per recorded message — a recorded message is a
+   row of the messages table or of the deliveries table (a message in the
+   mail queue, bounces included);
 4. parallel sweep efficiency: a 16-point sweep (`simsub.experiments.sweep`)
    with 2 worker processes over 1;
 5. simulated time per wall second of the default scenario.
@@ -93,6 +94,12 @@ def scaled(raw: dict, factor: int, horizon: str | float) -> simsub.Scenario:
     return build_scenario(data, f"default x{factor}", {})
 
 
+def recorded_messages(result: simsub.Result) -> int:
+    """Rows of the messages table plus rows of the deliveries table (messages that
+    entered the mail queue, bounces included): what figures 1 and 3 count per."""
+    return len(result.messages) + (len(result.deliveries) if result.deliveries is not None else 0)
+
+
 # ------------------------------------------------------------------------------------- 1
 def bare_simpy_rate(processes: int, events: int) -> float:
     """Events per second of SimPy alone: ``processes`` loops of plain timeouts."""
@@ -126,7 +133,7 @@ def engine_efficiency(raw: dict, horizon: str, baseline_events: int) -> dict:
     baseline = (before + after) / 2
     # Context for figure 1: sessions are computed in closed form, so a message
     # costs few SimPy events and the model's arithmetic is spread over them.
-    messages = len(result.messages) + (len(result.deliveries) if result.deliveries is not None else 0)
+    messages = recorded_messages(result)
     return {"simsub_events_per_s": rate, "simpy_events_per_s": baseline,
             "simpy_events_per_s_before_after": [before, after],
             "engine_efficiency": rate / baseline, "events": run["events"],
@@ -171,7 +178,7 @@ def _timed_run(args) -> dict:
     started = time.process_time()
     result = simsub.run(scenario, policy="none")
     wall = time.process_time() - started
-    messages = len(result.messages) + (len(result.deliveries) if result.deliveries is not None else 0)
+    messages = recorded_messages(result)
     return {"wall_s": wall, "messages": messages, "events": result.summary["run"]["events"],
             "recorder_bytes": result.recorder_bytes}
 
