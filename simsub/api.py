@@ -1,46 +1,25 @@
-"""The Python API for notebooks and scripts: load a scenario, run a policy."""
+"""The Python API for notebooks and scripts: load a scenario, run a policy.
+
+``run`` is one replication: simulate (:mod:`simsub.model`), then tabulate
+(:mod:`simsub.analysis.result`).  ``Result`` is re-exported from there.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import simpy
 
 from . import __version__
-from .analysis.summary import behind_the_front_end, build_summary, json_safe
-from .analysis.tables import (add_queue_series, deliveries_table, events_table, listed_intervals, messages_table,
-                              sessions_table, timeseries_table)
+from .analysis.invariants import check as check_invariants
+from .analysis.result import Result, tabulate
 from .model.recorder import Recorder
-from .model.world import ProgressCallback, simulate
+from .model.world import ProgressCallback, RunInfo, simulate
 from .scenario import Scenario, load_scenario
-
-
-@dataclass
-class Result:
-    """One replication: the summary dict and tidy tables (pandas DataFrames).
-
-    ``messages``: one row per message; ``sessions``: one row per connection;
-    ``timeseries``: one row per time bin; with a mail queue, ``deliveries``: one
-    row per queued message (bounces included) and ``events``: listings,
-    delistings and operator actions.  Times are seconds of simulated time.
-    """
-
-    scenario: Scenario
-    policy: str
-    seed: int
-    summary: dict
-    messages: pd.DataFrame
-    sessions: pd.DataFrame
-    timeseries: pd.DataFrame
-    deliveries: pd.DataFrame | None = None
-    events: pd.DataFrame | None = None
-    recorder_bytes: int = field(default=0, repr=False)
 
 
 def run(scenario: Scenario | str | Path | None = None, policy: str | None = None, seed: int | None = None,
@@ -63,11 +42,16 @@ def run(scenario: Scenario | str | Path | None = None, policy: str | None = None
     seed = scenario.seed if seed is None else seed
     recorder = Recorder()
     info = simulate(scenario, policy, seed, recorder, progress)
-    messages = messages_table(recorder)
-    sessions = sessions_table(recorder)
-    kinds = {p.name: p.kind for p in scenario.populations}
-    timeseries = timeseries_table(recorder, messages, sessions, scenario.bin, kinds)
-    run_info = {
+    result = tabulate(scenario, policy, seed, recorder, run_record(scenario, policy, seed, info))
+    if check if check is not None else os.environ.get("SIMSUB_CHECK") == "1":
+        check_invariants(result)
+    return result
+
+
+def run_record(scenario: Scenario, policy: str, seed: int, info: RunInfo) -> dict:
+    """The summary's ``run`` section: what was run, how long it took, and the versions
+    that make it reproducible."""
+    return {
         "scenario": scenario.name,
         "policy": policy,
         "seed": seed,
@@ -83,23 +67,3 @@ def run(scenario: Scenario | str | Path | None = None, policy: str | None = None
         "numpy": np.__version__,
         "simpy": simpy.__version__,
     }
-    busy_peak = int(timeseries["busy_peak"].max()) if len(timeseries) else 0
-    deliveries = events = None
-    if scenario.queue is not None:
-        deliveries = deliveries_table(recorder)
-        events = events_table(recorder)
-        intervals = listed_intervals(events, info.end_s)
-        timeseries = add_queue_series(timeseries, recorder, deliveries, scenario.bin, intervals)
-    bots = sum(p.count for p in scenario.populations if p.is_bot)
-    summary = build_summary(run_info, messages, sessions, timeseries, scenario.mta.process_limit, busy_peak, bots)
-    if scenario.queue is not None:
-        behind_the_front_end(summary, deliveries, timeseries, recorder.totals, intervals, list(scenario.reputation),
-                             events)
-        summary = json_safe(summary)
-    result = Result(scenario, policy, seed, summary, messages, sessions, timeseries, deliveries, events,
-                    recorder.nbytes())
-    if check if check is not None else os.environ.get("SIMSUB_CHECK") == "1":
-        from .analysis.invariants import check as check_invariants
-
-        check_invariants(result)
-    return result

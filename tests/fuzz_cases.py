@@ -693,7 +693,7 @@ def charts(enabled: bool):
     if enabled:
         yield
         return
-    with mock.patch.multiple("simsub.output", **{name: lambda *a, **k: None for name in CHARTS}):
+    with mock.patch.multiple("simsub.report.run_folder", **{name: lambda *a, **k: None for name in CHARTS}):
         yield
 
 

@@ -145,7 +145,7 @@ def test_wheel_carries_the_default_scenario(tmp_path):
 def test_charts_draw_cleanly_when_nobody_is_delayed(tmp_path):
     """Policy none delays no one: the log-scale false-delay chart must still draw, without warnings."""
     import simsub
-    from simsub.analysis.charts import false_delay_chart, throughput_chart
+    from simsub.report.run_charts import false_delay_chart, throughput_chart
 
     scenario = simsub.load_scenario(DEFAULT_SCENARIO, {"scenario.horizon": "20m", "populations.subscribers.count": 2000,
                                                        "populations.botnet.start": "10m"})

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import simsub
-from simsub.model.rng import Streams
-from simsub.model.world import ClientPopulation
+from simsub.workload.rng import Streams
+from simsub.workload.synthetic import ClientPopulation
 
 from .conftest import DEFAULT_SCENARIO
 

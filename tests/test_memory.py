@@ -18,7 +18,7 @@ import gc
 import pytest
 
 from simsub import load_scenario
-from simsub.model.clients import AccountNames
+from simsub.workload.clients import AccountNames
 from simsub.model.outcomes import Outcome
 from simsub.model.queue import Kind
 from simsub.model.recorder import Recorder

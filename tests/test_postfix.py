@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from simsub.analysis.twin import METRICS
+from simsub.twin.compare import METRICS
 from simsub.cli import main
-from simsub.model.clients import Client
+from simsub.workload.clients import Client
 from simsub.model.outcomes import Outcome
 from simsub.postfix.export import ExportError, export_policy
 from simsub.postfix.instance import PrivatePostfix, unavailable_reason

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from simsub.analysis.experiment_charts import pareto_front
+from simsub.report.experiment_charts import pareto_front
 from simsub.experiments.metrics import HEADLINE, SPAM_REDUCTION
 from simsub.experiments.types import Experiment, TuneOutcome, Varied
 from simsub.report import chart_names, findings, write_report

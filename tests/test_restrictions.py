@@ -179,8 +179,8 @@ def test_sleep_takes_whole_seconds_like_postfix():
 def test_clients_of_different_populations_get_different_addresses_and_names():
     users = {"name": "u", "kind": "user", "count": 300, "origins": {"unknown": 1.0}, "messages_per_day": 1}
     scenario = make_scenario([users, bot(count=50, origins={"unknown": 1.0, "cn": 0.0})], origins=ORIGINS)
-    from simsub.model.rng import Streams
-    from simsub.model.world import ClientPopulation
+    from simsub.workload.rng import Streams
+    from simsub.workload.synthetic import ClientPopulation
 
     numbering: dict = {}
     streams = Streams(1)

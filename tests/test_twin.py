@@ -13,10 +13,10 @@ import time
 import numpy as np
 import pytest
 
-from simsub.analysis.twin import METRICS, agrees, comparison_rows, format_table, twin_metrics
+from simsub.twin.compare import METRICS, agrees, comparison_rows, format_table, twin_metrics
 from simsub.cli import main
 from simsub.errors import ScenarioError
-from simsub.model.clients import Client
+from simsub.workload.clients import Client
 from simsub.model.outcomes import Outcome, Step
 from simsub.model.recorder import Recorder
 from simsub.scenario import default_scenario_path, load_scenario

@@ -118,7 +118,7 @@ def build_summary(run: dict, messages: pd.DataFrame, sessions: pd.DataFrame, tim
         "messages": len(g),
         "recipients_accepted": int(g.loc[(g["outcome"].astype(str) == "accepted").to_numpy(), "recipients_accepted"].sum()),
     })
-    return json_safe(summary)
+    return summary
 
 
 def _origin_brief(group: pd.DataFrame) -> dict:

@@ -2,7 +2,7 @@
 
 These are the functions behind ``simsub compare|sweep|tune`` and the Python
 API for notebooks.  They return an :class:`~simsub.experiments.types.Experiment`;
-writing it to a folder is :func:`simsub.experiments.output.write_experiment`.
+writing it to a folder is :func:`simsub.report.experiment_folder.write_experiment`.
 """
 
 from __future__ import annotations
@@ -18,44 +18,15 @@ import pandas as pd
 from .. import __version__
 from ..analysis.stats import mean_ci, paired_difference
 from ..errors import ScenarioError
-from ..scenario.files import read_scenario_file
 from ..scenario.loader import build_scenario
 from ..scenario.types import Scenario
-from .design import canonical, code_fingerprint, grid, parse_vary, replication_seed, run_key
+from .design import code_fingerprint, grid, replication_seed, run_key
 from .execute import RunCache, Task, execute, open_executor
 from .metrics import SPAM_REDUCTION, flatten_summary, headline_for
+from .inputs import (AUTO, ScenarioSource, check_replications, resolve_baseline, scenario_source,
+                     varied_parameters)
 from .progress import ProgressBar
 from .types import Experiment, Varied
-
-AUTO = "auto"  # baseline: the scenario's policy named "none", if it has one
-
-
-@dataclass
-class _Source:
-    """The scenario file as parsed, before overrides: what every run rebuilds from."""
-
-    raw: dict
-    label: str
-    base_overrides: dict[str, Any]
-    scenario: Scenario  # built with the base overrides (validation, names, descriptions)
-
-
-def _source(scenario: str | Path | None, overrides: dict[str, Any] | None) -> _Source:
-    raw, label = read_scenario_file(scenario)
-    overrides = dict(overrides or {})
-    return _Source(raw, label, overrides, build_scenario(raw, label, overrides))
-
-
-def _baseline(source: _Source, baseline: str | None) -> str | None:
-    if baseline == AUTO:
-        return "none" if "none" in source.scenario.policies else None
-    if baseline is None:
-        return None
-    try:
-        return source.scenario.policy_named(baseline)
-    except ScenarioError as exc:
-        raise ScenarioError(exc.source, "--baseline", exc.message) from None
-
 
 @dataclass
 class _Planned:
@@ -66,7 +37,7 @@ class _Planned:
     task: Task
 
 
-def _plan(source: _Source, policies: list[str], points: list[dict[str, Any]], seeds: list[int],
+def _plan(source: ScenarioSource, policies: list[str], points: list[dict[str, Any]], seeds: list[int],
           max_events: float | None = None) -> list[_Planned]:
     """Every (point, policy, replication) as a task; every point is validated here, before any run
     (and, with ``max_events``, checked against the resource budget)."""
@@ -87,7 +58,7 @@ def _plan(source: _Source, policies: list[str], points: list[dict[str, Any]], se
     return planned
 
 
-def _build_point(source: _Source, point: dict[str, Any]) -> Scenario:
+def _build_point(source: ScenarioSource, point: dict[str, Any]) -> Scenario:
     """The scenario at one grid point; an error names the --vary value behind it."""
     try:
         return build_scenario(source.raw, source.label, {**source.base_overrides, **point})
@@ -100,7 +71,7 @@ def _build_point(source: _Source, point: dict[str, Any]) -> Scenario:
         raise ScenarioError(where, exc.key, f"{exc.message} (at grid point {values})") from None
 
 
-def _check_each_varied_name_matters(source: _Source, varied: tuple[Varied, ...]) -> None:
+def _check_each_varied_name_matters(source: ScenarioSource, varied: tuple[Varied, ...]) -> None:
     """Refuse a varied name whose values all give the same scenario: an unused
     parameter, or a key that --set or another --vary overrides."""
     base = {v.name: v.values[0] for v in varied}
@@ -242,14 +213,14 @@ def _facts(scenario: Scenario) -> dict[str, str]:
     return facts
 
 
-def _descriptions(source: _Source, policies: list[str], varied: bool) -> dict[str, str]:
+def _descriptions(source: ScenarioSource, policies: list[str], varied: bool) -> dict[str, str]:
     """Policy descriptions as resolved; in a sweep as written (``sleep ${foreign_sleep}``),
     since the resolved text would show one grid point's values."""
     raw = source.raw if varied else source.scenario.raw
     return {p: str(raw["policies"][p].get("description", "")) for p in policies}
 
 
-def _experiment(kind: str, source: _Source, policies: list[str], baseline: str | None, varied: tuple[Varied, ...],
+def _experiment(kind: str, source: ScenarioSource, policies: list[str], baseline: str | None, varied: tuple[Varied, ...],
                 replications: int, root_seed: int, seeds: list[int], planned: list[_Planned],
                 records: dict[str, dict], executor: str, command: str | None, started: float,
                 confidence: float) -> Experiment:
@@ -270,12 +241,7 @@ def _experiment(kind: str, source: _Source, policies: list[str], baseline: str |
         confidence=confidence)
 
 
-def _check_replications(replications: int) -> None:
-    if not isinstance(replications, int) or replications < 1:
-        raise ScenarioError("--replications", str(replications), "expected a whole number >= 1")
-
-
-def _seeds(source: _Source, seed: int | None, replications: int) -> tuple[int, list[int]]:
+def _seeds(source: ScenarioSource, seed: int | None, replications: int) -> tuple[int, list[int]]:
     root = source.scenario.seed if seed is None else int(seed)
     return root, [replication_seed(root, r) for r in range(replications)]
 
@@ -294,10 +260,10 @@ def compare(scenario: str | Path | None = None, policies: Iterable[str] | None =
     ``max_events``: refuse runs estimated beyond this many events (None: no check).
     """
     started = time.perf_counter()
-    _check_replications(replications)
-    source = _source(scenario, overrides)
+    check_replications(replications)
+    source = scenario_source(scenario, overrides)
     chosen = list(dict.fromkeys(source.scenario.policy_named(p) for p in (policies or source.scenario.policies)))
-    base = _baseline(source, baseline)
+    base = resolve_baseline(source, baseline)
     if base is not None and base not in chosen:
         chosen = [base] + chosen
     root, seeds = _seeds(source, seed, replications)
@@ -305,14 +271,6 @@ def compare(scenario: str | Path | None = None, policies: Iterable[str] | None =
     records, description = _run_all(planned, cache, workers, dask, progress, executor)
     return _experiment("compare", source, chosen, base, (), replications, root, seeds, planned, records,
                        description, command, started, confidence)
-
-
-def _varied(vary) -> tuple[Varied, ...]:
-    if isinstance(vary, dict):
-        items = [Varied(k, tuple(v)) for k, v in vary.items()]
-    else:
-        items = [v if isinstance(v, Varied) else parse_vary(v) for v in vary]
-    return tuple(canonical(v) for v in items)
 
 
 def sweep(scenario: str | Path | None = None, policy: str | None = None, vary=(), replications: int = 3,
@@ -326,13 +284,13 @@ def sweep(scenario: str | Path | None = None, policy: str | None = None, vary=()
     ``"foreign_sleep=0:10:1"``; names are ``[params]`` names or dotted keys.
     """
     started = time.perf_counter()
-    _check_replications(replications)
-    source = _source(scenario, overrides)
-    varied = _varied(vary)
+    check_replications(replications)
+    source = scenario_source(scenario, overrides)
+    varied = varied_parameters(vary)
     if not varied:
         raise ScenarioError("--vary", None, "give at least one parameter to vary, e.g. --vary foreign_sleep=0:10:1")
     chosen = [source.scenario.policy_named(policy)]
-    base = _baseline(source, baseline)
+    base = resolve_baseline(source, baseline)
     if base == chosen[0]:
         raise ScenarioError("--policy", chosen[0], f"is the baseline the sweep is measured against; choose another "
                             f"--policy{' (the default policy is the baseline)' if policy is None else ''}, or another "

@@ -19,7 +19,8 @@ from ..analysis.stats import paired_difference
 from ..errors import ScenarioError
 from ..scenario.types import Scenario
 from .metrics import SPAM_REDUCTION, guess_unit, known_metrics
-from .study import AUTO, sweep
+from .inputs import AUTO, check_replications, resolve_baseline, scenario_source, varied_parameters
+from .study import sweep
 from .types import Experiment, TuneOutcome, Varied
 
 _OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
@@ -139,20 +140,19 @@ def tune(scenario=None, policy: str | None = None, vary=(), require=(), minimize
     """
     from .design import grid
     from .execute import open_executor
-    from .study import _baseline, _check_replications, _source, _varied
 
     if (minimize is None) == (maximize is None):
         raise ScenarioError("--minimize", None, "give exactly one of --minimize METRIC or --maximize METRIC")
     objective, direction = (minimize, "minimize") if minimize else (maximize, "maximize")
-    source = _source(scenario, overrides)
-    base = _baseline(source, baseline)
+    source = scenario_source(scenario, overrides)
+    base = resolve_baseline(source, baseline)
     requirements = [parse_requirement(t, source.scenario, base is not None) for t in require]
     check_metric(objective, source.scenario, base is not None, f"--{direction}", objective)
-    varied = _varied(vary)
+    varied = varied_parameters(vary)
     grid(varied)  # validates names and sizes before anything runs
     if refine < 0:
         raise ScenarioError("--refine", str(refine), "expected a whole number >= 0")
-    _check_replications(replications)
+    check_replications(replications)
     if source.scenario.policy_named(policy) == base:
         raise ScenarioError("--policy", base, "is the baseline the tuning is measured against; choose another "
                             "--policy or --baseline")

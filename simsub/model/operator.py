@@ -45,6 +45,10 @@ class Operator:
         if config.rule == "bounces":
             queue.bounce_window = config.window
 
+    def finish(self) -> None:
+        """At the end of the run: record when the operator noticed and how many passwords it reset."""
+        self.recorder.totals.update(detected_at_s=self.detected_at, accounts_reset=len(self.accounts_reset))
+
     def start(self) -> None:
         self.env.process(self._watch())
 

@@ -222,9 +222,10 @@ class MailQueue:
         return peaks
 
     def finish_all(self) -> None:
-        """At the end of the run: record every message still queued."""
+        """At the end of the run: record every message still queued, and the queue's totals."""
         for message in list(self.messages.values()):
             self._record(message)
+        self.recorder.totals.update(bounces=self.bounces, double_bounces=self.double_bounces, purged=self.purged)
 
     # ------------------------------------------------------------------ queue movement
     def _enqueue(self, message: QueuedMessage) -> None:

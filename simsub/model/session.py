@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from ..policy.restrictions import Result, Stage, Verdict
-from .clients import Client
+from ..workload.clients import Client
 from .dialogue import Dialogue
 from .outcomes import Outcome, Step
 from .smtpd import GRANTED, REFUSED

@@ -1,37 +1,16 @@
-"""Reports of experiments (``simsub compare``, ``sweep``, ``tune``): charts, report.md and report.html.
+"""Everything a person or a tool reads: result folders, charts and reports.
 
-``write_report(experiment, folder)`` writes the charts and the two documents
-into a folder where the caller also writes ``runs.csv`` and ``summary.csv``;
-``findings(experiment)`` gives the plain-language findings on their own.
+``write_run(result, folder)`` writes a run's folder (tables, resolved scenario,
+charts); ``write_experiment(experiment, folder)`` writes an experiment's tables,
+``experiment.json`` and its report; ``write_report(experiment, folder)`` writes
+the charts and report.md / report.html alone; ``findings(experiment)`` gives the
+plain-language findings.  Nothing below this layer imports it.
 """
 
-from __future__ import annotations
-
-from pathlib import Path
-
-from ..experiments.types import Experiment
-from . import data
-from .document import to_html, to_markdown
-from .experiment import build_document
-from .figures import chart_names, write_figures
+from .documents import REPORT_HTML, REPORT_MD, write_report
+from .experiment_folder import write_experiment
+from .figures import chart_names
 from .findings import findings
+from .run_folder import write_run
 
-REPORT_MD = "report.md"
-REPORT_HTML = "report.html"
-
-
-def write_report(experiment: Experiment, folder: Path) -> list[Path]:
-    """Write the charts (PNG) and report.md and report.html into `folder` (exists, empty of these names);
-    return the paths written."""
-    folder = Path(folder)
-    table = data.wide(experiment)
-    figures, problems = write_figures(experiment, table, folder)
-    doc = build_document(experiment, table, figures, problems)
-    md = folder / REPORT_MD
-    md.write_text(to_markdown(doc, folder), encoding="utf-8")
-    page = folder / REPORT_HTML
-    page.write_text(to_html(doc), encoding="utf-8")
-    return [f.path for f in figures] + [md, page]
-
-
-__all__ = ["write_report", "findings", "chart_names", "REPORT_MD", "REPORT_HTML"]
+__all__ = ["write_report", "write_experiment", "write_run", "findings", "chart_names", "REPORT_MD", "REPORT_HTML"]

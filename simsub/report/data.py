@@ -16,14 +16,12 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from ..experiments.metrics import SPAM_REDUCTION, guess_unit, metric_named
+from ..experiments.metrics import SPAM_ACCEPTED, SPAM_REDUCTION, guess_unit, metric_named
 from ..experiments.types import Experiment, Metric
 from .format import fmt_param
 
 #: The column of ``Experiment.summary`` that names the metric of a row.
 METRIC_COLUMN = "metric"
-FALSE_DELAY_5S = "legit.false_delay_rate.5s"
-SPAM_ACCEPTED = "spam.recipients_accepted"
 
 _SUMMARY_FIELDS = {"mean": "", "ci_low": ":low", "ci_high": ":high", "n": ":n",
                    "diff_mean": ":diff", "diff_low": ":diff_low", "diff_high": ":diff_high"}

@@ -7,11 +7,11 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from ..analysis.experiment_charts import pareto_front
-from ..experiments.metrics import SPAM_REDUCTION
+from .experiment_charts import pareto_front
+from ..experiments.metrics import FALSE_DELAY_5S, SPAM_REDUCTION
 from ..experiments.types import Experiment, Metric, TuneOutcome
 from . import data
-from .data import FALSE_DELAY_5S, value
+from .data import value
 from .document import Bullets, Code, Document, Heading, Image, Link, Paragraph, Table
 from .figures import Figure
 from .findings import findings

@@ -11,10 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..analysis import experiment_charts as charts
+from . import experiment_charts as charts
 from ..experiments.types import Experiment
 from . import data
-from .data import FALSE_DELAY_5S
+from ..experiments.metrics import FALSE_DELAY_5S
 
 COMPARE_CHART = "compare.png"
 TRADEOFF_CHART = "tradeoff.png"

@@ -7,10 +7,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..experiments.metrics import SPAM_REDUCTION
+from ..experiments.metrics import FALSE_DELAY_5S, SPAM_ACCEPTED, SPAM_REDUCTION
 from ..experiments.types import Experiment, TuneOutcome
 from . import data
-from .data import FALSE_DELAY_5S, SPAM_ACCEPTED, value
+from .data import value
 from .format import fmt_diff, fmt_interval, fmt_magnitude, fmt_param, fmt_threshold, fmt_value
 
 #: The spam reduction a sweep looks for ("the smallest value reaching ..."); MODEL.md's "stops almost all of it".

@@ -10,18 +10,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import __version__
-from ..analysis.twin import format_table
-from ..analysis.twin_chart import occupancy_chart
+from .compare import format_table
+from .chart import occupancy_chart
 from ..model.outcomes import Outcome, Step
 from ..model.recorder import Recorder
-from ..output import atomic_folder
-from ..postfix.export import PostfixExport
+from ..files import atomic_folder
+from ..postfix.folder import write_export_files
 from .run import TwinResult
 
 #: The file that marks a folder as a twin result (an --out holding it may be replaced).
 TWIN_MARKER = "twin.json"
 #: The file that marks a folder as an export (never main.cf: --out /etc/postfix must not be replaced).
-EXPORT_MARKER = "simsub-export.txt"
 
 
 def postfix_version() -> str:
@@ -83,23 +82,8 @@ def write_twin(result: TwinResult, target: Path, command: str) -> Path:
                         folder / "occupancy.png")
         (folder / "maillog").write_text(result.maillog)
         if result.export is not None:
-            _write_export_files(folder / "postfix", result.export)
+            write_export_files(folder / "postfix", result.export)
     return Path(target)
-
-
-def write_export(export: PostfixExport, target: Path, instructions: str) -> Path:
-    """Write the exported files and the install instructions to ``target`` (atomically)."""
-    with atomic_folder(target, marker=EXPORT_MARKER) as folder:
-        _write_export_files(folder, export)
-        (folder / EXPORT_MARKER).write_text(instructions)
-    return Path(target)
-
-
-def _write_export_files(folder: Path, export: PostfixExport) -> None:
-    for name, text in export.files().items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
 
 
 def _write_sessions(path: Path, result: TwinResult) -> None:

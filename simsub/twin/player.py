@@ -1,10 +1,11 @@
 """The scenario's populations, played in real time against a real smtpd.
 
 The player draws exactly what the model draws — the same clients (names,
-addresses, round trips, patience) from a :class:`~simsub.model.world.World`
-built with the same seed, the users' message arrivals from
-:func:`~simsub.model.world.user_arrivals`, each bot worker's sessions from
-:func:`~simsub.model.world.next_bot_message` on the same named streams — and
+addresses, round trips, patience) from
+:func:`~simsub.workload.synthetic.client_populations` with the same seed, the
+users' message arrivals from :func:`~simsub.workload.synthetic.user_arrivals`,
+each bot worker's sessions from
+:func:`~simsub.workload.synthetic.next_bot_message` on the same named streams — and
 behaves as the model's processes do: a user retries a temporarily failed
 message after ``retry_interval`` up to ``retries`` times; a bot worker runs
 session, pause, session… from its start until the horizon.  Only the SMTP
@@ -17,11 +18,12 @@ import asyncio
 import math
 from dataclasses import dataclass
 
-from ..model.clients import AccountPool, Client
+from ..workload.clients import AccountPool, Client
 from ..model.dialogue import ideal_duration
 from ..model.outcomes import Outcome, Step
-from ..model.recorder import Recorder
-from ..model.world import World, bot_first_start, next_bot_message, stolen_accounts, user_arrivals
+from ..workload.rng import Streams
+from ..workload.synthetic import (bot_first_start, client_populations, next_bot_message, stolen_accounts,
+                                  user_arrivals)
 from ..scenario.types import Population, Scenario
 from .smtp import RealSession, SmtpTarget, play_session, _sleep_until
 
@@ -47,16 +49,18 @@ class RealMessage:
 
 
 class Player:
-    """Plays ``scenario`` under ``policy`` with ``seed`` against ``host:port``."""
+    """Plays ``scenario``'s clients drawn with ``seed`` against ``host:port`` (the policy is the server's)."""
 
-    def __init__(self, scenario: Scenario, policy: str, seed: int, host: str, port: int, watch=None):
+    def __init__(self, scenario: Scenario, seed: int, host: str, port: int, watch=None):
         # With a mail queue the model's bots draw more per session (destinations, sender),
         # and the streams would diverge: the twin plays the front end only.
         if scenario.queue is not None:
             raise ValueError("the twin player plays front-end scenarios only (see twin_scenario)")
         self.scenario = scenario
-        # The model's world, never run: it holds the clients and random streams as the model draws them.
-        self.world = World(scenario, policy, seed, Recorder())
+        # The clients and random streams exactly as the model draws them for this seed.
+        self.streams = Streams(seed)
+        self.clients = client_populations(scenario, self.streams)
+        self.reply_time = scenario.mta.reply_time
         self.host = host
         self.port = port
         self.watch = watch  # the socket monitor's watch(client_port), if any
@@ -89,8 +93,8 @@ class Player:
 
     # ---------------------------------------------------------------- populations
     async def _dispatch_users(self, target: SmtpTarget, population: Population) -> None:
-        users = self.world.users[population.name]
-        rng = self.world.streams.get("arrivals", population.name)
+        users = self.clients[population.name]
+        rng = self.streams.get("arrivals", population.name)
         times, clients, recipients = user_arrivals(population, self.scenario.horizon, rng)
         messages = []
         for t, n, r in zip(times.tolist(), clients.tolist(), recipients.tolist()):
@@ -113,12 +117,12 @@ class Player:
 
     def _bot_workers(self, target: SmtpTarget, population: Population) -> list[asyncio.Task]:
         accounts = AccountPool(stolen_accounts(population))
-        bots = self.world.users[population.name]
+        bots = self.clients[population.name]
         tasks = []
         for b in range(population.count):
             bot = bots.client(b)
             for w in range(population.parallel):
-                rng = self.world.streams.get("bot", population.name, b, w)
+                rng = self.streams.get("bot", population.name, b, w)
                 tasks.append(asyncio.create_task(self._bot_worker(target, population, bot, accounts, rng)))
         return tasks
 
@@ -161,7 +165,7 @@ class Player:
             message, client.population, client.number, client.origin, account, recipients, first,
             result.client_end, result.accepted_at, attempts, result.outcome, result.step,
             result.recipients_accepted if result.outcome.accepted else 0,
-            ideal_duration(recipients, client.half_rtt, self.world.reply_time)))
+            ideal_duration(recipients, client.half_rtt, self.reply_time)))
 
     async def _tick(self, target: SmtpTarget, progress) -> None:
         while True:

@@ -6,7 +6,7 @@ with a probe session (it becomes the model's ``mta.reply_time``); run the model
 (fast, and it tells how many sessions the real run will play); play the
 populations in real time against Postfix while a socket monitor watches which
 connections the smtpd processes hold; stop Postfix; fill a Recorder from what
-the clients and the monitor saw; compare (:mod:`simsub.analysis.twin`).
+the clients and the monitor saw; compare (:mod:`simsub.twin.compare`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from ..analysis.twin import comparison_rows, twin_metrics
+from .compare import comparison_rows, twin_metrics
 from ..errors import ScenarioError
 from ..model.outcomes import Outcome, Step
 from ..model.recorder import Recorder
@@ -89,7 +89,7 @@ def run_twin(scenario: Scenario, policy: str, *, duration: float | None = None, 
         _check_size(twin, model, label)
         monitor = SocketMonitor(postfix.port).start()
         try:
-            player = Player(twin, policy, seed, "127.0.0.1", postfix.port, monitor.watch)
+            player = Player(twin, seed, "127.0.0.1", postfix.port, monitor.watch)
             asyncio.run(player.play(progress))
             # Let the last smtpd finish the sleep it started for a client that hung up.
             _wait_idle(monitor, timeout=max(60.0, 2 * duration))

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from ..model.clients import Client
+from ..workload.clients import Client
 from ..model.outcomes import Outcome, Step
 
 NAN = math.nan

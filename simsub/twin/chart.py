@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import matplotlib.ticker
+# Figures are built without pyplot, so importing simsub never selects a matplotlib
+# backend (a notebook keeps its own) and saving needs no display.
+from matplotlib.figure import Figure
+import numpy as np
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..model.recorder import Recorder  # noqa: E402
+from ..model.recorder import Recorder
 
 #: Waits shorter than this (s) are left out of the chart: an idle smtpd takes a few
 #: milliseconds to accept, which would draw a spike per session and hide real queueing.
@@ -40,7 +39,8 @@ def _intervals(recorder: Recorder) -> tuple[tuple[np.ndarray, np.ndarray], tuple
 
 def occupancy_chart(real: Recorder, model: Recorder, process_limit: int, title: str, path: Path) -> None:
     """Busy smtpd processes (top) and connections waiting for one (bottom), both sides."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    fig = Figure(figsize=(10, 5.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     for recorder, label, color, style in ((model, "model", MODEL_COLOR, "-"), (real, "Postfix", POSTFIX_COLOR, "--")):
         busy, waiting = _intervals(recorder)
         t, n = step_counts(*busy)
@@ -61,4 +61,3 @@ def occupancy_chart(real: Recorder, model: Recorder, process_limit: int, title: 
     bottom.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -14,8 +14,10 @@ import math
 from pathlib import Path
 
 from ..analysis.summary import json_safe
-from ..output import atomic_folder
-from .types import Experiment
+from ..experiments.types import Experiment
+from ..files import atomic_folder
+from .documents import write_report
+from .findings import findings
 
 TABLES = ("runs.csv", "summary.csv", "experiment.json")
 
@@ -55,8 +57,6 @@ def experiment_record(experiment: Experiment, findings: list[str]) -> dict:
 
 def write_experiment(experiment: Experiment, target: Path) -> Path:
     """Write tables, record and report of ``experiment`` to ``target`` (replacing an older one)."""
-    from ..report import findings, write_report
-
     with atomic_folder(Path(target), marker="experiment.json") as folder:
         experiment.runs.drop(columns=["key"], errors="ignore").to_csv(folder / "runs.csv", index=False,
                                                                       float_format="%.10g")

@@ -11,18 +11,16 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
 import matplotlib.ticker
+# Figures are built without pyplot, so importing simsub never selects a matplotlib
+# backend (a notebook keeps its own) and saving needs no display.
+from matplotlib.figure import Figure
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from ..experiments.metrics import FALSE_DELAY_5S, SPAM_REDUCTION
+from ..experiments.types import Metric
 
-from ..experiments.types import Metric  # noqa: E402
-
-FALSE_DELAY_5S = "legit.false_delay_rate.5s"
-SPAM_REDUCTION = "spam.reduction"
 
 BASELINE_COLOR = "0.55"
 POLICY_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
@@ -168,8 +166,8 @@ def compare_chart(table: pd.DataFrame, metrics: Sequence[Metric], policies: Sequ
     ncols = 1 if n == 1 else 2
     nrows = math.ceil(n / ncols)
     panel_h = 0.32 * len(policies) + 1.1
-    fig, axes = plt.subplots(nrows, ncols, figsize=(11 if ncols == 2 else 7, panel_h * nrows + 0.8), squeeze=False,
-                             layout="constrained")
+    fig = Figure(figsize=(11 if ncols == 2 else 7, panel_h * nrows + 0.8), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     needed = [c for m in metrics for c in (m.name, m.name + ":low", m.name + ":high") if c in table.columns]
     rows = table[["policy", *needed]].drop_duplicates("policy").set_index("policy").reindex(policies)
     colors = _policy_colors(policies, baseline)
@@ -208,7 +206,6 @@ def compare_chart(table: pd.DataFrame, metrics: Sequence[Metric], policies: Sequ
         ax.axis("off")
     fig.suptitle(title)
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- sweep
@@ -225,7 +222,8 @@ def sweep_chart(table: pd.DataFrame, metric: Metric, x: str, x_values: Sequence[
             return float(v)
         return float(next((i for i, s in enumerate(x_values) if _same(v, s)), np.nan))
 
-    fig, ax = plt.subplots(figsize=(9, 5.2))
+    fig = Figure(figsize=(9, 5.2))
+    ax = fig.subplots()
     colors = _policy_colors(policies, baseline)
     data = table[table[metric.name].notna()] if metric.name in table.columns else table.iloc[0:0]
     means = pd.to_numeric(data[metric.name], errors="coerce") if len(data) else pd.Series(dtype=float)
@@ -277,7 +275,6 @@ def sweep_chart(table: pd.DataFrame, metric: Metric, x: str, x_values: Sequence[
     ax.legend(fontsize=8, frameon=True, framealpha=0.9, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
 
 
 def _mark(ax, table: pd.DataFrame, marks: dict[str, Any], y: str, xpos, x: str | None = None) -> None:
@@ -306,7 +303,8 @@ def tradeoff_chart(table: pd.DataFrame, x_metric: Metric, y_metric: Metric, labe
     points = table[pd.to_numeric(table[x], errors="coerce").notna() & pd.to_numeric(table[y], errors="coerce").notna()]
     front = pareto_front(points[~points["policy"].isin(list(off_front))], x, y, maximize_y=maximize_y)
     colors = _policy_colors(policies, baseline)
-    fig, ax = plt.subplots(figsize=(9, 6))
+    fig = Figure(figsize=(9, 6))
+    ax = fig.subplots()
     for policy in policies:
         rows = points[points["policy"] == policy]
         if rows.empty:
@@ -340,6 +338,5 @@ def tradeoff_chart(table: pd.DataFrame, x_metric: Metric, y_metric: Metric, labe
               title=f"points labelled with {', '.join(label_columns)}" if label_columns else None)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return front
 

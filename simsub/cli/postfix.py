@@ -1,4 +1,5 @@
-"""The ``simsub export-postfix`` and ``simsub twin`` commands (registered by :mod:`simsub.cli`)."""
+"""``simsub export-postfix`` and ``simsub twin``: a policy as Postfix configuration, and the model
+played against a private real Postfix."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 
 from ..errors import ScenarioError
 from ..units import parse_duration
+from .options import (command_line, load_scenario_from, non_negative_duration, positive_duration, positive_number,
+                      scenario_arguments, whole_number)
 
 EXPORT_DESCRIPTION = """\
 Write the Postfix configuration of one policy: main.cf parameters (one per
@@ -30,8 +33,7 @@ process it started is stopped and the folder removed, also on Ctrl-C or error.
 Needs: apt-get install postfix postfix-pcre (see README)."""
 
 
-def add_commands(sub, scenario_arguments) -> None:
-    from ..cli import _duration, _seed  # the option types of simsub run's --horizon and --seed
+def add_commands(sub) -> dict:
     export = sub.add_parser("export-postfix", help="write the Postfix configuration of a policy",
                             description=EXPORT_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_arguments(export)
@@ -47,25 +49,26 @@ def add_commands(sub, scenario_arguments) -> None:
                           description=TWIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_arguments(twin)
     twin.add_argument("--policy", metavar="NAME", help="policy to play (default: the scenario's default_policy)")
-    twin.add_argument("--duration", metavar="DUR", type=_duration,
+    twin.add_argument("--duration", metavar="DUR", type=positive_duration,
                       help="real time to play, e.g. 60s (default: the scenario's horizon if at most 10 min, else 60s)")
-    twin.add_argument("--scale", metavar="F", type=_scale, default=1.0,
+    twin.add_argument("--scale", metavar="F", type=positive_number, default=1.0,
                       help="multiply populations, stolen accounts and the smtpd limit by F (default 1)")
-    twin.add_argument("--start", metavar="DUR", type=_start, default=0.0,
+    twin.add_argument("--start", metavar="DUR", type=non_negative_duration, default=0.0,
                       help="play the scenario from this time of day on, e.g. 12h when the bots arrive (default 0)")
-    twin.add_argument("--seed", metavar="N", type=_seed, help="root random seed (default: the scenario's seed)")
+    twin.add_argument("--seed", metavar="N", type=whole_number, help="root random seed (default: the scenario's seed)")
     twin.add_argument("--out", metavar="DIR", type=Path,
                       help="result folder (default: results/twin/SCENARIO-POLICY)")
     twin.add_argument("--keep", action="store_true", help="keep the private instance's folder (printed) for inspection")
     twin.add_argument("--quiet", action="store_true", help="no progress; print only the table and the folder")
+    return {"export-postfix": command_export_postfix, "twin": command_twin}
 
 
-def command_export_postfix(args, load, command_line) -> int:
+def command_export_postfix(args) -> int:
     from ..experiments.design import slug
     from ..postfix.export import ExportError, export_policy
-    from .output import EXPORT_MARKER, write_export
+    from ..postfix.folder import EXPORT_MARKER, write_export
 
-    scenario = load(args)
+    scenario = load_scenario_from(args)
     policy = scenario.policy_named(args.policy)
     if not args.map_dir.startswith("/"):
         raise ScenarioError("--map-dir", args.map_dir, "must be an absolute path (Postfix reads maps by full path)")
@@ -94,16 +97,15 @@ def command_export_postfix(args, load, command_line) -> int:
     return 0
 
 
-def command_twin(args, load, command_line) -> int:
-    from ..analysis.twin import format_table
+def command_twin(args) -> int:
     from ..experiments.design import slug
-    from ..output import check_output_target
-    from .output import TWIN_MARKER, agreement_line, describe, write_twin
-    from .run import default_duration, run_twin
+    from ..files import check_output_target
+    from ..twin.compare import format_table
+    from ..twin.output import TWIN_MARKER, agreement_line, describe, write_twin
+    from ..twin.run import default_duration, run_twin
+    from ..twin.scenario import unsupported_policy_reason
 
-    from .scenario import unsupported_policy_reason
-
-    scenario = load(args)
+    scenario = load_scenario_from(args)
     policy = scenario.policy_named(args.policy)
     reason = unsupported_policy_reason(scenario, policy)
     if reason:
@@ -163,7 +165,7 @@ class _TwinProgress:
 
 def _require_postfix() -> None:
     from ..postfix.instance import unavailable_reason
-    from .monitor import sock_diag_available
+    from ..twin.monitor import sock_diag_available
 
     reason = unavailable_reason()
     if reason is None and not sock_diag_available():
@@ -190,23 +192,3 @@ def _instructions(export, map_dir: str, command: str, checked: bool) -> str:
     if export.notes:
         lines += ["", "Postfix cannot do alone:"] + [f"  - {note}" for note in export.notes]
     return "\n".join(lines) + "\n"
-
-
-def _start(text: str) -> float:
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a duration >= 0, got {text!r}")
-    return value
-
-
-def _scale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import matplotlib.ticker
+# Figures are built without pyplot, so importing simsub never selects a matplotlib
+# backend (a notebook keeps its own) and saving needs no display.
+from matplotlib.figure import Figure
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .summary import FALSE_DELAY_THRESHOLDS  # noqa: E402
-from .tables import ACCEPTED_OUTCOMES  # noqa: E402
+from ..analysis.summary import FALSE_DELAY_THRESHOLDS
+from ..analysis.tables import ACCEPTED_OUTCOMES
 
 LEGIT_COLOR = "#1f77b4"
 SPAM_COLOR = "#d62728"
@@ -24,8 +23,8 @@ def throughput_chart(timeseries: pd.DataFrame, title: str, process_limit: int, b
     """Accepted recipients per bin (legit, spam) above smtpd slots busy."""
     hours = timeseries["t_start_s"].to_numpy() / 3600.0
     step = dict(where="post")
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 2]})
+    fig = Figure(figsize=(10, 6.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     minutes = bin_width / 60
     top.step(hours, timeseries["spam_recipients_accepted"], color=SPAM_COLOR, label="spam", **step)
     top.step(hours, timeseries["legit_recipients_accepted"], color=LEGIT_COLOR, label="legitimate", **step)
@@ -53,7 +52,6 @@ def throughput_chart(timeseries: pd.DataFrame, title: str, process_limit: int, b
         bottom.set_xticks(np.arange(0, hours[-1] + 1e-9, max(1, round(hours[-1] / 12))))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def false_delay_chart(messages: pd.DataFrame, title: str, path: Path) -> None:
@@ -65,7 +63,8 @@ def false_delay_chart(messages: pd.DataFrame, title: str, path: Path) -> None:
     share.
     """
     legit = messages[(messages["kind"] == "user").to_numpy()]
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
     xs = np.logspace(-2, 4, 400)  # 10 ms to ~3 h
     largest = 1
     any_delay = False
@@ -103,7 +102,6 @@ def false_delay_chart(messages: pd.DataFrame, title: str, path: Path) -> None:
               title_fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _seconds_label(x: float, _pos) -> str:
@@ -122,8 +120,8 @@ LIST_COLORS = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22"]
 def _with_listing_strip(intervals: dict[str, list[tuple[float, float]]], names: list[str]):
     """A figure with a thin strip on top: one row per reputation list, a bar while listed."""
     rows = max(len(names), 1)
-    fig, (strip, ax) = plt.subplots(2, 1, figsize=(10, 5.5 + 0.25 * rows), sharex=True,
-                                    gridspec_kw={"height_ratios": [0.35 * rows + 0.3, 5]})
+    fig = Figure(figsize=(10, 5.5 + 0.25 * rows))
+    strip, ax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [0.35 * rows + 0.3, 5]})
     for i, name in enumerate(names):
         spans = intervals.get(name, [])
         strip.broken_barh([(a / 3600, (b - a) / 3600) for a, b in spans], (i - 0.35, 0.7),
@@ -168,7 +166,6 @@ def queue_chart(timeseries: pd.DataFrame, events: pd.DataFrame, intervals: dict[
     ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def delivery_latency_chart(timeseries: pd.DataFrame, events: pd.DataFrame,
@@ -211,4 +208,3 @@ def delivery_latency_chart(timeseries: pd.DataFrame, events: pd.DataFrame,
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

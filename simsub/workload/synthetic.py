@@ -1,0 +1,141 @@
+"""The synthetic workload: who the clients are and what they want to send.
+
+Every draw comes from a named random stream (:mod:`simsub.workload.rng`), so it
+is the same under every policy (common random numbers) and can be made again
+without running the model: the real-time twin player and the maillog writer
+draw the very same clients, arrivals and bot sessions as a run does.
+
+* :class:`ClientPopulation` — each client's origin, round trip, patience,
+  hostname and address (stream ``clients/NAME``);
+* :func:`user_arrivals` — every legitimate message: time (s), client, recipients
+  (stream ``arrivals/NAME``), and :func:`recipient_destinations` — where each
+  recipient goes;
+* :func:`stolen_accounts`, :func:`bot_first_start`, :func:`next_bot_message` —
+  a bot worker's campaign, session by session (stream ``bot/NAME/b/w``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..scenario.types import Population, Scenario
+from .clients import AccountPool, Client
+from .rng import Streams
+
+
+class ClientPopulation:
+    """Per-client attributes of one population, drawn once, clients built lazily."""
+
+    def __init__(self, scenario: Scenario, index: int, population: Population, streams: Streams,
+                 numbering: dict[int, int] | None = None):
+        """``numbering``: per origin, how many clients earlier populations already
+        took from it; a client's number in its origin gives its address and the
+        ``{n}`` of its hostname, so no two clients share them unless the origin's
+        address range is smaller than its clients (then addresses wrap around)."""
+        self.index = index
+        self.population = population
+        origins = list(scenario.origins.values())
+        self.origins = origins
+        self.origin_codes = [list(scenario.origins).index(name) for name in population.origins]
+        rng = streams.get("clients", population.name)
+        n = population.count
+        shares = np.array(list(population.origins.values()))
+        which = rng.choice(len(shares), size=n, p=shares / shares.sum())
+        self.origin_of = np.array(self.origin_codes)[which]
+        rtts = np.stack([np.broadcast_to(o.rtt.sample(rng, n), (n,)) for o in origins])
+        self.rtt = rtts[self.origin_of, np.arange(n)]
+        self.patience = np.broadcast_to(population.patience.sample(rng, n), (n,)).astype(float)
+        if population.connect_timeout is None:
+            self.connect_timeout = self.patience
+        else:
+            self.connect_timeout = np.broadcast_to(population.connect_timeout.sample(rng, n), (n,)).astype(float)
+        numbering = {} if numbering is None else numbering
+        self.number_in_origin = np.zeros(n, dtype=np.int64)
+        for code in np.unique(self.origin_of):
+            mine = np.flatnonzero(self.origin_of == code)
+            start = numbering.get(int(code), 0)
+            self.number_in_origin[mine] = start + np.arange(len(mine))
+            numbering[int(code)] = start + len(mine)
+        self._clients: dict[int, Client] = {}
+
+    def client(self, n: int) -> Client:
+        client = self._clients.get(n)
+        if client is None:
+            origin = self.origins[self.origin_of[n]]
+            k = int(self.number_in_origin[n])
+            client = Client(
+                population=self.index,
+                number=n,
+                origin=int(self.origin_of[n]),
+                hostname=origin.hostname_for(k),
+                address=origin.address_for(k),
+                mynetworks=origin.mynetworks,
+                half_rtt=float(self.rtt[n]) / 2,
+                patience=float(self.patience[n]),
+                connect_timeout=float(self.connect_timeout[n]),
+                talks=self.population.on_timeout == "talk",
+                sasl_username=f"{self.population.name}{n}",
+            )
+            self._clients[n] = client
+        return client
+
+
+def client_populations(scenario: Scenario, streams: Streams) -> dict[str, ClientPopulation]:
+    """Every population's clients, by population name, numbered across populations
+    so that two clients of one origin never share an address or hostname."""
+    numbering: dict[int, int] = {}
+    return {p.name: ClientPopulation(scenario, i, p, streams, numbering) for i, p in enumerate(scenario.populations)}
+
+
+def user_arrivals(population: Population, horizon: float, rng: np.random.Generator):
+    """Poisson message arrivals over [0, horizon): times (s), client numbers, recipients.
+
+    The rate is ``count × messages_per_day / 86400`` per second, shaped by the
+    24 hourly ``diurnal`` weights (mean 1) when given.
+    """
+    rate = population.count * population.messages_per_day / 86400.0
+    edges = np.arange(0.0, horizon, 3600.0)
+    widths = np.minimum(edges + 3600.0, horizon) - edges
+    weights = np.ones(len(edges))
+    if population.diurnal is not None:
+        weights = np.array([population.diurnal[int(e // 3600) % 24] for e in edges])
+    counts = rng.poisson(rate * widths * weights)
+    times = np.concatenate([e + w * rng.random(c) for e, w, c in zip(edges, widths, counts)]) if len(edges) else np.empty(0)
+    times.sort()
+    clients = rng.integers(0, population.count, size=len(times))
+    recipients = np.broadcast_to(population.recipients.sample(rng, len(times)), (len(times),)).astype(np.int64)
+    return times, clients, recipients
+
+
+def recipient_destinations(recipients: np.ndarray, shares: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per message, how many of its recipients go to each destination (rows sum to ``recipients``).
+
+    Drawn for all messages at once, after the arrivals, so that every policy
+    sends each legitimate recipient to the same destination."""
+    destination = rng.choice(len(shares), size=int(recipients.sum()), p=shares / shares.sum())
+    counts = np.zeros((len(recipients), len(shares)), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(len(recipients)), recipients), destination), 1)
+    return counts
+
+
+def stolen_accounts(population: Population) -> list[str]:
+    """The logins a bot population holds: its victims' (``accounts_from``) or its own."""
+    if population.accounts_from is not None:
+        return [f"{population.accounts_from}{k}" for k in range(population.accounts)]
+    return [f"{population.name}-stolen{k}" for k in range(population.accounts)]
+
+
+def bot_first_start(population: Population, rng: np.random.Generator) -> float:
+    """When one bot worker starts its campaign (s): ``start`` plus a uniform share of ``ramp``."""
+    return population.start + population.ramp * rng.random()
+
+
+def next_bot_message(population: Population, accounts: AccountPool,
+                     rng: np.random.Generator) -> tuple[str, int, float] | None:
+    """A bot worker's draws for its next session: (account, recipients, pause in s),
+    or None when every stolen account is dead.  Shared with the real-time twin
+    player (:mod:`simsub.twin.player`) so both play the same sessions."""
+    account = accounts.pick(rng.random())
+    if account is None:
+        return None
+    return account, int(population.recipients.sample(rng)), float(population.pause.sample(rng))
