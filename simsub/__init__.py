@@ -9,12 +9,26 @@ Public API::
     result = simsub.run(scenario, policy="selective-1-5s", seed=1)
     result.summary["spam"]["recipients_accepted"]
     result.messages  # pandas DataFrame, one row per message
+
+    experiment = simsub.compare(policies=["none", "selective-1-5s"], replications=5)
+    simsub.write_experiment(experiment, "results/my-comparison")
 """
 
-__version__ = "0.1.0"
+from .api import Result, run
+from .errors import ScenarioError
+from .scenario import Scenario, load_scenario
+from .version import __version__
 
-from .errors import ScenarioError  # noqa: E402
-from .scenario import Scenario, load_scenario  # noqa: E402
-from .api import Result, run  # noqa: E402
+#: Loaded on first use, so that ``import simsub`` stays light (no matplotlib, no executors).
+_LAZY = {"compare": "simsub.experiments", "sweep": "simsub.experiments", "tune": "simsub.experiments",
+         "write_run": "simsub.report", "write_experiment": "simsub.report"}
 
-__all__ = ["Result", "Scenario", "ScenarioError", "__version__", "load_scenario", "run"]
+__all__ = ["Result", "Scenario", "ScenarioError", "__version__", "load_scenario", "run", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'simsub' has no attribute {name!r}")

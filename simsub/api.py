@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import simpy
 
-from . import __version__
-from .analysis.invariants import check as check_invariants
+from .version import __version__
+from .analysis import invariants
 from .analysis.result import Result, tabulate
 from .model.recorder import Recorder
 from .model.world import ProgressCallback, RunInfo, simulate
@@ -44,7 +44,7 @@ def run(scenario: Scenario | str | Path | None = None, policy: str | None = None
     info = simulate(scenario, policy, seed, recorder, progress)
     result = tabulate(scenario, policy, seed, recorder, run_record(scenario, policy, seed, info))
     if check if check is not None else os.environ.get("SIMSUB_CHECK") == "1":
-        check_invariants(result)
+        invariants.check(result)
     return result
 
 

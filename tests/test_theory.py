@@ -3,9 +3,9 @@
 Every statistical tolerance below is derived, not tuned: each test states the
 estimator, its standard error and the quantile that makes a false failure about
 1e-4 (two-sided unless said otherwise).  Sample-path identities are asserted to
-floating-point precision.  scipy is not available, so the few distribution
-quantiles needed (normal, Student t, chi-square) are computed here from their
-definitions, and checked against tabulated values in the first test.
+floating-point precision.  Distribution quantiles (normal, Student t,
+chi-square) come from scipy, a dependency of simsub; the first test checks them
+and Erlang B against tabulated values.
 
 Timeline conventions used for exact holding times (simsub/model/dialogue.py):
 with ``h`` = half the client's round trip, ``r`` = reply_time, ``n`` recipients
@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 import pytest
+import simpy
+from scipy import stats as scipy_stats
 
 import simsub
 from .conftest import make_scenario
@@ -46,59 +48,15 @@ def erlang_b(c: int, a: float) -> float:
 
 
 def normal_quantile(p: float) -> float:
-    """Φ⁻¹(p) by bisection on Φ(z) = erfc(-z/√2)/2."""
-    lo, hi = -40.0, 40.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if 0.5 * math.erfc(-mid / math.sqrt(2)) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
-
-
-def _student_t_cdf(x: float, df: int) -> float:
-    """CDF of Student's t by Simpson integration of its density on [0, |x|]."""
-    log_c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    t = np.linspace(0.0, abs(x), 40001)  # even number of intervals; h ≤ 2.5e-4 here
-    f = np.exp(log_c - (df + 1) / 2 * np.log1p(t * t / df))
-    h = t[1] - t[0]
-    area = h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
-    return 0.5 + math.copysign(area, x)
-
-
-def _invert(cdf, p: float, lo: float, hi: float, steps: int) -> float:
-    """The x in [lo, hi] with cdf(x) = p, by bisection (cdf increasing)."""
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        if cdf(mid) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+    return float(scipy_stats.norm.ppf(p))
 
 
 def student_t_quantile(p: float, df: int) -> float:
-    return _invert(lambda x: _student_t_cdf(x, df), p, -100.0, 100.0, 100)
-
-
-def _chi2_cdf(x: float, k: float) -> float:
-    """P(χ²_k ≤ x) = regularized lower gamma P(k/2, x/2), by its power series."""
-    if x <= 0:
-        return 0.0
-    a, y = k / 2, x / 2
-    term = math.exp(a * math.log(y) - y - math.lgamma(a + 1))
-    total = term
-    n = 0
-    while term > 1e-17 * total or n < y:
-        n += 1
-        term *= y / (a + n)
-        total += term
-    return min(total, 1.0)
+    return float(scipy_stats.t.ppf(p, df))
 
 
 def chi2_quantile(p: float, k: float) -> float:
-    return _invert(lambda x: _chi2_cdf(x, k), p, 0.0, k + 100 * math.sqrt(2 * k) + 100, 200)
+    return float(scipy_stats.chi2.ppf(p, k))
 
 
 def hold_time(n: int, half_rtt: float, reply_time: float, sleep_per_rcpt: float) -> float:
@@ -137,7 +95,7 @@ def refused_share(sessions, since: float) -> float:
 # --------------------------------------------------------------------------- 0. helpers
 
 def test_statistical_helpers_match_tables():
-    """The hand-written quantiles and Erlang B agree with published tables, so
+    """The quantiles and Erlang B agree with published tables, so
     the tolerances derived from them below mean what they say."""
     assert normal_quantile(0.975) == pytest.approx(1.959964, abs=1e-5)
     assert normal_quantile(1 - 5e-5) == pytest.approx(3.890592, abs=1e-5)
@@ -591,3 +549,24 @@ def test_diurnal_hourly_counts():
     df = int((~zero).sum())
     critical = chi2_quantile(1 - ALPHA, df)
     assert x2 <= critical, f"X² = {x2:.1f} > {critical:.1f} (df {df}); observed {observed.tolist()}"
+
+
+# --------------------------------------------------------------------------- events counted
+
+
+def test_event_count_equals_events_scheduled(monkeypatch):
+    """summary.run.events peeks at SimPy's private event counter; it must equal the
+    events the run scheduled, counted one by one (so a SimPy release that changes
+    that counter fails here instead of reporting a wrong figure)."""
+    scheduled = []
+    original = simpy.Environment.schedule
+
+    def counting_schedule(env, event, priority=simpy.events.NORMAL, delay=0):
+        scheduled.append(1)
+        return original(env, event, priority, delay)
+
+    monkeypatch.setattr(simpy.Environment, "schedule", counting_schedule)
+    scenario = make_scenario(populations=[users(2000.0, count=20, recipients=2)], horizon="20m")
+    result = simsub.run(scenario)
+    assert len(scheduled) > 100
+    assert result.summary["run"]["events"] == len(scheduled)

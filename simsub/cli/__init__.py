@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import __version__
+from ..version import __version__
 from ..errors import ScenarioError
 from ..experiments.execute import Interrupted
 from . import experiments, postfix, run

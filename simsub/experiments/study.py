@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from .. import __version__
+from ..version import __version__
 from ..analysis.stats import mean_ci, paired_difference
 from ..errors import ScenarioError
 from ..scenario.loader import build_scenario

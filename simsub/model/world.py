@@ -39,7 +39,7 @@ ProgressCallback = Callable[[float, float, int], None]
 
 @dataclass(frozen=True)
 class RunInfo:
-    events: int  # SimPy events scheduled (and processed: the run drains)
+    events: int  # SimPy events scheduled (a few may still be pending when the run stops)
     end_s: float  # s: the horizon, or when the last session ended if that was later
     wall_s: float
     cpu_s: float = 0.0  # CPU time of this process during the run (what other load on the machine hardly moves)
@@ -238,8 +238,16 @@ class World:
 
 
 def _events(env: simpy.Environment) -> int:
-    # SimPy numbers every scheduled event from one counter (``env._eid``);
-    # peeking at a copy costs nothing, unlike stepping the loop by hand to count.
+    """SimPy events scheduled so far (a few still pending when the run stops are included).
+
+    SimPy numbers every scheduled event from one counter, ``env._eid``, which is
+    not public API: peeking at a copy costs nothing, while counting ourselves
+    (a ``schedule`` override) would add a Python call to every event of every
+    run.  The dependence stays here, pinned by ``simpy<5`` in pyproject.toml, and
+    tests/test_theory.py checks the figure against ``schedule`` calls counted one by one, so
+    a SimPy release that changes the counter's meaning fails a test instead of
+    reporting a wrong number.
+    """
     return next(copy.copy(env._eid))
 
 

@@ -25,7 +25,8 @@ from ..policy.ratelimit import ALGORITHMS
 from ..units import format_duration, parse_duration
 from .files import check_depth, default_scenario_path, one_line, read_scenario_file
 from .params import ParamError, check_params, check_value, substitute, substitute_text, undeclared
-from .types import MTA, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig, ReputationList, Scenario
+from .types import (MTA, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig, ReputationList, Scenario,
+                    population_default)
 
 _MISSING = object()
 
@@ -525,24 +526,24 @@ def _population(loader: Loader, index: int, entry: Any, origins: dict, previous:
             **common,
             messages_per_day=section.number("messages_per_day", minimum=0, exclusive=True),
             diurnal=diurnal,
-            retries=section.integer("retries", 3, minimum=0),
-            retry_interval=section.duration("retry_interval", "5m"),
+            retries=section.integer("retries", population_default("retries"), minimum=0),
+            retry_interval=section.duration("retry_interval", population_default("retry_interval")),
         )
-    start = section.duration("start", 0, positive=False)
+    start = section.duration("start", population_default("start"), positive=False)
     stop = section.duration("stop") if section.has("stop") else None
     if stop is not None and stop <= start:
         loader.fail(section.key("stop"), f"must be later than start ({start:g} s)")
-    pause = section.distribution("pause", "duration", "1s")
+    pause = section.distribution("pause", "duration", population_default("pause"))
     return Population(
         **common,
         start=start,
         stop=stop,
         accounts=section.integer("accounts", minimum=1),
         accounts_from=section.string("accounts_from") if section.has("accounts_from") else None,
-        parallel=section.integer("parallel", 1, minimum=1),
+        parallel=section.integer("parallel", population_default("parallel"), minimum=1),
         pause=pause,
-        ramp=section.duration("ramp", "1m", positive=False),
-        forged_sender=section.number("forged_sender", 1.0, maximum=1.0),
+        ramp=section.duration("ramp", population_default("ramp"), positive=False),
+        forged_sender=section.number("forged_sender", population_default("forged_sender"), maximum=1.0),
     )
 
 

@@ -7,7 +7,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..distributions import Distribution
+from ..distributions import Constant, Distribution
 from ..errors import ScenarioError
 from ..policy.policy import Policy
 
@@ -41,24 +41,32 @@ class Population:
     patience: Distribution  # s, longest wait for one reply, drawn per client
     connect_timeout: Distribution | None  # s, wait for the banner; None = patience
     on_timeout: str  # "disconnect" or "talk"
+    # The defaults below are the scenario file's (the loader reads them from here:
+    # population_default), so they are stated once.
     # legitimate users
     messages_per_day: float = 0.0
     diurnal: tuple[float, ...] | None = None  # 24 hourly weights, mean 1
-    retries: int = 0
-    retry_interval: float = 300.0
+    retries: int = 3
+    retry_interval: float = 300.0  # s
     # bots
-    start: float = 0.0
-    stop: float | None = None
+    start: float = 0.0  # s
+    stop: float | None = None  # s
     accounts: int = 0
     accounts_from: str | None = None
     parallel: int = 1
-    pause: Distribution | None = None
-    ramp: float = 0.0
+    pause: Distribution = Constant(1.0)  # s
+    ramp: float = 60.0  # s
     forged_sender: float = 1.0  # share of spam with a forged remote envelope sender
 
     @property
     def is_bot(self) -> bool:
         return self.kind == "bot"
+
+
+def population_default(name: str):
+    """The scenario file's default for population key ``name`` (a scalar, as in a file)."""
+    value = Population.__dataclass_fields__[name].default
+    return value.value if isinstance(value, Constant) else value
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from .compare import format_table
 from .chart import occupancy_chart
 from ..model.outcomes import Outcome, Step
