@@ -59,3 +59,11 @@ def make_scenario(populations=None, policies=None, mta=None, origins=None, **sce
 @pytest.fixture
 def tiny():
     return make_scenario
+
+
+@pytest.fixture(scope="session")
+def may2012():
+    """The built-in default scenario, loaded once (read only: Scenario is frozen)."""
+    from simsub.scenario import default_scenario_path, load_scenario
+
+    return load_scenario(default_scenario_path())

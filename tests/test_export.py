@@ -9,17 +9,11 @@ import pytest
 
 from simsub.cli import main
 from simsub.postfix.export import ExportError, _split_rule, export_policy, parameter_prefix
-from simsub.scenario import default_scenario_path, load_scenario
 
 from .conftest import make_scenario
 
 USERS = [{"name": "users", "kind": "user", "count": 1, "origins": {"own": 1.0}, "messages_per_day": 1,
           "recipients": 1, "patience": "60s"}]
-
-
-@pytest.fixture(scope="module")
-def may2012():
-    return load_scenario(default_scenario_path())
 
 
 def test_selective_policy_becomes_a_parameter_an_override_and_a_map(may2012):

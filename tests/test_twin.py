@@ -19,15 +19,9 @@ from simsub.errors import ScenarioError
 from simsub.workload.clients import Client
 from simsub.model.outcomes import Outcome, Step
 from simsub.model.recorder import Recorder
-from simsub.scenario import default_scenario_path, load_scenario
 from simsub.twin.monitor import SocketMonitor, SockDiag, sock_diag_available
 from simsub.twin.scenario import twin_scenario, unsupported_policy_reason
 from simsub.twin.smtp import SmtpTarget, play_session, xtext
-
-
-@pytest.fixture(scope="module")
-def may2012():
-    return load_scenario(default_scenario_path())
 
 
 # ---------------------------------------------------------------- the scaled scenario
