@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-all bench reference postfix clean
+.PHONY: demo test test-slow test-all bench reference postfix api-docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ postfix:
 	  echo "note: Postfix is not installed and this is not root with apt-get: the tests against a real"; \
 	  echo "      Postfix will be skipped (as root: apt-get install postfix postfix-pcre; see README)"; \
 	fi
+
+# The API reference for people who script simsub (notebooks), from the docstrings:
+# results/api/index.html.
+API_MODULES := simsub simsub.scenario simsub.workload simsub.analysis simsub.experiments simsub.report
+api-docs: $(STAMP)
+	$(BIN)/python -m pdoc --docformat restructuredtext -o results/api $(API_MODULES)
+	@echo "API reference: results/api/index.html"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

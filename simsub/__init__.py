@@ -23,7 +23,9 @@ from .version import __version__
 _LAZY = {"compare": "simsub.experiments", "sweep": "simsub.experiments", "tune": "simsub.experiments",
          "write_run": "simsub.report", "write_experiment": "simsub.report"}
 
-__all__ = ["Result", "Scenario", "ScenarioError", "__version__", "load_scenario", "run", *_LAZY]
+# The lazy names are attributes, not in __all__, so that tools walking __all__ (the API
+# reference) need not import them to list the package.
+__all__ = ["Result", "Scenario", "ScenarioError", "__version__", "load_scenario", "run"]
 
 
 def __getattr__(name: str):
