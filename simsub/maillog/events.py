@@ -29,6 +29,9 @@ DISCONNECT_COUNTS = {
     "rset": ("rset",), "quit": ("quit",), "commands": ("commands_ok", "commands_tried"),
 }
 
+#: The count columns of the sessions table, in its order.
+SESSION_COUNTS = tuple(column for columns in DISCONNECT_COUNTS.values() for column in columns)
+_COUNT_SLOTS = {name: tuple(SESSION_COUNTS.index(c) for c in columns) for name, columns in DISCONNECT_COUNTS.items()}
 _CLIENT = re.compile(r"(.*?)\[([^\]]*)\](?::\d+)?")
 _DELIVERY = re.compile(
     r"to=<(.*?)>,(?: orig_to=<(.*?)>,)? relay=([^,]*),(?: conn_use=\d+,)? delay=([\d.]+)"
@@ -50,24 +53,39 @@ def client(text: str) -> tuple[str, str]:
     return (m[1], m[2]) if m else ("", "")
 
 
-def disconnect_counts(text: str) -> dict[str, int] | None:
-    """``ehlo=1 auth=0/1 ... commands=3/4`` → {column: count}; None when the line has no counts
-    (Postfix before 3.0 logged none)."""
-    counts: dict[str, int] = {}
+def disconnect_counts(text: str) -> tuple[int, ...] | None:
+    """``ehlo=1 auth=0/1 ... commands=3/4`` → the sessions table's count columns (SESSION_COUNTS order,
+    0 for a command not used); None when the line has no counts (Postfix before 3.0 logged none)."""
+    # A server's sessions repeat a few dialogues over and over: remember the answers.
+    try:
+        return _counts_seen[text]
+    except KeyError:
+        pass
+    if len(_counts_seen) > 10_000:
+        _counts_seen.clear()
+    counts = _counts_seen[text] = _disconnect_counts(text)
+    return counts
+
+
+_counts_seen: dict[str, tuple[int, ...] | None] = {}
+
+
+def _disconnect_counts(text: str) -> tuple[int, ...] | None:
+    counts = [0] * len(SESSION_COUNTS)
+    seen = False
     for token in text.split():
         name, eq, value = token.partition("=")
-        if not eq:
-            continue
-        columns = DISCONNECT_COUNTS.get(name)
-        if columns is None:
+        slots = _COUNT_SLOTS.get(name)
+        if slots is None:
             continue  # noop, xclient, bdat, vrfy, ...: only in commands=
         ok, _, tried = value.partition("/")
         if not ok.isdigit() or (tried and not tried.isdigit()):
             return None
-        counts[columns[0]] = int(ok)
-        if len(columns) == 2:
-            counts[columns[1]] = int(tried or ok)
-    return counts or None
+        counts[slots[0]] = int(ok)
+        if len(slots) == 2:
+            counts[slots[1]] = int(tried) if tried else counts[slots[0]]
+        seen = True
+    return tuple(counts) if seen else None
 
 
 def after_command(text: str) -> tuple[str, str]:

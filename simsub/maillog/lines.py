@@ -252,13 +252,14 @@ def file_years(logs: list[LogFile], year: int | None) -> dict[str, int]:
 
     Without ``year`` each file's own modification time says it (:func:`mtime_year`).
     With ``year`` (the year of the earliest line), the classic files are put in the order
-    they were written (modification time, then rotation number, larger first) and the year
-    advances whenever a file starts in an earlier month than the one before it."""
+    they were written (rotation number, larger first: maillog.2.gz before maillog.1 before
+    maillog; then modification time) and the year advances whenever a file starts in an
+    earlier month than the one before it."""
     classic = [log for log in logs if log.format == "classic"]
     if year is None:
         return {log.name: mtime_year(log) for log in classic}
     years, current, last_month = {}, year, 0
-    for log in sorted(classic, key=lambda f: (f.mtime, -f.rotation, f.name)):
+    for log in sorted(classic, key=lambda f: (-f.rotation, f.mtime, f.name)):
         month = MONTHS[log.first_stamp[:3]]
         if last_month and month < last_month:
             current += 1

@@ -28,7 +28,8 @@ import pandas as pd
 from . import events
 from .lines import (GZIP_ERRORS, MAX_LINE, ClassicClock, LogError, LogFile, MONTHS, Rfc3339Clock, epoch, file_years,
                     first_time, open_log, scan)
-from .tables import SESSION_COUNTS, Buffers, FrameSink
+from .events import SESSION_COUNTS
+from .tables import Buffers, FrameSink
 
 #: s of log time after a session's end before its never-queued messages are written out.
 LIMBO_S = 600.0
@@ -42,6 +43,7 @@ MAX_PROGRAM_KINDS = 20
 #: Lines between two progress reports.
 PROGRESS_EVERY = 65536
 _NO_COUNTS = (-1,) * len(SESSION_COUNTS)
+DIGITS = frozenset("0123456789")
 NAN = math.nan
 
 
@@ -117,7 +119,10 @@ class Parser:
     # ------------------------------------------------------------------ the pass
     def feed(self, log: LogFile, year: int | None) -> None:
         """Parse one file; ``year``: the year of its first classic stamp."""
-        classic = ClassicClock(year) if year is not None else None
+        if year is None:  # a file of RFC 3339 stamps: a stray classic one is in the year of its first
+            year = datetime.fromtimestamp(first_time(log, None), tz=timezone.utc).year
+        classic = ClassicClock(year)
+        seconds_of = classic.cache.get  # the clock's cache, looked up inline: most lines hit it
         rfc = Rfc3339Clock()
         self._clock = rfc if log.format == "rfc3339" else classic  # anvil's local "at" times need its offset
         tags, tag_info, skipped = self.tags, self._tag, self.skipped
@@ -135,11 +140,12 @@ class Parser:
                         overlong_first = overlong_first or number
                         continue
                     try:
-                        if line[0].isdigit():
+                        if line[0] in DIGITS:
                             stamp, _, rest = line.partition(" ")
                             t = rfc(stamp)
                         else:
-                            t = classic(line[:15])
+                            key = line[:15]
+                            t = seconds_of(key) or classic(key)
                             if line[15] == " ":
                                 rest = line[16:]
                             else:  # a fraction of a second after the stamp
@@ -311,12 +317,11 @@ class Parser:
                                  recipient, helo, action))
         return True
 
-    def _end(self, s: _Session, t: float, counts: dict | None, end: str) -> None:
+    def _end(self, s: _Session, t: float, counts: tuple | None, end: str) -> None:
         if end == "unfinished":
             self.unfinished += 1
-        row = tuple(counts.get(c, 0) for c in SESSION_COUNTS) if counts is not None else _NO_COUNTS
-        self.out.add("sessions", (s.id, s.host, s.service, s.pid, s.connect_s, t, s.name or "", s.address,
-                                  s.method, s.user, end, s.lost_after) + row)
+        self.out.add("sessions", (s.id, s.host, s.service, s.pid, s.connect_s, t, s.name, s.address,
+                                  s.method, s.user, end, s.lost_after) + (counts or _NO_COUNTS))
         deadline = (t if t == t else self._t) + LIMBO_S
         for m in s.messages:
             m.ended = True

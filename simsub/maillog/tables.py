@@ -1,15 +1,19 @@
 """The parsed tables' columns, and row buffers that hand chunks of rows to a sink.
 
 Rows are tuples in the order of the table's columns.  A buffer keeps at most
-``CHUNK`` rows; each full chunk becomes a DataFrame and goes to the sink, which
-either keeps it (:class:`FrameSink`, for :func:`~simsub.maillog.parse.parse_maillog`)
-or appends it to a gzip CSV file (:class:`CsvSink`, for the command: memory stays flat
-however long the log).  Types: ``f`` float (NaN when missing), ``i`` int (-1 when
-missing), ``s`` text ("" when missing).
+``CHUNK`` rows; each full chunk goes to the sink, which either makes it a
+DataFrame and keeps it (:class:`FrameSink`, for
+:func:`~simsub.maillog.parse.parse_maillog`) or appends it to a gzip CSV file
+(:class:`CsvSink`, for the command: memory stays flat however long the log).
+Types: ``f`` float (NaN when missing), ``i`` int (-1 when missing), ``s`` text
+("" when missing).  In the CSV files floats are written exactly (Python's
+shortest repr) and a missing float is ``nan``; :func:`read_tables` reads a
+folder back into the same DataFrames.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 from pathlib import Path
@@ -17,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-_COUNTS = ("ehlo", "helo", "starttls", "auth_ok", "auth_tried", "mail_ok", "mail_tried", "rcpt_ok", "rcpt_tried",
-           "data_ok", "data_tried", "rset", "quit", "commands_ok", "commands_tried")
+from .events import SESSION_COUNTS as _COUNTS
 
 #: table → ((column, type), ...), see docs/maillog.md for what each column means.
 SCHEMA: dict[str, tuple[tuple[str, str], ...]] = {
@@ -40,7 +43,6 @@ SCHEMA: dict[str, tuple[tuple[str, str], ...]] = {
     "anvil": (("t_s", "f"), ("statistic", "s"), ("value", "i"), ("service", "s"), ("client", "s"),
               ("at_s", "f")),
 }
-SESSION_COUNTS = _COUNTS
 #: Rows per chunk: enough to make DataFrame construction cheap, few enough to keep memory small.
 CHUNK = 20_000
 _DTYPES = {"f": np.float64, "i": np.int64, "s": object}
@@ -63,8 +65,8 @@ class FrameSink:
     def __init__(self):
         self.chunks: dict[str, list[pd.DataFrame]] = {table: [] for table in SCHEMA}
 
-    def write(self, table: str, df: pd.DataFrame) -> None:
-        self.chunks[table].append(df)
+    def write(self, table: str, rows: list[tuple]) -> None:
+        self.chunks[table].append(frame(table, rows))
 
     def result(self) -> dict[str, pd.DataFrame]:
         return {table: pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else
@@ -84,14 +86,15 @@ class CsvSink:
             raw = open(Path(folder) / f"{table}.csv.gz", "wb")
             gz = gzip.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0)
             text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
-            text.write(",".join(columns(table)) + "\n")
-            self.files[table] = (raw, gz, text)
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(columns(table))
+            self.files[table] = (raw, text, writer)
 
-    def write(self, table: str, df: pd.DataFrame) -> None:
-        df.to_csv(self.files[table][2], header=False, index=False, float_format="%.6f")
+    def write(self, table: str, rows: list[tuple]) -> None:
+        self.files[table][2].writerows(rows)
 
     def close(self) -> None:
-        for raw, gz, text in self.files.values():
+        for raw, text, _ in self.files.values():
             text.close()
             raw.close()
         self.files = {}
@@ -115,9 +118,20 @@ class Buffers:
         rows = self.rows[table]
         if rows:
             self.counts[table] += len(rows)
-            self.sink.write(table, frame(table, rows))
+            self.sink.write(table, rows)
             self.rows[table] = []
 
     def finish(self) -> None:
         for table in SCHEMA:
             self.flush(table)
+
+
+def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
+    """The tables a :class:`CsvSink` wrote to ``folder``, with their types ("" stays "", nan is NaN)."""
+    tables = {}
+    for table, spec in SCHEMA.items():
+        dtypes = {name: _DTYPES[kind] if kind != "s" else str for name, kind in spec}
+        na = {name: ["nan"] for name, kind in spec if kind == "f"}
+        tables[table] = pd.read_csv(Path(folder) / f"{table}.csv.gz", dtype=dtypes, keep_default_na=False,
+                                    na_values=na).astype({name: _DTYPES[kind] for name, kind in spec})
+    return tables
