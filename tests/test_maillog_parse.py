@@ -284,7 +284,7 @@ def test_state_holds_only_open_sessions_and_queued_messages(tmp_path):
     assert len(parser.sessions) < 10
     assert parser.messages and all(m.nrcpt < 0 and m.accepted_s > parser.latest_s - LIMBO_S - 4.1
                                    for m in parser.messages.values())
-    assert parser.never_queued > 10 * len(parser.messages)  # the bots' abandoned queue ids did not pile up
+    assert parser.never_queued > len(parser.messages)  # written out on the way: they did not pile up
 
 
 def test_gzip_and_plain_give_the_same_tables(tmp_path):
