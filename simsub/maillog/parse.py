@@ -324,7 +324,7 @@ class Parser:
                                   s.method, s.user, end, s.lost_after) + (counts or _NO_COUNTS))
         deadline = (t if t == t else self._t) + LIMBO_S
         for m in s.messages:
-            m.ended = True
+            m.ended = end != "unfinished"  # a client that left: what it began and did not end is lost
             if m.nrcpt < 0 and self.messages.get(m.qid) is m:
                 self.limbo.append((deadline, m))
 
@@ -339,14 +339,14 @@ class Parser:
                 self.limbo_cleaned.append((now + LIMBO_CLEANED_S - LIMBO_S, m))
                 continue
             del self.messages[m.qid]
-            self.never_queued += 1
+            self.never_queued += m.ended
             self._write_message(m, NAN)
         limbo = self.limbo_cleaned
         while limbo and limbo[0][0] < now:
             _, m = limbo.popleft()
             if m.nrcpt < 0 and self.messages.get(m.qid) is m:
                 del self.messages[m.qid]
-                self.never_queued += 1
+                self.never_queued += m.ended
                 self._write_message(m, NAN)
 
     def _write_message(self, m: _Message, removed: float) -> None:
