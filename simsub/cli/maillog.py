@@ -62,23 +62,34 @@ def command_maillog(args) -> int:
 
 
 def command_parse(args) -> int:
+    out = args.out or Path("results") / "maillog" / _slug(args.logs[0].name)
+    stats = parse_logs_to_folder(args.logs, out, args.year, args.quiet,
+                                 "simsub " + " ".join(shlex.quote(a) for a in getattr(args, "argv", [])))
+    if not args.quiet:
+        for line in summary(stats):
+            print(line)
+    print(f"results: {out}")
+    return 0
+
+
+def parse_logs_to_folder(logs: list[Path], out: Path, year: int | None, quiet: bool, command: str) -> dict:
+    """Parse ``logs`` into the tables of ``out`` (atomically), print the warnings; the stats."""
     from ..files import atomic_folder
     from ..maillog.lines import LogError
     from ..maillog.parse import parse_into
     from ..maillog.tables import Buffers, CsvSink
 
-    out = args.out or Path("results") / "maillog" / _slug(args.logs[0].name)
-    progress = None if args.quiet else Progress()
+    progress = None if quiet else Progress()
     try:
         with atomic_folder(out, marker=PARSE_MARKER) as folder:
             sink = CsvSink(folder)
             try:
-                stats = parse_into(args.logs, Buffers(sink), args.year, progress)
+                stats = parse_into(logs, Buffers(sink), year, progress)
             finally:
                 sink.close()
                 if progress:
                     progress.done()
-            stats = {"command": "simsub " + " ".join(shlex.quote(a) for a in getattr(args, "argv", [])), **stats}
+            stats = {"command": command, **stats}
             with open(folder / PARSE_MARKER, "w", encoding="utf-8") as fh:
                 json.dump(stats, fh, indent=2)
                 fh.write("\n")
@@ -86,11 +97,7 @@ def command_parse(args) -> int:
         raise ScenarioError(exc.path, f"line {exc.line}" if exc.line else None, exc.message) from None
     for warning in stats["warnings"]:
         print(f"simsub: warning: {warning}", file=sys.stderr)
-    if not args.quiet:
-        for line in summary(stats):
-            print(line)
-    print(f"results: {out}")
-    return 0
+    return stats
 
 
 def summary(stats: dict) -> list[str]:

@@ -126,10 +126,13 @@ class Buffers:
             self.flush(table)
 
 
-def read_tables(folder: Path) -> dict[str, pd.DataFrame]:
-    """The tables a :class:`CsvSink` wrote to ``folder``, with their types ("" stays "", nan is NaN)."""
+def read_tables(folder: Path, names=None) -> dict[str, pd.DataFrame]:
+    """The tables a :class:`CsvSink` wrote to ``folder`` (all, or those in ``names``), with their
+    types ("" stays "", nan is NaN)."""
     tables = {}
     for table, spec in SCHEMA.items():
+        if names is not None and table not in names:
+            continue
         dtypes = {name: _DTYPES[kind] if kind != "s" else str for name, kind in spec}
         na = {name: ["nan"] for name, kind in spec if kind == "f"}
         tables[table] = pd.read_csv(Path(folder) / f"{table}.csv.gz", dtype=dtypes, keep_default_na=False,

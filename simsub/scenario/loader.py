@@ -8,6 +8,7 @@ expected; unknown keys get a "did you mean" suggestion.
 from __future__ import annotations
 
 import copy
+import hashlib
 import difflib
 import ipaddress
 import math
@@ -25,8 +26,8 @@ from ..policy.ratelimit import ALGORITHMS
 from ..units import format_duration, parse_duration
 from .files import check_depth, default_scenario_path, one_line, read_scenario_file
 from .params import ParamError, check_params, check_value, substitute, substitute_text, undeclared
-from .types import (MTA, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig, ReputationList, Scenario,
-                    population_default)
+from .types import (MTA, TRACE_FILES, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig,
+                    ReputationList, Scenario, TraceSpec, population_default)
 
 _MISSING = object()
 
@@ -315,7 +316,8 @@ class Loader:
 
 # --------------------------------------------------------------------------- scenario
 _TOP = ("scenario", "origins", "populations", "mta", "policies", "queue", "destinations", "reputation", "operator",
-        "params")
+        "trace", "params")
+_TRACE = ("tables", "users", "bots", "flagged", "sha256")
 _SCENARIO = ("name", "description", "horizon", "seed", "default_policy", "bin")
 _ORIGIN = ("hostname", "rtt", "mynetworks", "network", "description")
 _POPULATION_COMMON = ("name", "kind", "count", "origins", "recipients", "patience", "connect_timeout",
@@ -431,6 +433,10 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
         loader.fail("scenario.default_policy", f"no policy named {default_policy!r} (have: {', '.join(policies)}){_hint(default_policy, policies)}")
 
     queue, destinations, reputation, operator = _behind_the_front_end(loader, top)
+    trace = _trace(loader, top, populations, file, queue is not None)
+    if trace is not None:  # the resolved data names the tables by content, so cached runs follow them
+        resolution.raw["trace"] = {**resolution.raw["trace"], "tables": str(trace.tables.resolve()),
+                                   "sha256": trace.digest}
 
     return Scenario(
         name=name,
@@ -447,11 +453,54 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
         destinations=destinations,
         reputation=reputation,
         operator=operator,
+        trace=trace,
         source=file,
         raw=resolution.raw,
         label=source,
         params=resolution.params,
     )
+
+
+def _trace(loader: Loader, top: Section, populations: list[Population], file: Path | None,
+           has_queue: bool) -> TraceSpec | None:
+    """``[trace]``: a parsed maillog whose submissions replace a user and a bot population."""
+    if not top.has("trace"):
+        return None
+    section = top.table("trace", _TRACE)
+    if has_queue:
+        loader.fail("trace", "a replayed maillog covers the front end only: remove [queue] (and [[destinations]], "
+                    "[reputation], [operator]) from a scenario with [trace]")
+    folder = Path(section.string("tables"))
+    if not folder.is_absolute() and file is not None:
+        folder = Path(file).parent / folder
+    missing = [name for name in TRACE_FILES if not (folder / name).is_file()]
+    if missing:
+        loader.fail(section.key("tables"), f"{folder} is not a folder of parsed maillog tables (missing "
+                    f"{', '.join(missing)}; make one with: simsub maillog parse LOG... --out {folder})")
+    by_name = {p.name: p for p in populations}
+    chosen = {}
+    for key, kind in (("users", "user"), ("bots", "bot")):
+        name = section.string(key) if section.has(key) else None
+        if name is not None and (name not in by_name or by_name[name].kind != kind):
+            have = [p.name for p in populations if p.kind == kind]
+            loader.fail(section.key(key), f"no {kind} population named {name!r} (have: {', '.join(have) or 'none'})")
+        chosen[key] = name
+    if chosen["users"] is None and chosen["bots"] is None:
+        loader.fail("trace", "name the population the logged mail replaces: users = \"NAME\" and/or bots = \"NAME\"")
+    flagged = section.raw("flagged", [])
+    if not isinstance(flagged, list) or not all(isinstance(a, str) and a for a in flagged):
+        loader.fail(section.key("flagged"), "expected a list of logins, e.g. [\"alice\", \"bob\"]")
+    if flagged and chosen["bots"] is None:
+        loader.fail(section.key("flagged"), "flagged logins replay as bots: name the bot population (bots = \"NAME\")")
+    digest = hashlib.sha256()
+    for name in TRACE_FILES:
+        digest.update(name.encode())
+        digest.update((folder / name).read_bytes())
+    stated = section.string("sha256") if section.has("sha256") else None
+    if stated is not None and stated != digest.hexdigest():
+        loader.fail(section.key("sha256"), f"the tables in {folder} changed since this scenario was written "
+                    "(their sha256 differs); remove the key to accept the new tables")
+    return TraceSpec(folder, chosen["users"], chosen["bots"], frozenset(flagged), digest.hexdigest())
 
 
 def _origin(origins: Section, name: str, index: int) -> Origin:
