@@ -319,3 +319,20 @@ def test_expire_forgets_every_key_after_a_long_silence_and_none_too_early(name):
     assert c.expire(0.0) == 0 and len(c) == 100  # just used: all still matter
     assert c.expire(3600.0) == 100 and len(c) == 0
     assert c.state()["keys"] == {}
+
+
+def test_the_comparison_table_in_docs_matches_the_code():
+    """docs/limiters.md shows one stream through every algorithm; recompute it."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "limiters.md").read_text(encoding="utf-8")
+    table = text[text.index("| t (s) |"):].split("\n\n", 1)[0].splitlines()
+    times = [float(v) for v in table[0].strip("|").split("|")[1:]]
+    checked = 0
+    for line in table[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        name = cells[0].split("`")[1]
+        counter = EximRate(3, 60, strict=True) if "strict" in cells[0] else ALGORITHMS[name](3, 60)
+        assert [counter.try_take("k", t) for t in times] == [c == "✓" for c in cells[1:]], cells[0]
+        checked += 1
+    assert checked == 8
