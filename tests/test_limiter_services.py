@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -15,37 +15,18 @@ from simsub.policy.services import DistinctSpec, RateLimitSpec, client_network
 
 from .conftest import make_scenario
 from .test_dialogue import bot
+from .test_distinct import FakeClient, FakeRequest
+
+
+Client = FakeClient
+ModelRequest = FakeRequest  # as the model makes requests: no sender attribute
 
 
 @dataclass
-class Client:
-    address: str
-    origin: int = 0
-    hostname: str = "unknown"
-    mynetworks: bool = False
+class Request(FakeRequest):
+    """A policy request as a daemon builds it, with the envelope sender."""
 
-
-@dataclass
-class Request:
-    """A policy request as a daemon builds it (with a sender)."""
-
-    client: Client
-    sasl_username: str
-    message_id: int
     sender: str = ""
-    recipient_count: int = 1
-    decisions: dict = field(default_factory=dict)
-
-
-@dataclass
-class ModelRequest:
-    """A request as the model makes it: no sender attribute."""
-
-    client: Client
-    sasl_username: str
-    message_id: int
-    recipient_count: int = 1
-    decisions: dict = field(default_factory=dict)
 
 
 def spec(**keys):
@@ -64,8 +45,8 @@ def req(user="alice", address="192.0.2.7", sender=None, message_id=None, recipie
     req.n = getattr(req, "n", 0) + 1
     mid = req.n if message_id is None else message_id
     if sender is None:
-        return ModelRequest(Client(address), user, mid, recipients)
-    return Request(Client(address), user, mid, sender, recipients)
+        return ModelRequest(Client(address), user, mid, recipient_count=recipients)
+    return Request(Client(address), user, mid, recipient_count=recipients, sender=sender)
 
 
 # ------------------------------------------------------------------ keys
