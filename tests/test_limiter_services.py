@@ -241,3 +241,8 @@ def test_export_contract_names_a_combined_key_and_the_data_count():
     text = service_contract(spec(key=("sasl_username", "client_network"), count="recipients_at_data"))
     assert "for each sasl_username+client_network" in text
     assert "all of a message's at once at DATA" in text
+    assert "in a fixed window of 3600 s" in text
+    exim = service_contract(spec(algorithm="exim", strict=True))
+    assert "at most 2 messages in a smoothed Exim-style (strict) period of 3600 s" in exim
+    leaky = service_contract(spec(algorithm="leaky_bucket", burst=7.0))
+    assert "in a Rspamd-style leaky-bucket period (burst 7) of 3600 s" in leaky

@@ -71,6 +71,15 @@ class RateLimitSpec:
         """The key for people: ``sasl_username`` or ``sasl_username+client_network``."""
         return "+".join(self.fields)
 
+    @property
+    def algorithm_text(self) -> str:
+        """The algorithm for people, as in "at most 100 messages in a fixed window of 3600 s"."""
+        return {"postfwd": "postfwd window (opened by each key's first request)",
+                "quota": "policyd v2 quota (linear decay) period",
+                "leaky_bucket": f"Rspamd-style leaky-bucket period (burst {self.burst or self.limit:g})",
+                "exim": f"smoothed Exim-style ({'strict' if self.strict else 'leaky'}) period",
+        }.get(self.algorithm, f"{self.algorithm} window")
+
     def build(self) -> "RateLimitService":
         return RateLimitService(self)
 

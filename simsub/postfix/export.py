@@ -140,7 +140,7 @@ def service_contract(spec: RateLimitSpec | DistinctSpec) -> str:
     if isinstance(spec, RateLimitSpec):
         per = COUNT_TEXT[spec.count]
         return (f"count one per {per} for each {spec.key_text}, at most {spec.limit:g} {spec.count} in a "
-                f"{spec.algorithm} window of {spec.window:g} s; beyond it {action}, else DUNNO "
+                f"{spec.algorithm_text} of {spec.window:g} s; beyond it {action}, else DUNNO "
                 "(e.g. policyd-rate-limit or postfwd).")
     return (f"count the distinct {spec.distinct} values each sasl_username logs in from over the last "
             f"{spec.window:g} s; above {spec.limit} {action}, else DUNNO (one decision per message).")
