@@ -246,3 +246,18 @@ def test_export_contract_names_a_combined_key_and_the_data_count():
     assert "at most 2 messages in a smoothed Exim-style (strict) period of 3600 s" in exim
     leaky = service_contract(spec(algorithm="leaky_bucket", burst=7.0))
     assert "in a Rspamd-style leaky-bucket period (burst 7) of 3600 s" in leaky
+
+
+def test_the_example_policy_in_docs_loads_and_runs():
+    import tomllib
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "limiters.md").read_text(encoding="utf-8")
+    example = text.split("## An example", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    policies = tomllib.loads(example)["policies"]
+    scenario = make_scenario([bot(pause="10s", recipients=3)], policies=policies, horizon="60s")
+    services = scenario.policies["field-limits"].services
+    assert services["per-login"].overrides == (("listowner1", 2000.0),)
+    assert services["per-network"].fields == ("sasl_username", "client_network")
+    outcomes = simsub.run(scenario, policy="field-limits", seed=1).messages["outcome"].astype(str)
+    assert set(outcomes) == {"accepted"}
