@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..policy.policy import LIST_KEYS, Policy
 from ..policy.pcre_map import closing_delimiter, logical_lines
 from ..policy.restrictions import tokenize
-from ..policy.services import DistinctSpec, RateLimitSpec
+from ..policy.services import COUNT_TEXT, DistinctSpec, RateLimitSpec
 from ..scenario.types import Scenario
 
 #: simsub list key -> Postfix parameter.
@@ -138,9 +138,9 @@ def service_contract(spec: RateLimitSpec | DistinctSpec) -> str:
     """What a policy daemon must answer to stand in for a simsub service, in one sentence."""
     action = "reject and disable the account" if spec.action == "LOCK" else f"answer action={spec.action}"
     if isinstance(spec, RateLimitSpec):
-        per = "message (at its first RCPT)" if spec.count == "messages" else "recipient"
-        return (f"count one per {per} for each {spec.key}, at most {spec.limit:g} {spec.count} in a "
-                f"{spec.algorithm} window of {spec.window:g} s; beyond it {action}, else DUNNO "
+        per = COUNT_TEXT[spec.count]
+        return (f"count one per {per} for each {spec.key_text}, at most {spec.limit:g} {spec.count} in a "
+                f"{spec.algorithm_text} of {spec.window:g} s; beyond it {action}, else DUNNO "
                 "(e.g. policyd-rate-limit or postfwd).")
     return (f"count the distinct {spec.distinct} values each sasl_username logs in from over the last "
             f"{spec.window:g} s; above {spec.limit} {action}, else DUNNO (one decision per message).")

@@ -326,7 +326,10 @@ _POPULATION_USER = ("messages_per_day", "diurnal", "retries", "retry_interval")
 _POPULATION_BOT = ("start", "stop", "accounts", "accounts_from", "parallel", "pause", "ramp", "forged_sender")
 _MTA = ("process_limit", "backlog", "reply_time", "soft_error_limit", "hard_error_limit", "error_sleep_time")
 _POLICY = ("description", "smtpd_delay_reject", "maps", "services") + LIST_KEYS
-_SERVICE = ("type", "key", "count", "limit", "window", "algorithm", "action", "description")
+_SERVICE = ("type", "key", "count", "limit", "window", "algorithm", "action", "strict", "burst", "overrides",
+            "description")
+#: Service keys that only one algorithm has.
+_ALGORITHM_ONLY = {"strict": "exim", "burst": "leaky_bucket"}
 _DISTINCT_SERVICE = ("type", "key", "distinct", "limit", "window", "action", "description")
 #: Shortest interval of a periodic process (deferred-queue scans, operator checks): shorter ones
 #: flood the event queue and, once the clock is large, stop advancing it (t + interval == t).
@@ -665,20 +668,61 @@ def _policy(loader: Loader, section: Section, name: str):
                 action=s.string("action", "DEFER", choices=ACTIONS),
             )
             continue
-        s = Section(loader, where, body, _SERVICE)
-        services[service_name] = RateLimitSpec(
-            name=service_name,
-            key=s.string("key", "sasl_username", choices=KEYS),
-            count=s.string("count", "messages", choices=COUNTS),
-            limit=s.number("limit", minimum=0, exclusive=True),
-            window=s.duration("window", minimum=MIN_WINDOW_S),  # t // window must stay finite
-            algorithm=s.string("algorithm", "fixed", choices=tuple(ALGORITHMS)),
-            action=s.string("action", "DEFER", choices=ACTIONS),
-        )
+        services[service_name] = _ratelimit_service(loader, Section(loader, where, body, _SERVICE), service_name)
     try:
         return compile_policy(name, delay_reject, lists, dict(maps_raw), services)
     except PolicyConfigError as exc:
         loader.fail(section.key(exc.key), str(exc))
+
+
+def _ratelimit_service(loader: Loader, s: Section, name: str) -> RateLimitSpec:
+    algorithm = s.string("algorithm", "fixed", choices=tuple(ALGORITHMS))
+    for option, owner in _ALGORITHM_ONLY.items():
+        if s.has(option) and algorithm != owner:
+            loader.fail(s.key(option), f"only algorithm {owner!r} has {option!r} (this service's algorithm is {algorithm!r})")
+    limit = s.number("limit", minimum=0, exclusive=True)
+    return RateLimitSpec(
+        name=name,
+        key=_service_key(loader, s),
+        count=s.string("count", "messages", choices=COUNTS),
+        limit=limit,
+        window=s.duration("window", minimum=MIN_WINDOW_S),  # t // window must stay finite
+        algorithm=algorithm,
+        action=s.string("action", "DEFER", choices=ACTIONS),
+        strict=s.boolean("strict", False),
+        burst=s.number("burst", minimum=0, exclusive=True) if s.has("burst") else None,
+        overrides=_overrides(loader, s),
+    )
+
+
+def _service_key(loader: Loader, s: Section) -> str | tuple[str, ...]:
+    """``key``: one request attribute, or a list of them counted per combination."""
+    value = s.raw("key", "sasl_username")
+    if isinstance(value, str):
+        return s.string("key", "sasl_username", choices=KEYS)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        loader.fail(s.key("key"), f"expected one of {', '.join(KEYS)} or a list of them, got {_show(value)}")
+    for field in value:
+        if field not in KEYS:
+            loader.fail(s.key("key"), f"expected a list of {', '.join(KEYS)}, got {field!r}{_hint(field, KEYS)}")
+    if len(set(value)) < len(value):
+        loader.fail(s.key("key"), f"lists an attribute twice: {value}")
+    return value[0] if len(value) == 1 else tuple(value)
+
+
+def _overrides(loader: Loader, s: Section) -> tuple[tuple[str, float], ...]:
+    """``overrides = { "listowner1" = 2000 }``: key values with their own limit."""
+    table = s.raw("overrides", {})
+    if not isinstance(table, dict):
+        loader.fail(s.key("overrides"), f"expected a table of key value = limit, e.g. {{ \"listowner1\" = 2000 }}, got {_show(table)}")
+    section = Section(loader, s.key("overrides"), table, tuple(table))
+    result = []
+    for value, limit in table.items():
+        where = section.key(value)
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not _finite(limit) or limit <= 0:
+            loader.fail(where, f"expected a limit > 0 for this key value, got {_show(limit)}")
+        result.append((value, float(limit)))
+    return tuple(result)
 
 
 # --------------------------------------------------------------------------- behind the front end
