@@ -19,7 +19,8 @@ import pytest
 from simsub.policy.ratelimit import PostfwdRate
 
 POSTFWD = shutil.which("postfwd1") or ("/usr/sbin/postfwd1" if Path("/usr/sbin/postfwd1").exists() else None)
-pytestmark = pytest.mark.skipif(POSTFWD is None, reason="needs Debian's postfwd (apt-get install postfwd)")
+pytestmark = [pytest.mark.postfwd,
+              pytest.mark.skipif(POSTFWD is None, reason="needs Debian's postfwd (apt-get install postfwd; make tools)")]
 
 
 def request(state: str, user: str, recipients: int, n: int) -> str:

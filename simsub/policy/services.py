@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from .limiters.base import StateError
 from .ratelimit import ALGORITHMS
-from .restrictions import COUNT_STAGES, PolicyState, Request, Result, Verdict
+from .restrictions import PolicyState, Request, Result, Verdict
 
 KEYS = ("sasl_username", "client_address", "client_network", "sender")
 DISTINCT = ("client_address", "origin")  # what a DistinctService counts per account
