@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--check", action="store_true",
                      help="verify the run's conservation laws (one outcome per message, recipients accounted for, "
                      "busy slots within the limit, time running forward); SIMSUB_CHECK=1 does it for every run")
+    from .maillog.write import add_arguments as add_maillog_arguments
+    add_maillog_arguments(run)
     _budget_arguments(run)
 
     compare = sub.add_parser("compare", help="every policy on the same seeds: paired comparison report",
@@ -246,9 +248,13 @@ def command_run(args) -> int:
     result = run(scenario, policy=policy, seed=seed, progress=progress, check=True if args.check else None)
     progress.done()
     folder = write_run(result, out, _command_line(args))
+    from .maillog.write import write_from_arguments
+    maillog = write_from_arguments(result, args, folder)
     if not args.quiet:
         print(format_summary(result.summary))
     print(f"results: {folder}")
+    if maillog is not None:
+        print(f"maillog: {maillog}")
     return 0
 
 

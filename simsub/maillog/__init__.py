@@ -1,0 +1,1 @@
+"""Postfix maillogs: read them into tables, fit scenarios to them, write them from simulated runs."""
