@@ -59,6 +59,8 @@ FROM_SOURCE = {
     "sasl-failed": SMTPD + rf"warning: {CLIENT}: SASL LOGIN authentication failed: [^,]+, sasl_username=\S+",
     "bounce": rf"postfix/bounce\[\d+\]: {QID}: (?:sender|postmaster) non-delivery notification: {QID}",
     "expired": rf"postfix/qmgr\[\d+\]: {QID}: from=<[^>]*>, status=expired, returned to sender",
+    "hold": SMTPD + rf"NOQUEUE: hold: RCPT from {CLIENT}: <[^>]+>: Recipient address triggers HOLD action; "
+            r"from=<[^>]*> to=<[^>]*> proto=ESMTP helo=<[^>]*>",
 }
 KINDS = {name: re.compile(STAMP + pattern) for name, pattern in {**FROM_REAL, **FROM_SOURCE}.items()}
 
@@ -74,6 +76,8 @@ def runs():
         "tarpit5": run(TWIN, overrides={"sleep": 5}),
         "refuse": run(TWIN, policy="refuse", overrides={"populations.botnet.recipients": 25}),
         "small": run(MAY, policy="throttle-100h", overrides=SMALL),
+        "hold": run(MAY, policy="throttle-100h",
+                    overrides={**SMALL, "policies.throttle-100h.services.ratelimit.action": "HOLD"}),
     }
 
 
@@ -217,7 +221,7 @@ def pflogsumm_totals(path: Path) -> dict[str, int]:
 
 @pytest.mark.skipif(shutil.which("pflogsumm") is None,
                     reason="pflogsumm is not installed (as root: make pflogsumm, or apt-get install -y pflogsumm)")
-@pytest.mark.parametrize("name", ["small", "refuse", "tarpit5"])
+@pytest.mark.parametrize("name", ["small", "hold", "refuse", "tarpit5"])
 def test_pflogsumm_reads_the_log_with_simsubs_totals(runs, name, tmp_path):
     r = runs[name]
     write_maillog(r, tmp_path / "maillog")

@@ -322,6 +322,17 @@ class Replies:
 
 
 # ---------------------------------------------------------------------------- the writer
+def delivery_records(deliveries: pd.DataFrame | None) -> list[tuple]:
+    """The deliveries table as tuples: (accepted_s, message_id, kind, delivered, bounced,
+    purged, expired, queued, last_delivery_s)."""
+    if deliveries is None:
+        return []
+    d = deliveries
+    return list(zip(d["accepted_s"].to_numpy(), d["message_id"].to_numpy(), d["kind"].astype(str).to_numpy(),
+                    d["delivered"].to_numpy(), d["bounced"].to_numpy(), d["purged"].to_numpy(),
+                    d["expired"].to_numpy(), d["queued"].to_numpy(), d["last_delivery_s"].to_numpy()))
+
+
 @dataclass
 class _Message:
     """What the queue side needs of a message the front end accepted."""
@@ -341,7 +352,6 @@ class Writer:
         self.scenario = scenario
         self.messages = messages
         self.sessions = sessions
-        self.deliveries = deliveries
         self.events = events
         self.options = options
         self.replies = Replies(scenario.policies[policy])
@@ -369,6 +379,8 @@ class Writer:
         self.prefix = f" {options.host} "
         self.destinations = [d.name for d in scenario.destinations]
         self._purges = self._purge_times()
+        self.records = delivery_records(deliveries)
+        self.by_message = {int(rec[1]): rec for rec in self.records if rec[2] in ("legit", "spam")}
 
     # -- output plumbing
     def emit(self, t: float, program: str, pid: int, text: str) -> None:
@@ -391,18 +403,15 @@ class Writer:
         accounts = m["account"].astype(str).to_numpy()
         outcomes = m["outcome"].astype(str).to_numpy()
         steps = m["step"].astype(str).to_numpy()
+        bots = (m["kind"] == "bot").to_numpy()
         s_out = self.sessions["outcome"].astype(str).to_numpy()
         s_arr = self.sessions["arrival_s"].to_numpy()
         s_wait = self.sessions["slot_wait_s"].to_numpy()
         s_hold = self.sessions["slot_hold_s"].to_numpy()
         orphans = sorted(children.pop(None, []), key=lambda r: (r[0], r[1]))
-        emit_master = True
+        self.emit(0.0, "postfix/master", self.master, "daemon started -- version 3.7.11, configuration /etc/postfix")
         for i in range(len(m)):
             first = float(cols["first_attempt_s"][i])
-            if emit_master:
-                self.emit(min(first, 0.0), "postfix/master", self.master,
-                          "daemon started -- version 3.7.11, configuration /etc/postfix")
-                emit_master = False
             while orphans and orphans[0][0] <= first:
                 self._queued(orphans.pop(0), None, children)
             yield from self.flush(first)
@@ -419,19 +428,19 @@ class Writer:
                 accepted = int(cols["recipients_accepted"][i]) if last else 0
                 at = float(cols["accepted_s"][i]) if last else math.nan
                 start = float(s_arr[row] + s_wait[row])
-                msg = self._session(mid, name, address, rtt, account, sender, int(cols["recipients"][i]), outcome,
-                                    step, accepted, at, start, start + float(s_hold[row]), s_out[row]) or msg
-            if msg is not None and self.deliveries is not None:
-                row = self._delivery_rows.get(mid)
-                if row is not None:
-                    self._queued(row, msg, children)
+                end = start + float(s_hold[row])
+                msg = self._session(mid, name, address, rtt, account, sender, int(cols["recipients"][i]),
+                                    bool(bots[i]), outcome, step, accepted, at, start, end, s_out[row]) or msg
+            row = self.by_message.get(mid) if msg is not None else None
+            if row is not None:
+                self._queued(row, msg, children)
         for orphan in orphans:
             self._queued(orphan, None, children)
         yield from self.flush(math.inf)
 
     # -- the smtpd side
     def _session(self, mid: int, name: str, address: str, rtt: float, account: str, sender: str, n: int,
-                 outcome: str, step: str, accepted: int, accepted_at: float, start: float, end: float,
+                 spam: bool, outcome: str, step: str, accepted: int, accepted_at: float, start: float, end: float,
                  session_outcome: str) -> _Message | None:
         """One connection's smtpd lines; returns the queued message if it was accepted."""
         if session_outcome in ("refused", "abandoned"):
@@ -441,7 +450,7 @@ class Writer:
         pid = self.smtpd.take(start, end)
         service = f"{self.options.service}/smtpd"
         r, h = self.reply_time, rtt / 2
-        recipients = [self._recipient(mid, k) for k in range(n)]
+        recipients = [self._recipient(mid, k, spam) for k in range(n)]
 
         # Server times of the replies to command j (0 banner, 1 EHLO, 2 AUTH, 3 MAIL,
         # 4.. RCPT, then DATA, end of data, QUIT) with no sleeps, then the sleeps the
@@ -502,6 +511,11 @@ class Writer:
                 if step == "mail" and timeout:
                     reason = "lost connection after MAIL"
         if reached >= 4:
+            action = {"held": "hold", "discarded": "discard"}.get(outcome)
+            if action:  # logged while the first RCPT is checked, before the queue file exists
+                events.append((4, f"NOQUEUE: {action}: RCPT from {{c}}: <{recipients[0]}>: Recipient address "
+                                  f"triggers {action.upper()} action; from=<{sender}> to=<{recipients[0]}> "
+                                  f"proto=ESMTP helo=<{helo}>"))
             if step == "rcpt" and timeout:
                 # An impatient client hangs up waiting for a (slow) reply: smtpd finishes
                 # that RCPT and then finds the connection gone (as the twin's Postfix logs).
@@ -545,11 +559,6 @@ class Writer:
                                + self.replies.text("end_of_data", rejected, client, helo, sender, "")
                                + f"; from=<{sender}> proto=ESMTP helo=<{helo}>"))
             # a client that hangs up waiting for the final 250: smtpd logs no "lost connection" there
-        hold_or_discard = {"held": "hold", "discarded": "discard"}.get(outcome)
-        if hold_or_discard:
-            events.append((4, f"NOQUEUE: {hold_or_discard}: RCPT from {{c}}: <{recipients[0]}>: Recipient address "
-                              f"triggers {hold_or_discard.upper()} action; from=<{sender}> to=<{recipients[0]}> "
-                              f"proto=ESMTP helo=<{helo}>"))
         if reason is None and not timeout:
             ok("quit")
             j_last += 1
@@ -595,12 +604,12 @@ class Writer:
         self.serial += 1
         return self.serial
 
-    def _recipient(self, mid: int, k: int) -> str:
+    def _recipient(self, mid: int, k: int, spam: bool) -> str:
         """Recipient k of message ``mid``; the tables do not say which destination each
-        went to, so destinations are dealt out by their legitimate shares."""
+        went to, so destinations are dealt out by their legitimate (or spam) shares."""
         if not self.destinations:
             return f"r{k}@example.net"
-        shares = [d.legit_share for d in self.scenario.destinations]
+        shares = [d.spam_share if spam else d.legit_share for d in self.scenario.destinations]
         total = sum(shares) or 1.0
         u = ((mid * 7 + k * 13) % 100 + 0.5) / 100  # deterministic, evenly spread
         acc = 0.0
@@ -611,21 +620,6 @@ class Writer:
         return f"r{k}.m{mid}@{name}.example"
 
     # -- the queue side
-    @property
-    def _delivery_rows(self) -> dict[int, tuple]:
-        if not hasattr(self, "_rows"):
-            self._rows = {}
-            if self.deliveries is not None:
-                d = self.deliveries
-                kinds = d["kind"].astype(str).to_numpy()
-                for idx, rec in enumerate(zip(d["accepted_s"].to_numpy(), d["message_id"].to_numpy(), kinds,
-                                              d["delivered"].to_numpy(), d["bounced"].to_numpy(),
-                                              d["purged"].to_numpy(), d["expired"].to_numpy(),
-                                              d["queued"].to_numpy(), d["last_delivery_s"].to_numpy())):
-                    if rec[2] in ("legit", "spam"):
-                        self._rows[int(rec[1])] = rec
-        return self._rows
-
     def _bounce_children(self) -> dict:
         """Bounces are not linked to the message they report on.  A message needs one
         for its rejected recipients (expected soon after it was queued) and one when it
@@ -633,13 +627,7 @@ class Writer:
         the earliest such expectation already due; one left over (a later pass) goes to
         the latest message due, or stands alone."""
         children: dict = {}
-        if self.deliveries is None:
-            return children
-        d = self.deliveries
-        kinds = d["kind"].astype(str).to_numpy()
-        recs = list(zip(d["accepted_s"].to_numpy(), d["message_id"].to_numpy(), kinds, d["delivered"].to_numpy(),
-                        d["bounced"].to_numpy(), d["purged"].to_numpy(), d["expired"].to_numpy(),
-                        d["queued"].to_numpy(), d["last_delivery_s"].to_numpy()))
+        recs = self.records
         queue = self.scenario.queue
         for child_kind, parent_kinds, lifetime in (
                 ("bounce", ("legit", "spam"), queue.maximal_queue_lifetime if queue else 0.0),
