@@ -379,6 +379,10 @@ class Writer:
         self.prefix = f" {options.host} "
         self.destinations = [d.name for d in scenario.destinations]
         self._purges = self._purge_times()
+        self._relays: dict[str, str] = {}
+        for kind in ("legit", "spam"):  # cumulative destination shares, for _recipient
+            shares = np.array([getattr(d, f"{kind}_share") for d in scenario.destinations], dtype=float)
+            setattr(self, f"_{kind}_cumulative", list(np.cumsum(shares) / shares.sum()) if len(shares) else [])
         self.records = delivery_records(deliveries)
         self.by_message = {int(rec[1]): rec for rec in self.records if rec[2] in ("legit", "spam")}
 
@@ -609,14 +613,9 @@ class Writer:
         went to, so destinations are dealt out by their legitimate (or spam) shares."""
         if not self.destinations:
             return f"r{k}@example.net"
-        shares = [d.spam_share if spam else d.legit_share for d in self.scenario.destinations]
-        total = sum(shares) or 1.0
-        u = ((mid * 7 + k * 13) % 100 + 0.5) / 100  # deterministic, evenly spread
-        acc = 0.0
-        for name, share in zip(self.destinations, shares):
-            acc += share / total
-            if u <= acc:
-                break
+        u = ((mid * 7 + k * 13) % 100 + 0.5) / 100  # deterministic, evenly spread over (0, 1)
+        cumulative = self._spam_cumulative if spam else self._legit_cumulative
+        name = self.destinations[min(bisect.bisect_left(cumulative, u), len(cumulative) - 1)]
         return f"r{k}.m{mid}@{name}.example"
 
     # -- the queue side
@@ -666,7 +665,7 @@ class Writer:
         if msg is None:  # a bounce: from the mailer daemon, to the sender of what bounced
             qid = queue_id(t_in, self._next_serial())
             msg = _Message(qid, "", [f"postmaster@{self.options.domain}" if kind == "double_bounce"
-                                     else f"bounce-rcpt{-mid}@{self.options.domain}"], 2200 + (-mid * 97) % 2048,
+                                     else f"sender{-mid}@{self.options.domain}"], 2200 + (-mid * 97) % 2048,
                            "")
             self.emit(t_in, "postfix/cleanup", self.cleanup.take(),
                       f"{qid}: message-id=<{(self.options.start + timedelta(seconds=t_in)):%Y%m%d%H%M%S}"
@@ -680,41 +679,39 @@ class Writer:
         t_done = t_in
         k = 0
 
-        def line(t, to, status, dsn, detail, agent_time=0.3):
-            nonlocal t_done
+        def group(t: float, count: int, status: str, dsn: str, detail, agent_time: float = 0.3) -> None:
+            """``count`` recipients' lines with one outcome at one time; ``detail(host)`` is the reply."""
+            nonlocal t_done, k
+            if count <= 0:
+                return
             total = max(t - t_in, 0.0)
             p = min(total, CLEANUP_S)
             x = min(total - p, agent_time)
-            a = total - p - x
-            relay = "local" if local else self._relay(to)
+            delays = (f"delay={format_delay(total)}, delays={format_delay(p)}/{format_delay(total - p - x)}/0/"
+                      f"{format_delay(x)}, dsn={dsn}, status={status}")
             program, pid = ("postfix/local", self.local.take()) if local else \
                 ("postfix/smtp", self.smtp[self.serial % len(self.smtp)].take())
-            self.emit(t, program, pid, f"{qid}: to=<{to}>, relay={relay}, delay={format_delay(total)}, "
-                      f"delays={format_delay(p)}/{format_delay(a)}/0/{format_delay(x)}, dsn={dsn}, "
-                      f"status={status} ({detail})")
+            for _ in range(count):
+                to = rcpts[k % len(rcpts)]
+                k += 1
+                relay = "local" if local else self._relay(to)
+                self.emit(t, program, pid, f"{qid}: to=<{to}>, relay={relay}, {delays} ({detail(relay)})")
             t_done = max(t_done, t)
 
-        for _ in range(int(delivered)):
-            to = rcpts[k % len(rcpts)]
-            k += 1
-            t = float(last) if not math.isnan(last) else t_in
-            if local:
-                line(t, to, "sent", "2.0.0", "delivered to mailbox", 0.01)
-            else:
-                line(t, to, "sent", "2.0.0", f"250 2.0.0 Ok: queued as {queue_id(t, mid)}")
-        t_bounce = bounce_at[0] if bounce_at else (float(last) if not math.isnan(last) else t_in)
-        for _ in range(int(bounced)):
-            to = rcpts[k % len(rcpts)]
-            k += 1
-            host = self._relay(to).rsplit(":", 1)[0] if not local else "local"
-            line(t_bounce, to, "bounced", "5.7.1",
-                 f"host {host} said: 550 5.7.1 Message rejected (in reply to end of DATA command)")
-        for _ in range(int(expired) + int(queued)):
-            to = rcpts[k % len(rcpts)]
-            k += 1
-            host = self._relay(to).rsplit(":", 1)[0] if not local else "local"
-            line(min(t_in + 1.0, bounce_at[-1] if bounce_at and expired else math.inf), to, "deferred", "4.7.0",
-                 f"host {host} said: 421 4.7.0 Try again later (in reply to end of DATA command)")
+        t_last = float(last) if not math.isnan(last) else t_in
+        if local:
+            group(t_last, int(delivered), "sent", "2.0.0", lambda relay: "delivered to mailbox", 0.01)
+        else:
+            queued_as = f"250 2.0.0 Ok: queued as {queue_id(t_last, mid)}"
+            group(t_last, int(delivered), "sent", "2.0.0", lambda relay: queued_as)
+        group(bounce_at[0] if bounce_at else t_last, int(bounced), "bounced", "5.7.1",
+              lambda relay: f"host {relay.rsplit(':', 1)[0]} said: 550 5.7.1 Message rejected "
+                            "(in reply to end of DATA command)")
+        # The table keeps no deferral times: one deferred line per recipient that was
+        # still queued at the end or expired, a second after it entered the queue.
+        group(min(t_in + 1.0, bounce_at[-1] if bounce_at and expired else math.inf), int(expired) + int(queued),
+              "deferred", "4.7.0", lambda relay: f"host {relay.rsplit(':', 1)[0]} said: 421 4.7.0 Try again later "
+                                                 "(in reply to end of DATA command)")
         if expired:
             t_exp = bounce_at[-1] if bounce_at else t_done
             self.emit(t_exp, "postfix/qmgr", self.qmgr, f"{qid}: from=<{msg.sender}>, status=expired, "
@@ -743,6 +740,12 @@ class Writer:
 
     def _relay(self, to: str) -> str:
         domain = to.rsplit("@", 1)[1]
+        found = self._relays.get(domain)
+        if found is None:
+            found = self._relays[domain] = self._relay_of(domain)
+        return found
+
+    def _relay_of(self, domain: str) -> str:
         name = domain.removesuffix(".example")
         k = self.destinations.index(name) + 1 if name in self.destinations else 254
         return f"mx.{domain}[{MX_NETWORK}{k}]:25"
