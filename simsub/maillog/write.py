@@ -401,8 +401,8 @@ class Writer:
         m = self.messages
         attempts = message_sessions(m, self.sessions, self.scenario)
         children = self._bounce_children()
-        cols = {name: m[name].to_numpy() for name in ("message_id", "client", "recipients", "first_attempt_s",
-                                                    "accepted_s", "recipients_accepted")}
+        cols = {name: m[name].to_numpy() for name in ("message_id", "client", "recipients", "accepted_s",
+                                                    "recipients_accepted")}
         pops = m["population"].cat.codes.to_numpy()
         accounts = m["account"].astype(str).to_numpy()
         outcomes = m["outcome"].astype(str).to_numpy()
@@ -414,30 +414,28 @@ class Writer:
         s_hold = self.sessions["slot_hold_s"].to_numpy()
         orphans = sorted(children.pop(None, []), key=lambda r: (r[0], r[1]))
         self.emit(0.0, "postfix/master", self.master, "daemon started -- version 3.7.11, configuration /etc/postfix")
-        for i in range(len(m)):
-            first = float(cols["first_attempt_s"][i])
-            while orphans and orphans[0][0] <= first:
+        # Sessions in the order smtpd took them (so that processes are handed out in
+        # time order); every line of a session, and of its message in the queue, comes
+        # at or after that moment, so what is older can be written out.
+        plan = sorted((float(s_arr[row] + s_wait[row]), i, k, row)
+                      for i, rows in enumerate(attempts) for k, row in enumerate(rows))
+        for start, i, k, row in plan:
+            while orphans and orphans[0][0] <= start:
                 self._queued(orphans.pop(0), None, children)
-            yield from self.flush(first)
+            yield from self.flush(start)
             name, address, rtt = self.clients.get(int(pops[i]), int(cols["client"][i]))
             mid = int(cols["message_id"][i])
-            account = accounts[i]
-            sender = f"{account}@{self.options.domain}"
-            rows = attempts[i]
-            msg = None
-            for k, row in enumerate(rows):
-                last = k == len(rows) - 1
-                outcome = outcomes[i] if last else s_out[row]
-                step = steps[i] if last else "rcpt"  # earlier attempts: where a 4xx or timeout usually falls
-                accepted = int(cols["recipients_accepted"][i]) if last else 0
-                at = float(cols["accepted_s"][i]) if last else math.nan
-                start = float(s_arr[row] + s_wait[row])
-                end = start + float(s_hold[row])
-                msg = self._session(mid, name, address, rtt, account, sender, int(cols["recipients"][i]),
-                                    bool(bots[i]), outcome, step, accepted, at, start, end, s_out[row]) or msg
-            row = self.by_message.get(mid) if msg is not None else None
-            if row is not None:
-                self._queued(row, msg, children)
+            last = k == len(attempts[i]) - 1
+            outcome = outcomes[i] if last else s_out[row]
+            step = steps[i] if last else "rcpt"  # earlier attempts: where a 4xx or timeout usually falls
+            msg = self._session(mid, name, address, rtt, accounts[i], f"{accounts[i]}@{self.options.domain}",
+                                int(cols["recipients"][i]), bool(bots[i]), outcome, step,
+                                int(cols["recipients_accepted"][i]) if last else 0,
+                                float(cols["accepted_s"][i]) if last else math.nan,
+                                start, start + float(s_hold[row]), s_out[row])
+            queued = self.by_message.get(mid) if msg is not None and last else None
+            if queued is not None:
+                self._queued(queued, msg, children)
         for orphan in orphans:
             self._queued(orphan, None, children)
         yield from self.flush(math.inf)
