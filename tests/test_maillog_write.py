@@ -37,6 +37,34 @@ RETRIES = {"populations.subscribers.count": 20, "populations.subscribers.message
            "policies.throttle-100h.services.ratelimit.limit": 1,
            "policies.throttle-100h.services.ratelimit.window": "10m"}
 
+# A refusal at every stage, and the pre-greet idiom against bots that talk too early.
+STAGE_POLICIES = """
+[policies.at-connect]
+smtpd_delay_reject = false
+client_restrictions = ["permit_mynetworks", "reject"]
+[policies.at-ehlo]
+smtpd_delay_reject = false
+helo_restrictions = ["permit_mynetworks", "defer"]
+[policies.at-mail]
+smtpd_delay_reject = false
+sender_restrictions = ["permit_mynetworks", "check_client_access pcre:bad"]
+[policies.at-mail.maps]
+bad = "/^unknown$/ REJECT"
+[policies.at-data]
+data_restrictions = ["permit_mynetworks", "check_client_access pcre:bad"]
+[policies.at-data.maps]
+bad = "/^unknown$/ DEFER"
+[policies.at-eod]
+end_of_data_restrictions = ["permit_mynetworks", "check_client_access pcre:bad"]
+[policies.at-eod.maps]
+bad = "/^unknown$/ REJECT"
+[policies.pregreet]
+smtpd_delay_reject = false
+client_restrictions = ["permit_mynetworks", "sleep 1", "reject_unauth_pipelining"]
+"""
+STAGES = {"at-connect": "CONNECT", "at-ehlo": "EHLO", "at-mail": "MAIL", "at-data": "DATA",
+          "at-eod": "END-OF-MESSAGE", "pregreet": "CONNECT"}
+
 # Line formats.  The first group is written from real lines (tests/fixtures/maillog-real, Postfix
 # 3.7.11 under `simsub twin`) and must match some of them; the second has no real line here (the
 # twin has no SASL backend, delivers to discard, bounces nothing) and follows Postfix's source:
@@ -66,6 +94,7 @@ FROM_SOURCE = {
     "sasl-failed": SMTPD + rf"warning: {CLIENT}: SASL LOGIN authentication failed: [^,]+, sasl_username=\S+",
     "bounce": rf"postfix/bounce\[\d+\]: {QID}: (?:sender|postmaster) non-delivery notification: {QID}",
     "expired": rf"postfix/qmgr\[\d+\]: {QID}: from=<[^>]*>, status=expired, returned to sender",
+    "pipelining": SMTPD + rf"improper command pipelining after (?:CONNECT|DATA) from {CLIENT}: .+\\r\\n",
     "hold": SMTPD + rf"NOQUEUE: hold: RCPT from {CLIENT}: <[^>]+>: Recipient address triggers HOLD action; "
             r"from=<[^>]*> to=<[^>]*> proto=ESMTP helo=<[^>]*>",
 }
@@ -77,8 +106,17 @@ def kind_of(line: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def runs():
-    return {
+def stage_runs(tmp_path_factory):
+    path = tmp_path_factory.mktemp("scenario") / "stages.toml"
+    path.write_text(TWIN.read_text() + STAGE_POLICIES)
+    # bots that talk when the banner is 0.5 s late (the pre-greet sleep is 1 s)
+    talk = {"populations.botnet.on_timeout": "talk", "populations.botnet.connect_timeout": "0.5s"}
+    return {name: run(path, policy=name, overrides=talk) for name in STAGES}
+
+
+@pytest.fixture(scope="module")
+def runs(stage_runs):
+    return {**stage_runs,
         "tarpit3": run(TWIN, overrides={"sleep": 3}),
         "tarpit5": run(TWIN, overrides={"sleep": 5}),
         "refuse": run(TWIN, policy="refuse", overrides={"populations.botnet.recipients": 25}),
@@ -157,6 +195,23 @@ def test_connects_disconnects_and_queue_ids_match_the_tables(runs, logs):
                 pid, what = m.groups()
                 assert pids_open.get(pid, False) == (what == "disconnect"), (name, line)
                 pids_open[pid] = what == "connect"
+
+
+def test_refusals_are_logged_at_their_stage(runs):
+    for name, stage in STAGES.items():
+        r = runs[name]
+        refused = int(r.messages["outcome"].isin(["rejected", "deferred"]).sum())
+        assert refused > 0, name
+        lines = list(maillog_lines(r.scenario, r.policy, r.seed, r.messages, r.sessions))
+        rejects = [line for line in lines if ": reject: " in line]
+        assert len(rejects) == refused and all(f": reject: {stage} from " in line for line in rejects), name
+        if name == "pregreet":
+            assert all("503 5.5.0" in line and "Improper use of SMTP command pipelining" in line for line in rejects)
+            assert sum("improper command pipelining after CONNECT" in line for line in lines) == refused
+        if name == "at-eod":
+            assert sum(" data=0/1 " in line for line in lines) == refused
+        if name == "at-ehlo":
+            assert all("450 4.3.2" in line and "Try again later; proto=SMTP helo=<" in line for line in rejects)
 
 
 def test_every_session_is_one_attempt_of_one_message(runs):
@@ -246,7 +301,7 @@ def pflogsumm_totals(path: Path) -> dict[str, int]:
 
 @pytest.mark.skipif(shutil.which("pflogsumm") is None,
                     reason="pflogsumm is not installed (as root: make pflogsumm, or apt-get install -y pflogsumm)")
-@pytest.mark.parametrize("name", ["small", "hold", "retries", "refuse", "tarpit5"])
+@pytest.mark.parametrize("name", ["small", "hold", "retries", "refuse", "tarpit5", *STAGES])
 def test_pflogsumm_reads_the_log_with_simsubs_totals(runs, name, tmp_path):
     r = runs[name]
     write_maillog(r, tmp_path / "maillog")

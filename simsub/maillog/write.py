@@ -290,7 +290,7 @@ class Replies:
     """The refusal a stage gives, in smtpd_check.c's words.  The tables keep only
     outcome (4xx/5xx) and the stage; the restriction that refused is guessed from
     the policy's lists: ``reject_unauth_pipelining`` there → 503 "Improper use of
-    SMTP command pipelining"; a RCPT stage with ``check_client_access`` and no
+    SMTP command pipelining"; a bare ``defer`` → 450 "Try again later"; a RCPT stage with ``check_client_access`` and no
     policy service → "Client host rejected"; otherwise the access-map text
     "Access denied" with the stage's usual reply class."""
 
@@ -317,6 +317,8 @@ class Replies:
             name, what = client, "Client host"
         if rejected and "reject_unauth_pipelining" in words:
             return f"503 5.5.0 <{name}>: {what} rejected: Improper use of SMTP command pipelining"
+        if not rejected and "defer" in words.split() and "check_" not in words:
+            return f"450 4.3.2 <{name}>: {what} rejected: Try again later"  # the defer restriction
         code = "554 5.7.1" if rejected else "450 4.7.1"
         return f"{code} <{name}>: {what} rejected: Access denied"
 
@@ -476,8 +478,10 @@ class Writer:
         j_last = 0
         if step == "banner":
             if refused:
-                events.append((0, "NOQUEUE: reject: CONNECT from {c}: "
-                               + self.replies.text("connect", rejected, client, helo, sender, "") + "; proto=SMTP"))
+                text = self.replies.text("connect", rejected, client, helo, sender, "")
+                if text.startswith("503 "):  # smtpd logs what it found waiting when it flagged the pipelining
+                    events.append((0, f"improper command pipelining after CONNECT from {{c}}: EHLO {helo}\\r\\n"))
+                events.append((0, "NOQUEUE: reject: CONNECT from {c}: " + text + "; proto=SMTP"))
             elif timeout:
                 reason = "lost connection after CONNECT"
         if reached >= 1:
@@ -486,7 +490,7 @@ class Writer:
                 ok("ehlo", 0)
                 events.append((1, "NOQUEUE: reject: EHLO from {c}: "
                                + self.replies.text("helo", rejected, client, helo, sender, "")
-                               + f"; proto=ESMTP helo=<{helo}>"))
+                               + f"; proto=SMTP helo=<{helo}>"))  # checked before EHLO sets ESMTP
             else:
                 ok("ehlo")
                 if step == "ehlo" and timeout:
@@ -547,9 +551,14 @@ class Writer:
             j_last = j_data
             if step == "data" and refused:
                 ok("data", 0)
-                events.append((j_data, f"{qid or 'NOQUEUE'}: reject: DATA from {{c}}: "
-                               + self.replies.text("data", rejected, client, helo, sender, "")
+                text = self.replies.text("data", rejected, client, helo, sender, "")
+                if text.startswith("503 "):
+                    events.append((j_data, f"improper command pipelining after DATA from {{c}}: "
+                                           f"From: <{sender}>\\r\\n"))
+                events.append((j_data, f"{qid or 'NOQUEUE'}: reject: DATA from {{c}}: " + text
                                + f"; from=<{sender}> proto=ESMTP helo=<{helo}>"))
+            elif step == "end_of_data" and refused:
+                ok("data", 0)  # data_cmd covers the content and the final reply: it failed
             else:
                 ok("data")
                 if step == "data" and timeout:
