@@ -484,38 +484,28 @@ class Writer:
                 events.append((0, "NOQUEUE: reject: CONNECT from {c}: " + text + "; proto=SMTP"))
             elif timeout:
                 reason = "lost connection after CONNECT"
-        if reached >= 1:
-            j_last = 1
-            if step == "ehlo" and refused:
-                ok("ehlo", 0)
-                events.append((1, "NOQUEUE: reject: EHLO from {c}: "
-                               + self.replies.text("helo", rejected, client, helo, sender, "")
-                               + f"; proto=SMTP helo=<{helo}>"))  # checked before EHLO sets ESMTP
+        # EHLO, AUTH and MAIL FROM: one command each, and what smtpd logs when it fails.
+        failures = {
+            "ehlo": lambda: ("NOQUEUE: reject: EHLO from {c}: "
+                             + self.replies.text("helo", rejected, client, helo, sender, "")
+                             + f"; proto=SMTP helo=<{helo}>"),  # checked before EHLO sets ESMTP
+            "auth": lambda: ("warning: {c}: SASL LOGIN authentication failed: authentication failure, "
+                             f"sasl_username={account}"),
+            "mail": lambda: ("NOQUEUE: reject: MAIL from {c}: "
+                             + self.replies.text("mail", rejected, client, helo, sender, "")
+                             + f"; from=<{sender}> proto=ESMTP helo=<{helo}>"),
+        }
+        for j, cmd in enumerate(("ehlo", "auth", "mail"), start=1):
+            if reached < j:
+                break
+            j_last = j
+            if step == cmd and (outcome == "auth_failed" if cmd == "auth" else refused):
+                ok(cmd, 0)
+                events.append((j, failures[cmd]()))
             else:
-                ok("ehlo")
-                if step == "ehlo" and timeout:
-                    reason = "lost connection after EHLO"
-        if reached >= 2:
-            j_last = 2
-            if step == "auth" and outcome == "auth_failed":
-                ok("auth", 0)
-                events.append((2, f"warning: {{c}}: SASL LOGIN authentication failed: authentication failure, "
-                                  f"sasl_username={account}"))
-            else:
-                ok("auth")
-                if step == "auth" and timeout:
-                    reason = "lost connection after AUTH"
-        if reached >= 3:
-            j_last = 3
-            if step == "mail" and refused:
-                ok("mail", 0)
-                events.append((3, "NOQUEUE: reject: MAIL from {c}: "
-                               + self.replies.text("mail", rejected, client, helo, sender, "")
-                               + f"; from=<{sender}> proto=ESMTP helo=<{helo}>"))
-            else:
-                ok("mail")
-                if step == "mail" and timeout:
-                    reason = "lost connection after MAIL"
+                ok(cmd)
+                if step == cmd and timeout:
+                    reason = f"lost connection after {cmd.upper()}"
         if reached >= 4:
             action = {"held": "hold", "discarded": "discard"}.get(outcome)
             if action:  # logged while the first RCPT is checked, before the queue file exists
