@@ -290,13 +290,15 @@ class Replies:
     """The refusal a stage gives, in smtpd_check.c's words.  The tables keep only
     outcome (4xx/5xx) and the stage; the restriction that refused is guessed from
     the policy's lists: ``reject_unauth_pipelining`` there → 503 "Improper use of
-    SMTP command pipelining"; a bare ``defer`` → 450 "Try again later"; a RCPT stage with ``check_client_access`` and no
-    policy service → "Client host rejected"; otherwise the access-map text
-    "Access denied" with the stage's usual reply class."""
+    SMTP command pipelining"; a bare ``defer`` → 450 "Try again later"; a RCPT
+    stage with ``check_client_access`` and no policy service → "Client host
+    rejected"; otherwise the access-map text "Access denied" with the stage's
+    usual reply class."""
 
     def __init__(self, policy):
         lists = policy.lists
-        entries = {stage: " ".join(e for key in keys for e in lists.get(key, [])) for stage, keys in _STAGE_LISTS.items()}
+        entries = {stage: " ".join(e for key in keys for e in lists.get(key, []))
+                   for stage, keys in _STAGE_LISTS.items()}
         if policy.delay_reject:  # client, helo and sender lists all run at RCPT
             entries["rcpt"] = " ".join(entries[s] for s in ("connect", "helo", "mail", "rcpt"))
         self.entries = entries
@@ -343,7 +345,6 @@ class _Message:
     sender: str
     recipients: list[str]
     size: int
-    client: str
 
 
 class Writer:
@@ -599,7 +600,7 @@ class Writer:
                   f"{qid}: message-id=<{moment:%Y%m%d%H%M%S}.{qid}@{self.options.domain}>")
         self.emit(t_eod, "postfix/qmgr", self.qmgr, f"{qid}: from=<{sender}>, size={size}, nrcpt={len(queued)} "
                   "(queue active)")
-        return _Message(qid, sender, queued, size, client)
+        return _Message(qid, sender, queued, size)
 
     def _next_serial(self) -> int:
         self.serial += 1
@@ -662,8 +663,7 @@ class Writer:
         if msg is None:  # a bounce: from the mailer daemon, to the sender of what bounced
             qid = queue_id(t_in, self._next_serial())
             msg = _Message(qid, "", [f"postmaster@{self.options.domain}" if kind == "double_bounce"
-                                     else f"sender{-mid}@{self.options.domain}"], 2200 + (-mid * 97) % 2048,
-                           "")
+                                     else f"sender{-mid}@{self.options.domain}"], 2200 + (-mid * 97) % 2048)
             self.emit(t_in, "postfix/cleanup", self.cleanup.take(),
                       f"{qid}: message-id=<{(self.options.start + timedelta(seconds=t_in)):%Y%m%d%H%M%S}"
                       f".{qid}@{self.options.host}.{self.options.domain}>")
@@ -720,7 +720,7 @@ class Writer:
             child = _Message(queue_id(t_b, self._next_serial()), "",
                              [f"postmaster@{self.options.domain}" if notice == "postmaster"
                               else (msg.sender or f"postmaster@{self.options.domain}")],
-                             2200 + (-int(b[1]) * 97) % 2048, "")
+                             2200 + (-int(b[1]) * 97) % 2048)
             self.emit(t_b, "postfix/bounce", self.bounce.take(),
                       f"{qid}: {notice} non-delivery notification: {child.qid}")
             self.emit(t_b, "postfix/cleanup", self.cleanup.take(),
