@@ -326,3 +326,16 @@ def test_cli_refuses_a_bad_start_date(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--maillog-start" in err and "yesterday" in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_failed_write_leaves_no_file(runs, tmp_path, monkeypatch):
+    import simsub.maillog.write as write
+
+    def broken(*args, **kwargs):
+        yield "May 15 00:00:00 mail postfix/master[1]: daemon started\n"
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(write, "maillog_lines", broken)
+    with pytest.raises(RuntimeError):
+        write.write_maillog(runs["tarpit3"], tmp_path / "maillog.gz")
+    assert list(tmp_path.iterdir()) == []
