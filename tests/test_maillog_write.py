@@ -339,3 +339,31 @@ def test_a_failed_write_leaves_no_file(runs, tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         write.write_maillog(runs["tarpit3"], tmp_path / "maillog.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_parser_reads_back_what_was_written(runs, tmp_path):
+    """Round trip through the project's parser (docs/maillog-writer.md; the schema the parser and
+    the writer share): its tables have the run's sessions, queue ids, refusals, SASL failures,
+    lost connections, logins and deliveries."""
+    parse = pytest.importorskip("simsub.maillog.parse",
+                                reason="the maillog parser (issue 17, part 1) is not in this tree").parse_maillog
+    for name, r in runs.items():
+        write_maillog(r, tmp_path / f"{name}.log")
+        parsed = parse([tmp_path / f"{name}.log"], year=2012)
+        m, s = r.messages, r.sessions
+        expected = expected_totals(r)
+        assert len(parsed.sessions) == _smtpd_sessions(r), name
+        assert len(parsed.messages) == expected["received"], name
+        actions = parsed.rejects["action"].value_counts()
+        assert actions.get("reject", 0) == expected["rejected"], name
+        assert actions.get("hold", 0) == expected["held"], name
+        assert len(parsed.auth_failures) == int((m["outcome"] == "auth_failed").sum()), name
+        silent = int(((m["outcome"] == "timeout") & (m["step"] == "end_of_data")).sum())  # Postfix logs none there
+        assert int((parsed.sessions["end"] == "lost").sum()) == int((s["outcome"] == "timeout").sum()) - silent, name
+        accepted = m.loc[m["outcome"] == "accepted", "account"].astype(str)
+        logins = parsed.messages.loc[parsed.messages["sender"] != "", "sasl_username"]
+        assert sorted(logins) == sorted(accepted), name
+        status = parsed.recipients["status"].value_counts()
+        if r.deliveries is not None:
+            assert status.get("sent", 0) == r.deliveries["delivered"].sum(), name
+            assert status.get("bounced", 0) == r.deliveries["bounced"].sum(), name
