@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-all bench reference postfix api-docs clean
+.PHONY: demo test test-slow test-all bench reference postfix pflogsumm api-docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/simsub compare
 
-test: $(STAMP) postfix
+test: $(STAMP) postfix pflogsumm
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)
@@ -58,6 +58,20 @@ API_MODULES := simsub simsub.scenario simsub.workload simsub.analysis simsub.exp
 api-docs: $(STAMP)
 	$(BIN)/python -m pdoc --docformat restructuredtext -o results/api $(API_MODULES)
 	@echo "API reference: results/api/index.html"
+
+# Debian's pflogsumm, the Postfix log summariser, for the test that reads the maillog of a
+# simulated run (`simsub run --maillog`) with it.  Without root or apt-get it only says so,
+# and that test is skipped with that reason.
+pflogsumm:
+	@if command -v pflogsumm >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's pflogsumm for the maillog test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q pflogsumm >/dev/null \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pflogsumm >/dev/null; }; \
+	else \
+	  echo "note: pflogsumm is not installed and this is not root with apt-get: the maillog test that"; \
+	  echo "      runs it will be skipped (as root: apt-get install pflogsumm)"; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
