@@ -216,3 +216,27 @@ def test_trace_section_errors_name_the_key(tmp_path):
         build_scenario({**data, "trace": {"tables": str(tmp_path), "users": "u", "flagged": ["a"]}}, "<t>", {})
     with pytest.raises(simsub.ScenarioError, match=r"trace\.sha256.*changed since"):
         build_scenario({**data, "trace": {"tables": str(tmp_path), "users": "u", "sha256": "0" * 64}}, "<t>", {})
+
+
+# ---------------------------------------------------------------- the loop closed: run -> maillog -> replay
+@pytest.mark.parametrize("sleep", [3, 5])
+def test_a_simulated_maillog_replayed_under_its_own_policy_reproduces_the_run(tmp_path, sleep):
+    """simsub run --maillog, parsed and replayed under the policy that produced it, gives the
+    run's outcome counts: as many sessions, accepted messages and timeouts (every client's
+    decision in twin-impatient has a margin of 0.3 s or more, so the replay's own draws of
+    patience and round trip cannot flip one)."""
+    from simsub.report.maillog import write_maillog
+
+    scenario = simsub.load_scenario(TWIN, {"sleep": sleep})
+    result = simsub.run(scenario)
+    write_maillog(result, tmp_path / "maillog")
+    tables = tmp_path / "trace"
+    assert main(["maillog", "parse", str(tmp_path / "maillog"), "--year", "2012", "--out", str(tables),
+                 "--quiet"]) == 0
+    data, _ = replay_scenario_data(TWIN, tables, STOLEN)
+    replayed = simsub.run(build_scenario(data, "<replay>", {"sleep": sleep})).messages
+    original = result.messages
+    assert len(replayed) == len(original)
+    for outcome in ("accepted", "timeout"):
+        assert int((replayed["outcome"] == outcome).sum()) == int((original["outcome"] == outcome).sum()), outcome
+    assert int(replayed["recipients_accepted"].sum()) == int(original["recipients_accepted"].sum())
