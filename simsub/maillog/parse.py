@@ -125,7 +125,7 @@ class Parser:
         seconds_of = classic.cache.get  # the clock's cache, looked up inline: most lines hit it
         rfc = Rfc3339Clock()
         self._clock = rfc if log.format == "rfc3339" else classic  # anvil's local "at" times need its offset
-        tags, tag_info, skipped = self.tags, self._tag, self.skipped
+        tags, tag_info, skipped, progress = self.tags, self._tag, self.skipped, self.progress
         latest, first = self.latest_s, self.first_s
         postfix = other = not_syslog = overlong = 0
         overlong_first = 0
@@ -152,8 +152,8 @@ class Parser:
                                 cut = line.index(" ", 15)
                                 t += float(line[15:cut])
                                 rest = line[cut + 1:]
-                        host, _, rest = rest.partition(" ")
-                        tag, _, msg = rest.rstrip().partition(" ")
+                        host, tag, msg = rest.split(" ", 2)
+                        msg = msg.rstrip()
                     except (ValueError, IndexError, KeyError, TypeError):
                         not_syslog += 1
                         continue
@@ -173,8 +173,8 @@ class Parser:
                     else:
                         other += 1
                         handler()
-                    if number % PROGRESS_EVERY == 0 and self.progress:
-                        self.progress(self.lines_read + number, self.bytes_done + raw.tell(), self.bytes_total,
+                    if progress and number % PROGRESS_EVERY == 0:
+                        progress(self.lines_read + number, self.bytes_done + raw.tell(), self.bytes_total,
                                       log.name)
         except GZIP_ERRORS as exc:
             truncated = exc
