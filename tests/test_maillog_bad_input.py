@@ -188,3 +188,29 @@ def test_progress_goes_to_stderr_when_it_is_not_a_terminal(tmp_path, capsys, mon
     assert code == 0
     progress = [line for line in captured.err.splitlines() if line.startswith("maillog: ")]
     assert progress and "lines" in progress[0] and "MB/s" in progress[0]
+
+
+MANGLED = """\
+Dec 02 19:55:26 twin postfix/smtp[5219]: 446B520C200: to=<r0@example.net>, relay=none, delay=0.0.7, delays=0.06/0.01/0/0, dsn=2.0.0, status=sent (x)
+Dec 02 19:55:26 twin postfix/qmgr[5210]: 446B520C200: from=<x>, size=99999999999999999999999, nrcpt=3 (queue active)
+Dec 02 19:55:26 twin postfix/anvil[5210]: statistics: max connection rate 99999999999999999999/60s for (smtp:1.2.3.4) at Dec 02 19:55:20
+Dec 02 19:55:26 twin postfix/submission/smtpd[5212]: disconnect from unknown[127.0.0.1] ehlo=1 commands=99999999999999999999999/1
+Dec 02 19:55:26 twin postfix/submission/smtpd[99999999999999999999]: connect from
+Dec 02 19:55:26 twin postfix/submission/smtpd[77]: NOQUEUE: reject: RCPT from
+Dec 02 19:55:26 twin postfix/submission/smtpd[77]: warning: [: SASL  authentication failed:
+"""
+
+
+def test_mangled_postfix_lines_are_counted_not_fatal(tmp_path, capsys):
+    log = tmp_path / "maillog"
+    log.write_text(TWIN.read_text() + MANGLED)
+    out = tmp_path / "out"
+    code, captured = parse(capsys, [log], out, "--year", "2026")
+    assert code == 0 and "Traceback" not in captured.err, captured.err
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["lines_read"] == len(twin_lines()) + MANGLED.count("\n")
+    assert stats["skipped_by_kind"]["postfix line not understood"] == 1  # delay=0.0.7
+    from simsub.maillog.tables import read_tables
+    tables = read_tables(out)  # every number fits its column
+    assert tables["sessions"].commands_tried.max() < 10**9
+    assert len(tables["anvil"]) == 0 and len(tables["rejects"]) == 0

@@ -295,3 +295,27 @@ def test_gzip_and_plain_give_the_same_tables(tmp_path):
     for table in TABLES:
         pd.testing.assert_frame_equal(getattr(a, table), getattr(b, table))
     assert Counter(a.sessions.end) == Counter(b.sessions.end)
+
+
+# ---------------------------------------------------------------- clocks
+def test_classic_clock_rolls_over_at_new_year_and_dates_a_late_line_in_the_old_year():
+    from simsub.maillog.lines import ClassicClock
+    clock = ClassicClock(2026)
+    assert clock("Dec 31 23:59:59") == iso("2026-12-31T23:59:59+00:00")
+    assert clock("Jan  1 00:00:01") == iso("2027-01-01T00:00:01+00:00")
+    assert clock("Dec 31 23:59:58") == iso("2026-12-31T23:59:58+00:00")  # a late line: the year before
+    assert clock("Jan 01 00:00:02") == iso("2027-01-01T00:00:02+00:00")  # and the clock stayed in 2027
+    for bad in ("Foo 12 00:00:00", "Feb 29 12:00:00"):  # not a month; 2027 is no leap year
+        with pytest.raises(ValueError):
+            clock(bad)
+
+
+@pytest.mark.parametrize("stamp, iso_text", [
+    ("2026-03-09T00:14:37.101234+09:00", "2026-03-09T00:14:37.101234+09:00"),
+    ("2026-03-09T00:14:37.5+0900", "2026-03-09T00:14:37.5+09:00"),
+    ("2026-03-08T15:14:37Z", "2026-03-08T15:14:37+00:00"),
+    ("2026-03-08T10:14:37.000001-05:00", "2026-03-08T10:14:37.000001-05:00"),
+])
+def test_rfc3339_clock_applies_fractions_and_offsets(stamp, iso_text):
+    from simsub.maillog.lines import Rfc3339Clock
+    assert Rfc3339Clock()(stamp) == pytest.approx(iso(iso_text), abs=1e-6)

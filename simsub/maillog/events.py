@@ -40,8 +40,8 @@ _REJECT = re.compile(r"([\w-]+): (\S+) from (.*?)\[([^\]]*)\](?::\d+)?: (.*)")
 _REPLY = re.compile(r"(?:(\d{3}) )?(?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)", re.S)
 _TAIL_FIELD = re.compile(r"(\w+)=(?:<(.*?)>|(\S*))")
 _SASL_FAILED = re.compile(r"(.*?)\[([^\]]*)\](?::\d+)?: SASL (\S+) authentication failed:? ?(.*)")
-_ANVIL = re.compile(r"statistics: max (.+?) (\d+)(?:/\d+s)?(?: for \((.*)\))? at (\w{3} [ \d]\d \d\d:\d\d:\d\d)")
-_QMGR_FROM = re.compile(r"from=<(.*?)>, size=(\d+), nrcpt=(\d+)")
+_ANVIL = re.compile(r"statistics: max (.+?) (\d{1,18})(?:/\d+s)?(?: for \((.*)\))? at (\w{3} [ \d]\d \d\d:\d\d:\d\d)")
+_QMGR_FROM = re.compile(r"from=<(.*?)>, size=(\d{1,18}), nrcpt=(\d{1,18})")  # 64-bit integers at most
 #: The verbs of smtpd access-restriction and milter actions that name a stage (``NOQUEUE: reject: RCPT from``).
 REJECT_ACTIONS = frozenset(("reject", "reject_warning", "hold", "discard", "milter-reject", "milter-discard",
                             "milter-hold"))
@@ -79,8 +79,8 @@ def _disconnect_counts(text: str) -> tuple[int, ...] | None:
         if slots is None:
             continue  # noop, xclient, bdat, vrfy, ...: only in commands=
         ok, _, tried = value.partition("/")
-        if not ok.isdigit() or (tried and not tried.isdigit()):
-            return None
+        if not ok.isdigit() or (tried and not tried.isdigit()) or len(ok) > 9 or len(tried) > 9:
+            return None  # not Postfix's counts (and beyond the table's 64-bit integers)
         counts[slots[0]] = int(ok)
         if len(slots) == 2:
             counts[slots[1]] = int(tried) if tried else counts[slots[0]]

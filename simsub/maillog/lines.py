@@ -30,6 +30,9 @@ MAX_LINE = 65536
 #: How many lines the first-stamp scan reads before it gives up on a file.
 SCAN_LINES = 2000
 _EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
+#: Stamps remembered by a clock before it forgets them all (lines come nearly in time order,
+#: so recent seconds are what is looked up; a small cache keeps memory flat).
+CACHE_SIZE = 4096
 #: The errors a damaged gzip stream raises while it is read.
 GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
@@ -81,7 +84,7 @@ class ClassicClock:
             return epoch(year - 1, month, day, seconds)
         self.month = month
         t = epoch(year, month, day, seconds)
-        if len(self.cache) > 100_000:
+        if len(self.cache) > CACHE_SIZE:
             self.cache.clear()
         self.cache[key] = t
         return t
@@ -122,7 +125,7 @@ class Rfc3339Clock:
             raise ValueError(f"not an RFC 3339 stamp: {text!r}")
         t = epoch(int(text[:4]), int(text[5:7]), int(text[8:10]),
                   int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19]))
-        if len(self.cache) > 100_000:
+        if len(self.cache) > CACHE_SIZE:
             self.cache.clear()
         self.cache[text] = t
         return t

@@ -119,13 +119,14 @@ class Parser:
     # ------------------------------------------------------------------ the pass
     def feed(self, log: LogFile, year: int | None) -> None:
         """Parse one file; ``year``: the year of its first classic stamp."""
+        given_year = year
         if year is None:  # a file of RFC 3339 stamps: a stray classic one is in the year of its first
             year = datetime.fromtimestamp(first_time(log, None), tz=timezone.utc).year
         classic = ClassicClock(year)
         seconds_of = classic.cache.get  # the clock's cache, looked up inline: most lines hit it
         rfc = Rfc3339Clock()
         self._clock = rfc if log.format == "rfc3339" else classic  # anvil's local "at" times need its offset
-        tags, tag_info, skipped = self.tags, self._tag, self.skipped
+        tags, tag_info, skipped, progress = self.tags, self._tag, self.skipped, self.progress
         latest, first = self.latest_s, self.first_s
         postfix = other = not_syslog = overlong = 0
         overlong_first = 0
@@ -152,8 +153,8 @@ class Parser:
                                 cut = line.index(" ", 15)
                                 t += float(line[15:cut])
                                 rest = line[cut + 1:]
-                        host, _, rest = rest.partition(" ")
-                        tag, _, msg = rest.rstrip().partition(" ")
+                        host, tag, msg = rest.split(" ", 2)
+                        msg = msg.rstrip()
                     except (ValueError, IndexError, KeyError, TypeError):
                         not_syslog += 1
                         continue
@@ -169,13 +170,16 @@ class Parser:
                     if is_postfix:
                         postfix += 1
                         self._t = t
-                        handler(t, host, service, pid, msg)
+                        try:
+                            handler(t, host, service, pid, msg)
+                        except (ValueError, IndexError, KeyError):  # e.g. delay=1.2.3: a line no Postfix writes
+                            skipped["postfix line not understood"] += 1
                     else:
                         other += 1
                         handler()
-                    if number % PROGRESS_EVERY == 0 and self.progress:
-                        self.progress(self.lines_read + number, self.bytes_done + raw.tell(), self.bytes_total,
-                                      log.name)
+                    if progress and number % PROGRESS_EVERY == 0:
+                        progress(self.lines_read + number, self.bytes_done + raw.tell(), self.bytes_total,
+                                 log.name)
         except GZIP_ERRORS as exc:
             truncated = exc
         except OSError as exc:
@@ -194,7 +198,7 @@ class Parser:
         if truncated is not None:
             self.warnings.append(f"{log.name}: line {number + 1}: the gzip data ends early or is damaged "
                                  f"({_gzip_reason(truncated)}): the {number} lines before are used")
-        self.files.append({"path": log.name, "format": log.format or "", "year": year, "lines": number,
+        self.files.append({"path": log.name, "format": log.format or "", "year": given_year, "lines": number,
                            "postfix_lines": postfix, "other_program_lines": other, "not_syslog_lines": not_syslog,
                            "truncated": truncated is not None})
 
@@ -209,10 +213,8 @@ class Parser:
         name, pid = tag[:-1] if tag.endswith(":") else tag, -1
         if name.endswith("]") and "[" in name:
             name, _, number = name[:-1].partition("[")
-            try:
-                pid = int(number.partition(".")[0])
-            except ValueError:
-                pid = -1
+            number = number.partition(".")[0]
+            pid = int(number) if number.isdigit() and len(number) <= 9 else -1
         service, _, program = name.rpartition("/")
         if service and program in events.POSTFIX_PROGRAMS:
             handler = self.handlers.get(program) or self._counter(f"postfix {program} (not tabulated)")
@@ -276,8 +278,11 @@ class Parser:
             s = self._session(host, service, pid)
             s.end, s.lost_after = ("lost" if lost else "timeout"), command
         elif msg.startswith("NOQUEUE: "):
-            if not self._reject(t, self._session(host, service, pid).id, "NOQUEUE", msg[9:]):
+            r = events.reject(msg[9:])
+            if r is None:
                 self.skipped["postfix smtpd (not tabulated)"] += 1
+            else:
+                self._reject(t, self._session(host, service, pid).id, "NOQUEUE", r)
         elif msg.startswith("warning: "):
             failure = events.sasl_failure(msg[9:])
             if failure is None:
@@ -292,8 +297,12 @@ class Parser:
                 self.skipped["postfix smtpd (not tabulated)"] += 1
             elif rest.startswith("client="):
                 self._message(t, self._session(host, service, pid), qid, rest)
-            elif not self._reject(t, self._session(host, service, pid).id, qid, rest):
-                self.skipped["postfix smtpd (not tabulated)"] += 1
+            else:
+                r = events.reject(rest)
+                if r is None:
+                    self.skipped["postfix smtpd (not tabulated)"] += 1
+                else:
+                    self._reject(t, self._session(host, service, pid).id, qid, r)
 
     def _message(self, t, s: _Session, qid: str, text: str) -> None:
         name, address, method, user = events.submission_client(text)
@@ -308,14 +317,11 @@ class Parser:
         self.messages[qid] = m
         s.messages.append(m)
 
-    def _reject(self, t, session_id: int, qid: str, text: str) -> bool:
-        r = events.reject(text)
-        if r is None:
-            return False
+    def _reject(self, t, session_id: int, qid: str, r: tuple) -> None:
+        """A row of rejects from :func:`events.reject`'s fields."""
         action, stage, name, address, code, dsn, reason, sender, recipient, helo = r
         self.out.add("rejects", (t, session_id, qid, stage, code, dsn, reason, name, address, sender,
                                  recipient, helo, action))
-        return True
 
     def _end(self, s: _Session, t: float, counts: tuple | None, end: str) -> None:
         if end == "unfinished":
@@ -374,7 +380,9 @@ class Parser:
     def cleanup(self, t, host, service, pid, msg):
         qid, sep, rest = msg.partition(": ")
         m = self.messages.get(qid) if sep else None
-        if rest.startswith("milter-") and self._reject(t, m.session_id if m else -1, qid, rest):
+        r = events.reject(rest) if rest.startswith("milter-") else None
+        if r is not None:
+            self._reject(t, m.session_id if m else -1, qid, r)
             return
         if m is not None and rest.startswith("message-id="):
             m.cleaned = True
