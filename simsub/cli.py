@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .twin.commands import add_commands
     add_commands(sub, _scenario_arguments)
+    from .policyd.commands import add_commands as add_policyd, command_policyd
+    add_policyd(sub, _scenario_arguments); sub.choices["policyd"].set_defaults(handler=command_policyd)
     return parser
 
 
@@ -403,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         handler = {"run": command_run, "check": command_check, "compare": command_compare,
                    "sweep": command_sweep, "tune": command_tune, "export-postfix": command_export_postfix,
-                   "twin": command_twin}[args.command]
+                   "twin": command_twin}.get(args.command) or args.handler
         return handler(args)
     except ArgumentError as exc:
         print(f"simsub: error: {exc} (try 'simsub --help')", file=sys.stderr)
