@@ -14,9 +14,15 @@ def kv(**fields) -> str:
     for key, value in fields.items():
         text = f"{value:.6f}" if isinstance(value, float) else str(value)
         if not text or any(c in text for c in ' "=\\') or not text.isprintable():
-            text = '"' + text.replace("\\", "\\\\").replace('"', '\\"').encode("unicode_escape").decode("ascii") + '"'
+            text = '"' + "".join(_escape(c) for c in text) + '"'
         parts.append(f"{key}={text}")
     return " ".join(parts)
+
+
+def _escape(c: str) -> str:
+    if c in '"\\':
+        return "\\" + c
+    return c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
 
 
 def log(level: int, event: str, **fields) -> None:

@@ -62,6 +62,7 @@ class Config:
     log_only: frozenset[str] = field(default_factory=frozenset)
     metrics: str | None = None  # HOST:PORT of the Prometheus exporter
     max_connections: int = 20_000
+    clock: Callable[[], float] = time.time  # the services' time in s (tests and replays set their own)
 
 
 def parse_listen(text: str) -> tuple[str, str, int]:
@@ -316,7 +317,7 @@ class PolicyServer:
                     if name not in self._unknown_seen:  # once per name: Postfix sends it with every request
                         self._unknown_seen.add(name)
                         log(INFO, "unknown_attribute", peer=peer, name=name, then="ignored (logged once)")
-                decision = self.decider.decide(parsed.attributes, time.time())
+                decision = self.decider.decide(parsed.attributes, self.config.clock())
                 self.dirty = True
                 elapsed = time.perf_counter() - started
                 if decision.problem:
