@@ -5,15 +5,23 @@ against the model's own restriction evaluation."""
 from __future__ import annotations
 
 import random
+import re
+import signal
+import subprocess
+import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
 
 from simsub.policy.restrictions import PolicyServiceCall, Result
 from simsub.policyd.adapter import Origins
 from simsub.policyd.client import PolicyClient, postfix_request
 from simsub.policyd.server import Config, PolicyServer, ServerThread
 
-from .conftest import make_scenario
+from .conftest import BASE, make_scenario
 
 USERS = [{"name": "users", "kind": "user", "count": 1, "origins": {"own": 1.0}, "messages_per_day": 1,
           "recipients": 1}]
@@ -173,3 +181,68 @@ def play_daemon(scn, policy_name: str, messages: list[Message], client: PolicyCl
             outcome.data = "DUNNO"
         outcomes.append(outcome)
     return outcomes
+
+
+# ---------------------------------------------------------------- the daemon as a process
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_scenario(path: Path, **policies) -> Path:
+    """A scenario file holding ``policies`` (and the tiny base scenario)."""
+    data = {**BASE, "populations": USERS, "policies": {"none": {}, **policies}}
+    path.write_text(tomli_w.dumps(data, multiline_strings=True))
+    return path
+
+
+class Daemon:
+    """``simsub policyd`` as its own process, as systemd would run it; ``log`` is its stderr."""
+
+    def __init__(self, scenario: Path, policy: str, *options: str, log: Path):
+        self.log_path = log
+        self.command = [sys.executable, "-m", "simsub", "policyd", str(scenario), "--policy", policy,
+                        "--listen", "127.0.0.1:0", *options]
+        self.process: subprocess.Popen | None = None
+        self.address = ""
+
+    def start(self, timeout: float = 30.0) -> "Daemon":
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self.command, cwd=REPO, stdout=log, stderr=log)
+        self.address = self.wait_for(r"event=listening address=(\S+)", timeout, offset).group(1)
+        return self
+
+    def wait_for(self, pattern: str, timeout: float = 30.0, offset: int = 0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.log_path.read_text(errors="replace")[offset:])
+            if match:
+                return match
+            if self.process.poll() is not None:
+                raise AssertionError(f"the daemon exited ({self.process.returncode}):\n{self.log_path.read_text()}")
+            time.sleep(0.02)
+        raise AssertionError(f"no {pattern!r} in the daemon's log within {timeout} s:\n{self.log_path.read_text()}")
+
+    def send(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+    def __enter__(self) -> "Daemon":
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def raise_fd_limit() -> int:
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
