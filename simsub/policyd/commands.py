@@ -48,12 +48,11 @@ def add_commands(sub, scenario_arguments) -> None:
                    help="close a connection whose started request is not complete after this long (default 10s)")
     p.add_argument("--max-connections", metavar="N", type=int, default=20_000,
                    help="refuse connections beyond N open ones (default 20000)")
-    p.add_argument("--quiet", action="store_true", help="log warnings and errors only (no decision lines)")
+    p.add_argument("--quiet", action="store_true", help="no line per decision (start, stop, reload, warnings and "
+                   "errors are still logged)")
 
 
 def command_policyd(args) -> int:
-    import logging
-
     from ..cli import _load
     from .logfmt import configure
     from .server import Config, PolicyServer, parse_listen, raise_fd_limit
@@ -74,7 +73,7 @@ def command_policyd(args) -> int:
         if not available():
             raise ScenarioError("--metrics", None, "needs the Prometheus client library: "
                                 "pip install 'simsub[policyd]' (or prometheus_client)")
-    configure(level=logging.WARNING if args.quiet else logging.INFO)
+    configure(decisions=not args.quiet)
     raise_fd_limit()
     config = Config(listen=args.listen, state=args.state, state_interval=args.state_interval, budget=args.budget,
                     idle_timeout=args.idle_timeout, request_timeout=args.request_timeout,

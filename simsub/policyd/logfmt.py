@@ -38,10 +38,13 @@ class LogfmtFormatter(logging.Formatter):
         return f"ts={ts} level={record.levelname.lower()} {record.getMessage()}"
 
 
-def configure(stream=None, level: int = logging.INFO) -> None:
-    """Send the daemon's log lines to ``stream`` (default stderr: journald keeps them under systemd)."""
+def configure(stream=None, level: int = logging.INFO, decisions: bool = True) -> None:
+    """Send the daemon's log lines to ``stream`` (default stderr: journald keeps them under systemd);
+    ``decisions=False`` leaves out the line per decision."""
     handler = logging.StreamHandler(stream)
     handler.setFormatter(LogfmtFormatter())
+    if not decisions:
+        handler.addFilter(lambda record: not record.getMessage().startswith("event=decision "))
     LOGGER.handlers[:] = [handler]
     LOGGER.setLevel(level)
     LOGGER.propagate = False
