@@ -209,7 +209,11 @@ class Daemon:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(self.command, cwd=REPO, stdout=log, stderr=log)
-        self.address = self.wait_for(r"event=listening address=(\S+)", timeout, offset).group(1)
+        try:
+            self.address = self.wait_for(r"event=listening address=(\S+)", timeout, offset).group(1)
+        except BaseException:
+            self.__exit__()  # `with` does not call __exit__ when __enter__ fails
+            raise
         return self
 
     def wait_for(self, pattern: str, timeout: float = 30.0, offset: int = 0) -> re.Match:
