@@ -75,7 +75,7 @@ def test_the_adapter_gives_the_services_what_the_model_gives_them():
         ("p1.example.jp", "198.51.100.9", "own", True)
     assert first.sasl_username == "alice" and first.recipient_count == 3
     again = PolicyRequest(postfix_request(instance="abc"), origins, memo)
-    assert (again.message_id, again.decisions) == (first.message_id, first.decisions)  # the same message
+    assert again.message_id == first.message_id  # the same message
     other = PolicyRequest(postfix_request(instance="abd"), origins, memo)
     assert other.message_id != first.message_id
     # Outside every origin: the /24 (IPv4) or /64 (IPv6), what "distinct networks" count.
@@ -87,11 +87,15 @@ def test_the_adapter_gives_the_services_what_the_model_gives_them():
 def test_without_an_instance_every_request_is_its_own_message_and_the_memo_is_bounded():
     memo = MessageMemo(capacity=2)
     assert memo.get("")[0] != memo.get("")[0]
-    a = memo.get("a")
-    memo.get("b")
-    assert memo.get("a") is a  # recent: remembered (and now the most recent)
+    a = memo.get("a")[0]
+    b = memo.get("b")[0]
+    assert memo.get("a")[0] == a  # recent: remembered (and now the most recent)
     memo.get("c")  # evicts b, the least recently used
-    assert len(memo) == 2 and memo.get("b") is not None and memo.get("a") is not a
+    assert len(memo) == 2 and memo.get("b")[0] != b and memo.get("a")[0] != a  # b came back, evicting a
+    decisions = memo.get("a")[1]
+    for i in range(10):
+        decisions[("s", i)] = True
+    assert len(decisions) == 4 * 2 and ("s", 9) in decisions and ("s", 0) not in decisions
 
 
 def test_log_values_with_spaces_or_quotes_are_quoted():

@@ -10,6 +10,7 @@ about one message delivery (RCPT after RCPT, then DATA and END-OF-MESSAGE).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -38,12 +39,15 @@ class Origins:
 
     def __init__(self, networks: list[tuple[str, object, bool]]):
         self.networks = networks
+        # Parsing an address costs more than deciding; the same clients come back all day.
+        self.classify = functools.lru_cache(maxsize=1 << 16)(self._classify)
 
     @classmethod
     def of_scenario(cls, scenario) -> "Origins":
         return cls([(name, o.network, o.mynetworks) for name, o in scenario.origins.items()])
 
-    def classify(self, address: str) -> tuple[str, bool]:
+    def _classify(self, address: str) -> tuple[str, bool]:
+        """(origin name, mynetworks) of ``address``."""
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -55,31 +59,47 @@ class Origins:
         return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False)), False
 
 
+class Decisions(OrderedDict):
+    """The services' per-message memo (``(service name, message id) -> allowed``), shared by
+    all messages and holding the most recent ``capacity`` entries."""
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.capacity:
+            self.popitem(last=False)
+
+
 class MessageMemo:
-    """``instance`` -> (message id, decisions dict), the most recent ``capacity`` messages.
+    """``instance`` -> message id for the most recent ``capacity`` messages, and their decisions.
 
     Without an ``instance`` every request is a message of its own.  A message is
     forgotten after ``capacity`` newer ones: Postfix finishes a message within
-    seconds, so 100,000 is hours of mail on a busy server."""
+    seconds, so 100,000 is hours of mail on a busy server.  One flat table of
+    plain values (no dict per message) keeps Python's garbage collector from
+    pausing the daemon to walk hundreds of thousands of small containers."""
 
     def __init__(self, capacity: int = 100_000):
         self.capacity = capacity
-        self._messages: OrderedDict[str, tuple[int, dict]] = OrderedDict()
+        self._messages: OrderedDict[str, int] = OrderedDict()
+        self.decisions = Decisions(4 * capacity)  # a few services per message
         self._next_id = 0
 
-    def get(self, instance: str) -> tuple[int, dict]:
+    def get(self, instance: str) -> tuple[int, Decisions]:
         if instance:
             found = self._messages.get(instance)
             if found is not None:
                 self._messages.move_to_end(instance)
-                return found
+                return found, self.decisions
         self._next_id += 1
-        entry = (self._next_id, {})
         if instance:
-            self._messages[instance] = entry
+            self._messages[instance] = self._next_id
             if len(self._messages) > self.capacity:
                 self._messages.popitem(last=False)
-        return entry
+        return self._next_id, self.decisions
 
     def __len__(self) -> int:
         return len(self._messages)
