@@ -241,7 +241,7 @@ def test_metrics_count_decisions_by_service_and_action_and_keys_in_use():
     assert values['simsub_policyd_request_seconds_count'] == 8
     assert values['simsub_policyd_keys{service="msgs"}'] == 2
     assert values["simsub_policyd_messages_remembered"] == 7
-    assert values["simsub_policyd_connections"] == 0
+    assert values["simsub_policyd_connections"] == 1
 
 
 def test_export_places_the_services_and_writes_the_daemon_unit():
