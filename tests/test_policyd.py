@@ -232,7 +232,8 @@ def test_metrics_count_decisions_by_service_and_action_and_keys_in_use():
             for i in range(7):  # u0 sends messages 0, 2, 4, 6: the 4th is over the limit of 3
                 client.ask(postfix_request(sasl_username=f"u{i % 2}", instance=f"m{i}"))
             client.ask(postfix_request(request="junk"))
-        text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5).read().decode()
+            url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+            text = urllib.request.urlopen(url, timeout=5).read().decode()  # the client still connected
     values = {m.group(1): float(m.group(2)) for m in re.finditer(r"^(simsub_policyd_\S+) (\S+)$", text, re.M)}
     assert values['simsub_policyd_decisions_total{action="DUNNO",mode="enforce",service=""}'] == 6
     assert values['simsub_policyd_decisions_total{action="DEFER",mode="enforce",service="msgs"}'] == 1
