@@ -8,18 +8,19 @@ socket (and its limits on time) is the server's job.
 Rules a production server needs (Postfix itself never breaks them, a port
 scanner or a misconfigured client does):
 
-* lines longer than :data:`MAX_LINE` bytes or requests with more than
-  :data:`MAX_ATTRIBUTES` lines end the connection (no way to find the next
-  request boundary safely);
-* a request that cannot be read (a line without ``=``, bytes that are not
-  UTF-8, the same attribute twice, no ``request=smtpd_access_policy``) is
-  answered ``DUNNO`` — Postfix then goes on with its restriction list;
+* a request longer than :data:`MAX_REQUEST` bytes ends the connection (no way
+  to find the next request boundary safely);
+* a request that cannot be read (a line without ``=`` or over :data:`MAX_LINE`
+  bytes, more than :data:`MAX_ATTRIBUTES` lines, bytes that are not UTF-8, the
+  same attribute twice, no ``request=smtpd_access_policy``) is answered
+  ``DUNNO`` — Postfix then goes on with its restriction list;
 * attributes the daemon does not know are ignored, as SMTPD_POLICY_README asks
   of every policy server (Postfix adds attributes in new versions).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 #: Longest request line accepted, in bytes (Postfix 3.7 sends well under 1 KB per
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 MAX_LINE = 8192
 #: Most lines in one request (Postfix 3.7 sends about 35 attributes).
 MAX_ATTRIBUTES = 128
+#: Longest request, in bytes (what the server buffers at most per connection).
+MAX_REQUEST = 65536
 
 #: The attributes of Postfix 3.7's policy request (SMTPD_POLICY_README), for the
 #: "unknown attribute" log line: anything else is ignored but noted once.
@@ -39,6 +42,7 @@ server_address server_port compatibility_level mail_version
 """.split())
 
 REQUEST_TYPE = "smtpd_access_policy"
+_NAME = re.compile(r"[A-Za-z0-9_]+\Z").match  # Postfix's names: lower case and "_"
 
 
 @dataclass
@@ -53,26 +57,35 @@ class ParsedRequest:
 def parse_request(lines: list[bytes]) -> ParsedRequest:
     """Parse one request's lines (each with its newline; the last is the empty line)."""
     parsed = ParsedRequest()
+    if len(lines) > MAX_ATTRIBUTES + 1:
+        parsed.problem = f"more than {MAX_ATTRIBUTES} lines"
+        return parsed
+    data = b"".join(lines)
+    try:
+        text = data.decode("utf-8")  # once for the whole request: a third of the time per line
+    except UnicodeDecodeError as exc:
+        number = data.count(b"\n", 0, exc.start) + 1
+        parsed.problem = f"line {number} is not UTF-8"
+        return parsed
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
     attributes = parsed.attributes
-    for number, raw in enumerate(lines, 1):
-        line = raw.rstrip(b"\r\n")
+    for number, line in enumerate(text.split("\n"), 1):
         if not line:
             break  # the end of the request
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            parsed.problem = f"line {number} is not UTF-8"
+        if len(line) > MAX_LINE:
+            parsed.problem = f"line {number} is longer than {MAX_LINE} bytes"
             return parsed
-        name, sep, value = text.partition("=")
-        if not sep or not name or not name.replace("_", "").isalnum() or not name.isascii():
-            parsed.problem = f"line {number} is not name=value: {_show(text)}"
+        name, sep, value = line.partition("=")
+        if not sep or _NAME(name) is None:
+            parsed.problem = f"line {number} is not name=value: {_show(line)}"
             return parsed
         if name in attributes:
             parsed.problem = f"attribute {name!r} appears twice"
             return parsed
         attributes[name] = value
-        if name not in KNOWN_ATTRIBUTES:
-            parsed.unknown.append(name)
+    if not KNOWN_ATTRIBUTES.issuperset(attributes):
+        parsed.unknown = [name for name in attributes if name not in KNOWN_ATTRIBUTES]
     if attributes.get("request") != REQUEST_TYPE:
         got = attributes.get("request")
         parsed.problem = (f"request={got!r} is not {REQUEST_TYPE}" if got is not None
