@@ -68,7 +68,8 @@ class Clock:
 def serve(scn, policy: str, clock=None, load=None, **options):
     """A PolicyServer for ``scn``'s ``policy`` (or what ``load()`` gives) on a free loopback port, in a thread."""
     load = load or (lambda: (scn.policies[policy], Origins.of_scenario(scn)))
-    config = Config(listen="127.0.0.1:0", clock=clock or Clock(), **options)
+    options.setdefault("listen", "127.0.0.1:0")
+    config = Config(clock=clock or Clock(), **options)
     server = PolicyServer(config, load)
     thread = ServerThread(server)
     with thread:

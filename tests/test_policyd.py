@@ -295,3 +295,13 @@ def test_the_scenario_can_put_services_in_log_only_mode():
                                                                                   "policyd": {"log_only": True}})
     assert scenario_log_only(scn, "throttle") == {"msgs"}
     assert scenario_log_only(scn, "all") == {"*"}
+
+
+def test_a_unix_socket_serves_like_tcp_and_is_removed_at_shutdown(tmp_path):
+    path = tmp_path / "policy.sock"
+    with serve(scenario(throttle=THROTTLE), "throttle", clock=Clock(60.0), listen=f"unix:{path}") as server:
+        assert server.address == f"unix:{path}" and oct(path.stat().st_mode & 0o777) == "0o666"
+        with PolicyClient(server.address) as client:
+            answers = [client.ask(postfix_request(sasl_username="u", instance=f"m{i}")).split()[0] for i in range(4)]
+    assert answers == ["DUNNO", "DUNNO", "DUNNO", "DEFER"]
+    assert not path.exists()

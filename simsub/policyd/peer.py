@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..postfix.instance import free_port
+
 POSTFWD = {"postfwd2": "/usr/sbin/postfwd2", "postfwd1": "/usr/sbin/postfwd1"}
 
 
@@ -86,12 +88,6 @@ def request_stream(seed: int, messages: int, users: int = 20, spacing: float = 0
     return stream
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Postfwd:
     """``with Postfwd(rules) as pf:`` postfwd on ``pf.address`` (127.0.0.1:PORT).
 
@@ -101,7 +97,7 @@ class Postfwd:
     def __init__(self, rules: list[str], program: str = "postfwd2"):
         self.rules = rules
         self.program = program
-        self.port = _free_port()
+        self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.folder: Path | None = None
         self.session: int | None = None
@@ -122,7 +118,7 @@ class Postfwd:
             # The rate counters live in the cache daemon; over TCP (its default unix socket
             # under /var/tmp is not usable by nobody here).
             command += ["--cache_proto", "tcp", "--cache_interface", "127.0.0.1", "--cache_port",
-                        str(_free_port())]
+                        str(free_port())]
         # Not a pipe: the daemon keeps writing to its stdout, and a closed pipe would kill it.
         subprocess.run(command, cwd=self.folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=30)

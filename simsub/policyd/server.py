@@ -27,7 +27,6 @@ import logging
 import os
 import resource
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -433,10 +432,3 @@ def _is_socket(path: str) -> bool:
         return stat.S_ISSOCK(os.stat(path).st_mode)
     except OSError:
         return False
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """An unprivileged port nobody listens on right now (for the twin and tests)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
