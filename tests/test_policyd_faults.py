@@ -151,6 +151,17 @@ def test_a_crlf_client_is_read_line_by_line(server):
         assert client.read_answer() == "DUNNO"
 
 
+def test_connections_beyond_the_limit_are_closed_at_once(caplog):
+    caplog.set_level(logging.INFO, logger="simsub.policyd")
+    with serve(scenario(throttle=THROTTLE), "throttle", clock=Clock(60.0), max_connections=2) as server:
+        with PolicyClient(server.address) as a, PolicyClient(server.address) as b:
+            assert a.ask(GOOD) == b.ask(GOOD) == "DUNNO"  # both accepted (and counted) by now
+            third = _raw(server)
+            assert _closed(third)
+            assert a.ask(GOOD) == "DUNNO"
+    assert "2 connections open" in _events(caplog, "connection_refused")[0]
+
+
 def test_an_idle_connection_is_closed_after_the_idle_timeout(server, caplog):
     sock = _raw(server)
     started = time.monotonic()

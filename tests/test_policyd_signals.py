@@ -93,8 +93,14 @@ def test_sighup_reloads_the_scenario_keeping_unchanged_services_counters(tmp_pat
             daemon.wait_for(r"event=reloaded policy=mixed kept=bucket,msgs,spread reset=rcpts")
             assert _ask(client, "u", 5, "msgs") == "DEFER"  # its 4 messages were kept
             assert _ask(client, "u", 20, "rcpts") == "DUNNO"  # new limit, counting from zero
+            write_scenario(path, mixed={**changed, "policyd": {"log_only": ["msgs"]}})
+            daemon.send(signal.SIGHUP)
+            daemon.wait_for(r"event=reloaded .*log_only=msgs")
+            assert _ask(client, "u", 7, "msgs") == "DUNNO"  # still over its limit, now only logged
+            daemon.wait_for(r"event=decision mode=log_only service=msgs would=\"DEFER")
             path.write_text("this is not TOML [")
             daemon.send(signal.SIGHUP)
             daemon.wait_for(r"event=reload_failed")
-            assert _ask(client, "u", 6, "msgs") == "DEFER"  # still serving the last good policy
+            assert _ask(client, "u", 8, "msgs") == "DUNNO"  # still serving the last good policy
+            daemon.wait_for(r"(?s)(mode=log_only service=msgs would=\"DEFER.*){2}")
         assert daemon.stop() == 0

@@ -58,7 +58,7 @@ def command_policyd(args) -> int:
     from .server import Config, PolicyServer, parse_listen, raise_fd_limit
 
     scenario = _load(args)  # validated now: a bad scenario exits 2 before anything listens
-    policy_name, log_only = _check(scenario, args)
+    _policy_name, log_only = _check(scenario, args)
     for option in ("listen", "metrics"):
         value = getattr(args, option)
         if value is not None:
@@ -78,7 +78,7 @@ def command_policyd(args) -> int:
     config = Config(listen=args.listen, state=args.state, state_interval=args.state_interval, budget=args.budget,
                     idle_timeout=args.idle_timeout, request_timeout=args.request_timeout,
                     log_only=frozenset(log_only), metrics=args.metrics, max_connections=args.max_connections)
-    server = PolicyServer(config, lambda: load_policy(args, policy_name))
+    server = PolicyServer(config, lambda: load_policy(args))
     try:
         asyncio.run(server.run())
     except OSError as exc:  # the address is taken, the socket folder is missing...
@@ -86,13 +86,16 @@ def command_policyd(args) -> int:
     return 0
 
 
-def load_policy(args, policy_name: str):
-    """(policy, origins) of the scenario as on the command line (read again on SIGHUP)."""
+def load_policy(args):
+    """(policy, origins, log-only services) of the scenario as on the command line; read again
+    on SIGHUP, so editing the scenario's [policies.NAME.policyd] log_only and a reload switches
+    a service between log-only and enforcing."""
     from ..cli import _load
     from .adapter import Origins
 
     scenario = _load(args)
-    return scenario.policies[scenario.policy_named(policy_name)], Origins.of_scenario(scenario)
+    policy_name, log_only = _check(scenario, args)
+    return scenario.policies[policy_name], Origins.of_scenario(scenario), frozenset(log_only)
 
 
 def _check(scenario, args) -> tuple[str, set[str]]:

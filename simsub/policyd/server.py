@@ -43,8 +43,9 @@ from .protocol import MAX_ATTRIBUTES, MAX_REQUEST, format_answer, parse_request
 
 INFO, WARNING, ERROR = logging.INFO, logging.WARNING, logging.ERROR
 
-#: What the loader callback returns: the policy to serve and the scenario's origins.
-Loaded = tuple[Policy, Origins]
+#: What the loader callback returns: the policy to serve, the scenario's origins and, optionally,
+#: the services in log-only mode (else ``Config.log_only``) — read again at every SIGHUP.
+Loaded = tuple[Policy, Origins] | tuple[Policy, Origins, frozenset[str]]
 
 
 @dataclass
@@ -113,9 +114,9 @@ class PolicyServer:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self._save_lock = asyncio.Lock()
-        policy, origins = self.load()
+        policy, origins, log_only = self._load()
         services, locks = self._restore(policy)
-        self.decider = Decider(policy, origins, self.config.log_only, services, locks)
+        self.decider = Decider(policy, origins, log_only, services, locks)
         if self.config.metrics:
             from .metrics import available
             if not available():
@@ -185,14 +186,19 @@ class PolicyServer:
     def reload(self) -> None:
         """Load the scenario again; keep the counters of services whose spec did not change."""
         try:
-            policy, origins = self.load()
+            policy, origins, log_only = self._load()
         except Exception as exc:  # a broken scenario must not take the running daemon down
             log(ERROR, "reload_failed", reason=str(exc) or type(exc).__name__, kept="the running policy")
             return
-        self.decider, fresh = self.decider.reloaded(policy, origins, self.config.log_only)
+        self.decider, fresh = self.decider.reloaded(policy, origins, log_only)
         kept = sorted(set(self.decider.services) - set(fresh))
-        log(INFO, "reloaded", policy=policy.name, kept=",".join(kept) or "none", reset=",".join(fresh) or "none")
+        log(INFO, "reloaded", policy=policy.name, kept=",".join(kept) or "none", reset=",".join(fresh) or "none",
+            log_only=",".join(sorted(self.decider.log_only)) or "none")
         self.dirty = True
+
+    def _load(self) -> tuple[Policy, Origins, frozenset[str]]:
+        loaded = self.load()
+        return loaded[0], loaded[1], frozenset(loaded[2]) if len(loaded) > 2 else self.config.log_only
 
     # ------------------------------------------------------------------ state
     def _restore(self, policy: Policy) -> tuple[dict, dict]:
