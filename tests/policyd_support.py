@@ -19,7 +19,8 @@ import tomli_w
 from simsub.policy.restrictions import PolicyServiceCall, Result
 from simsub.policyd.adapter import Origins
 from simsub.policyd.client import PolicyClient, postfix_request
-from simsub.policyd.server import Config, PolicyServer, ServerThread
+from simsub.policyd.server import Config, PolicyServer
+from simsub.policyd.thread import ServerThread
 
 from .conftest import BASE, make_scenario
 

@@ -13,7 +13,8 @@ import pytest
 from simsub.model.clients import Client
 from simsub.model.outcomes import Outcome
 from simsub.policyd.adapter import Origins
-from simsub.policyd.server import Config, PolicyServer, ServerThread
+from simsub.policyd.server import Config, PolicyServer
+from simsub.policyd.thread import ServerThread
 from simsub.postfix.instance import PrivatePostfix, unavailable_reason
 from simsub.twin.smtp import SmtpTarget, play_session
 

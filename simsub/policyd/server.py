@@ -10,7 +10,7 @@ Life cycle (:meth:`PolicyServer.run`): load the policy, restore the counters fro
 the state file, listen, then answer until SIGTERM/SIGINT.  SIGHUP reloads the
 scenario and keeps the counters of every service whose spec is unchanged.  The
 state is written every ``state_interval`` seconds when something changed and
-once more at shutdown.  :class:`ServerThread` runs a server in a thread of
+once more at shutdown.  :class:`~.thread.ServerThread` runs a server in a thread of
 the calling process (tests, and the twin, on a free port).
 
 Faults (each logged, the other connections unaffected): a request that cannot
@@ -348,53 +348,6 @@ class PolicyServer:
             log(INFO, "decision", mode="enforce", service=decision.service, action=decision.action, **who)
         for service, action in decision.log_only:
             log(INFO, "decision", mode="log_only", service=service, would=action, action="DUNNO", **who)
-
-
-class ServerThread:
-    """``with ServerThread(server) as s:`` — the server on its own event loop in a thread.
-
-    For tests and for the twin: no signal handlers (only the main thread may set
-    them); leaving the block shuts it down like SIGTERM (state saved)."""
-
-    def __init__(self, server: PolicyServer, timeout: float = 10.0):
-        self.server = server
-        self.timeout = timeout
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="simsub-policyd", daemon=True)
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self.server.run(signals=False))
-        except BaseException as exc:  # reported to the caller by __enter__
-            self.error = exc
-            self.server.ready.set()
-
-    def __enter__(self) -> PolicyServer:
-        self._thread.start()
-        if not self.server.ready.wait(self.timeout):
-            raise RuntimeError("the policy server did not start in time")
-        if self.error is not None:
-            raise self.error
-        return self.server
-
-    def call(self, fn, *args):
-        """Run ``fn(*args)`` in the server's loop and wait for it (e.g. ``server.reload``)."""
-        done = threading.Event()
-        box = {}
-
-        def run():
-            try:
-                box["value"] = fn(*args)
-            finally:
-                done.set()
-        self.server._loop.call_soon_threadsafe(run)
-        done.wait(self.timeout)
-        return box.get("value")
-
-    def __exit__(self, *_exc) -> None:
-        if self.server._loop is not None and self.server._stop is not None:
-            self.server._loop.call_soon_threadsafe(self.server.request_stop, "end of block")
-        self._thread.join(self.timeout)
 
 
 class _TooManyLines(Exception):
