@@ -99,12 +99,14 @@ class PrivatePostfix:
     max(process_limit, default_process_limit), as in Postfix, with
     default_process_limit left at Postfix's 100 (it also caps every other
     service: a small value there slows the instance down).  ``keep``: leave the
-    folder for inspection.
+    folder for inspection.  ``policy_endpoint``: where its check_policy_service
+    lines point (``inet:127.0.0.1:PORT`` of a running ``simsub policyd``).
     """
 
     def __init__(self, scenario: Scenario, policy: str, *, port: int | None = None, process_limit: int = 100,
-                 keep: bool = False, start: bool = True):
+                 keep: bool = False, start: bool = True, policy_endpoint: str | None = None):
         self.scenario = scenario
+        self.policy_endpoint = policy_endpoint  # where `simsub policyd` answers (default: export's 10040)
         self.policy = policy
         self.export: PostfixExport | None = None
         self.port = port or free_port()
@@ -196,8 +198,9 @@ class PrivatePostfix:
     # ------------------------------------------------------------------ internals
     def _write_configuration(self) -> None:
         root = self.root
+        extra = {"policy_endpoint": self.policy_endpoint} if self.policy_endpoint else {}
         self.export = export_policy(self.scenario, self.policy, map_dir=str(root / "etc" / "maps"),
-                                    process_limit=self.process_limit)
+                                    process_limit=self.process_limit, **extra)
         for sub in ("etc", "etc/maps", "queue", "data", "log"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         postfix = pwd.getpwnam("postfix")

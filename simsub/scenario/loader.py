@@ -325,7 +325,7 @@ _POPULATION_COMMON = ("name", "kind", "count", "origins", "recipients", "patienc
 _POPULATION_USER = ("messages_per_day", "diurnal", "retries", "retry_interval")
 _POPULATION_BOT = ("start", "stop", "accounts", "accounts_from", "parallel", "pause", "ramp", "forged_sender")
 _MTA = ("process_limit", "backlog", "reply_time", "soft_error_limit", "hard_error_limit", "error_sleep_time")
-_POLICY = ("description", "smtpd_delay_reject", "maps", "services") + LIST_KEYS
+_POLICY = ("description", "smtpd_delay_reject", "maps", "services", "policyd") + LIST_KEYS  # policyd: the daemon's own settings
 _SERVICE = ("type", "key", "count", "limit", "window", "algorithm", "action", "strict", "burst", "overrides",
             "description")
 #: Service keys that only one algorithm has.
