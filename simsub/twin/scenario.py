@@ -82,16 +82,12 @@ def unsupported_policy_reason(scenario: Scenario, policy: str) -> str | None:
     The twin's client reaches its disguise with XCLIENT after the first banner,
     so restrictions that run before the banner (``smtpd_delay_reject = no``
     with client restrictions) would judge 127.0.0.1 instead of the client it
-    plays.  Policy services need a daemon Postfix does not have.
+    plays.  Policy services are answered by ``simsub policyd`` beside the instance
+    (:mod:`simsub.twin.run`).
     """
     compiled = scenario.policies[policy]
     if not compiled.stages["connect"].empty:
         return (f"policy {policy!r} runs client restrictions before the banner (smtpd_delay_reject = no); the twin's "
                 "client can only set its name and address with XCLIENT after the banner, so Postfix would judge "
                 "127.0.0.1 instead")
-    if compiled.services:
-        names = ", ".join(sorted(compiled.services))
-        return (f"policy {policy!r} consults the policy service(s) {names}, which Postfix cannot answer alone; the "
-                "twin compares policies made of Postfix restrictions and pcre maps (export-postfix shows what such a "
-                "daemon must decide)")
     return None
