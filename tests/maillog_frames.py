@@ -46,7 +46,8 @@ class Session:
     auth_failed: bool = False
 
 
-def parsed_log(sessions: list[Session], extra_stats: dict | None = None) -> SimpleNamespace:
+def parsed_log(sessions: list[Session], extra_stats: dict | None = None, deliveries: bool = True) -> SimpleNamespace:
+    """The parsed tables of ``sessions``; ``deliveries=False`` leaves out the delivery lines (recipients table)."""
     s_rows, m_rows, r_rows, f_rows = [], [], [], []
     queue = 0
     for sid, s in enumerate(sessions):
@@ -57,7 +58,8 @@ def parsed_log(sessions: list[Session], extra_stats: dict | None = None) -> Simp
         s_rows.append([sid, "mx", s.service, 1000 + sid, s.connect_s,
                        np.nan if s.duration is None else s.connect_s + s.duration, s.client_name, s.client_address,
                        "PLAIN" if login else "", login, "disconnect" if s.duration is not None else "unfinished", "",
-                       1, -1, -1, 0 if s.auth_failed else 1, 1, len(messages), len(messages), n_rcpt, n_rcpt,
+                       1, -1, -1, 1 if login else 0, 1 if (login or s.auth_failed) else 0, len(messages),
+                       len(messages), n_rcpt, n_rcpt,
                        len(messages), len(messages), -1, 1, commands, commands + (1 if s.auth_failed else 0)])
         if s.auth_failed:
             f_rows.append([s.connect_s, sid, s.client_name, s.client_address, "LOGIN",
@@ -66,8 +68,10 @@ def parsed_log(sessions: list[Session], extra_stats: dict | None = None) -> Simp
             qid = f"{queue:011X}"
             queue += 1
             t = s.connect_s + (s.duration or 1.0) * (i + 0.5) / (len(messages) + 1)
+            if float(s.connect_s).is_integer() and float(s.duration or 0).is_integer():
+                t = float(np.floor(t))  # whole-second stamps (classic syslog) throughout
             m_rows.append([qid, sid, t, s.client_name, s.client_address, login, f"{login}@example.jp", 600, n, t + 1])
-            for r in range(n):
+            for r in range(n if deliveries else 0):
                 r_rows.append([qid, t + 1, f"rcpt{r}@example.com", "", "mx.example.com[192.0.2.26]:25", 1.0, 0.01,
                                0.01, 0.1, 0.9, "2.0.0", "sent", "250 ok"])
     times = [s.connect_s for s in sessions]
@@ -120,4 +124,22 @@ def user_sessions(rng: np.random.Generator, accounts: dict[str, tuple[str, int, 
         for t in np.sort(times):
             r = int(rng.geometric(1 / recipients_mean))
             out.append(Session(float(t), name, address, login, [r], duration(rng, r)))
+    return out
+
+
+def botnet_sessions(rng: np.random.Generator, accounts: list[str], clients: list[tuple[str, str]], start: float,
+                    end: float, pause: float = 10.0, recipients=(30, 70), rtt: float = 0.2,
+                    ramp: float = 600.0) -> list[Session]:
+    """Bots in a loop session, pause, session... from ``start`` + U[0, ramp) to ``end``.
+
+    Each session logs in with a random stolen account and sends one message
+    to U{recipients} recipients; it lasts (6 + n) × rtt."""
+    out = []
+    for name, address in clients:
+        t = start + rng.uniform(0, ramp)
+        while t < end:
+            n = int(rng.integers(recipients[0], recipients[1] + 1))
+            d = (6 + n) * rtt
+            out.append(Session(float(t), name, address, str(rng.choice(accounts)), [n], d))
+            t += d + pause
     return out

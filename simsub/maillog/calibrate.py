@@ -173,7 +173,7 @@ def _user_populations(traffic: Traffic, legit: pd.DataFrame, diurnal: list[float
     for i, (name, cls) in enumerate(zip(names, classes)):
         members = per_account[per_account["class"] == i]
         mail = legit[legit["account"].isin(set(members.index))]
-        count = max(1, round(cls.accounts))
+        count = max(1, len(members), round(cls.accounts))  # never fewer clients than the log shows
         per_day = cls.rate * cls.accounts / count * 86400.0 / exposure
         section = Section({})
         section.header = [
@@ -215,8 +215,10 @@ def _bot_population(traffic: Traffic, flagged: pd.DataFrame, bots: pd.DataFrame,
                             bots[["addr", "accepted_s"]].rename(columns={"accepted_s": "t"})]).groupby("addr")["t"].min()
     start = float(flagged["first_abuse_s"].min())
     last = float(pd.concat([sessions["connect_s"], bots["accepted_s"]]).max())
-    span = float(first_seen.max() - first_seen.min())
-    ramp = span * (count + 1) / (count - 1) if count > 1 else 0.0  # max of n uniform draws ≈ ramp·n/(n+1)
+    # Workers start uniformly over [start, start + ramp): the 90th percentile of the addresses'
+    # first appearances is then 0.9 ramp after the first one, robust to a late straggler.
+    span = float(first_seen.quantile(0.9) - first_seen.min())
+    ramp = span / 0.9
     parallel, gaps = _concurrency_and_gaps(sessions)
 
     section = Section({})
@@ -230,8 +232,8 @@ def _bot_population(traffic: Traffic, flagged: pd.DataFrame, bots: pd.DataFrame,
     section.set("count", count, "distinct client addresses the bots used (IPv6: /64s)")
     section.set("start", _duration_text(start - traffic.t0_s), "the first login from a bot address "
                 f"({datetime.fromtimestamp(start + traffic.utc_offset_s, tz=timezone.utc):%Y-%m-%d %H:%M:%S})")
-    section.set("ramp", _duration_text(ramp), f"bot addresses first appeared over {span:.0f} s "
-                "(the last of n uniform starts falls at ramp·n/(n+1))")
+    section.set("ramp", _duration_text(ramp), f"90 % of the bot addresses first appeared within {span:.0f} s "
+                "of the first (uniform starts over the ramp put the 90th percentile at 0.9 ramp)")
     if last < traffic.t0_s + traffic.horizon_s - 3600:
         section.set("stop", _duration_text(max(last - traffic.t0_s, start - traffic.t0_s + 1)),
                     "the last bot session")
@@ -247,7 +249,7 @@ def _bot_population(traffic: Traffic, flagged: pd.DataFrame, bots: pd.DataFrame,
     if len(gaps):
         rtt_half = 0.5 * _mean_rtt(sessions, bots, options)
         pauses = np.asarray(gaps) + rtt_half + options.reply_time
-        section.set("pause", _duration_value(pauses), f"{len(gaps):,} gaps between an address's sessions "
+        section.set("pause", _duration_value(pauses, 0.01), f"{len(gaps):,} gaps between an address's sessions "
                     f"(disconnect to next connect, median {np.median(gaps):.3g} s) plus the half round trip and "
                     "reply time between the client's last reply and smtpd's disconnect")
     else:
@@ -328,7 +330,7 @@ def _origin(key: str, name: str, traffic: Traffic, sessions: pd.DataFrame, messa
     if len(rtts) >= MIN_TIMED_SESSIONS:
         if traffic.resolution_s < 1.0:
             per_client = rtts.groupby("client")["rtt"].median()
-            section.set("rtt", _duration_value(per_client),
+            section.set("rtt", _duration_value(per_client, 0.001),
                         f"effective round trip of {len(per_client):,} clients (median over each one's "
                         f"{len(rtts):,} single-message sessions: duration = (6+n)·rtt + (7+n)·reply_time)")
         else:
@@ -459,11 +461,12 @@ def _duration_text(seconds: float) -> str:
     return f"{round(seconds, 3):g}s"
 
 
-def _duration_value(samples) -> Any:
+def _duration_value(samples, step: float) -> Any:
+    """A constant when every sample rounds to one value, else an empirical distribution (seconds)."""
     samples = np.asarray(samples, dtype=float)
-    if np.ptp(samples) < 1e-3:
-        return f"{round(float(samples[0]), 3):g}s"
-    return {"dist": "empirical", "points": [list(p) for p in empirical_durations(samples)]}
+    if np.ptp(samples) < step:
+        return f"{round(float(np.mean(samples)), 3):g}s"
+    return {"dist": "empirical", "points": [list(p) for p in empirical_durations(samples, step=step)]}
 
 
 def _detection_text(d: DetectionOptions) -> str:

@@ -119,7 +119,7 @@ def volume_classes(counts, max_classes: int = 4) -> VolumeFit:
     return VolumeFit(tuple(classes), ll, bic, tuple(tried))
 
 
-def empirical_counts(values, max_points: int = 40) -> list[tuple[int, float]]:
+def empirical_counts(values, max_points: int = 60) -> list[tuple[int, float]]:
     """Points ``[x, F(x)]`` of a count ``empirical`` distribution of ``values`` (whole numbers >= 1).
 
     Every distinct value is kept when there are at most ``max_points``;
@@ -147,22 +147,31 @@ def empirical_counts(values, max_points: int = 40) -> list[tuple[int, float]]:
     return _strictly_rising(points)
 
 
-def empirical_durations(values, points: int = 11) -> list[tuple[float, float]]:
-    """Points ``[x, F(x)]`` of a duration ``empirical`` distribution: ``points`` evenly spaced quantiles.
+def empirical_durations(values, points: int = 21, atoms: int = 20, step: float = 0.01) -> list[tuple[float, float]]:
+    """Points ``[x, F(x)]`` of a duration ``empirical`` distribution of ``values`` (seconds).
 
-    x in seconds, rounded to the millisecond; equal quantiles are merged
-    (keeping the largest F), so a constant sample gives one point at F = 1."""
-    values = np.sort(np.clip(np.asarray(values, dtype=float), 0, None))
-    probs = np.linspace(0, 1, points)
-    xs = np.round(np.quantile(values, probs), 3)
-    out: list[tuple[float, float]] = []
-    for x, f in zip(xs, probs):
-        if out and x <= out[-1][0]:
-            out[-1] = (out[-1][0], float(f))
-        else:
-            out.append((float(x), float(f)))
-    if len(out) > 1 and out[0][1] == 0.0:
-        pass  # a zero probability at the smallest value is allowed: interpolation starts there
+    Values are rounded to ``step`` seconds.  With at most ``atoms`` distinct
+    values (a bot's fixed pause seen through whole-second stamps: 9, 10, 11 s)
+    each keeps its probability: a point ``step / 10`` below each value carries
+    the previous F, so the interpolated mass sits that close to the value.  Otherwise ``points``
+    evenly spaced quantiles (a continuous spread).  A constant sample gives one
+    point at F = 1."""
+    digits = max(0, round(-math.log10(step)))
+    values = np.round(np.clip(np.asarray(values, dtype=float), 0, None), digits)
+    distinct, counts = np.unique(values, return_counts=True)
+    if len(distinct) <= atoms:
+        cdf = np.cumsum(counts) / counts.sum()
+        out = [(float(distinct[0]), float(cdf[0]))]
+        for x, f, f_before in zip(distinct[1:], cdf[1:], cdf[:-1]):
+            out += [(round(float(x) - step / 10, digits + 1), float(f_before)), (float(x), float(f))]
+    else:
+        probs = np.linspace(0, 1, points)
+        out = []
+        for x, f in zip(np.round(np.quantile(values, probs), digits), probs):
+            if out and x <= out[-1][0]:
+                out[-1] = (out[-1][0], float(f))  # equal quantiles: one point with the larger F
+            else:
+                out.append((float(x), float(f)))
     out[-1] = (out[-1][0], 1.0)
     return [(x, round(f, 6)) for x, f in out]
 

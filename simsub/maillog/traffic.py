@@ -183,7 +183,7 @@ def select_traffic(parsed, rules: OriginRules, service: str = "submission", utc_
         _label(frame, time_column, rules, utc_offset_s, origin_cache)
     failures = getattr(parsed, "auth_failures", None)
     failures = failures.copy() if isinstance(failures, pd.DataFrame) else pd.DataFrame(columns=["client_address"])
-    failures["addr"] = [address_key(a) for a in failures["client_address"].astype(str)] if len(failures) else []
+    failures["addr"] = failures["client_address"].astype(str).map(address_key) if len(failures) else []
 
     times = pd.concat([sessions["connect_s"], sessions["disconnect_s"], messages["accepted_s"]]).dropna()
     first, last = float(times.min()), float(times.max())
@@ -200,15 +200,15 @@ def select_traffic(parsed, rules: OriginRules, service: str = "submission", utc_
 def _label(frame: pd.DataFrame, time_column: str, rules: OriginRules, utc_offset_s: float, cache: dict) -> None:
     names = frame["client_name"].fillna("unknown").astype(str).replace("", "unknown")
     addresses = frame["client_address"].fillna("").astype(str)
-    origins = []
-    for pair in zip(names, addresses):
+    pairs = pd.Series(list(zip(names, addresses)), index=frame.index, dtype=object)
+    for pair in pairs.unique():  # each distinct client once: a big log repeats them
         if pair not in cache:
-            cache[pair] = rules.classify(*pair)
-        origins.append(cache[pair])
+            cache[pair] = (rules.classify(*pair), address_key(pair[1]), network_key(pair[1]))
+    labels = pairs.map(cache)
     frame["client_name"] = names
-    frame["origin"] = origins
-    frame["addr"] = [address_key(a) for a in addresses]
-    frame["net"] = [network_key(a) for a in addresses]
+    frame["origin"] = [label[0] for label in labels]
+    frame["addr"] = [label[1] for label in labels]
+    frame["net"] = [label[2] for label in labels]
     frame["local_s"] = frame[time_column].astype(float) + utc_offset_s
     frame["day"] = np.floor(frame["local_s"] / 86400).astype("Int64")
     frame["hour"] = (np.floor(frame["local_s"] / 3600) % 24).astype("Int64")
