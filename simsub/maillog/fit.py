@@ -165,7 +165,8 @@ def empirical_durations(values, points: int = 21, atoms: int = 20, step: float =
         for x, f, f_before in zip(distinct[1:], cdf[1:], cdf[:-1]):
             out += [(round(float(x) - step / 10, digits + 1), float(f_before)), (float(x), float(f))]
     else:
-        probs = np.linspace(0, 1, points)
+        # evenly spaced quantiles, and two in the upper tail so a rare long value stays rare
+        probs = np.union1d(np.linspace(0, 1, points), [0.99, 0.999])
         out = []
         for x, f in zip(np.round(np.quantile(values, probs), digits), probs):
             if out and x <= out[-1][0]:

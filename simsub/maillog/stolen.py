@@ -91,9 +91,10 @@ def _bursts(traffic: Traffic, days: pd.DataFrame, options: DetectionOptions) -> 
     candidates = days[days["recipients"] >= options.burst_min]
     if candidates.empty:
         return rows
-    active = days[days["messages"] > 0]
-    by_account = {a: g for a, g in active.groupby("account") if a in set(candidates["account"])}
-    messages = traffic.messages
+    wanted = set(candidates["account"])
+    active = days[(days["messages"] > 0) & days["account"].isin(wanted)]
+    by_account = dict(tuple(active.groupby("account")))
+    messages = traffic.messages[traffic.messages["account"].isin(wanted)]
     for r in candidates.itertuples(index=False):
         history = by_account.get(r.account)
         other = history[history["day"] != r.day] if history is not None else None
@@ -156,16 +157,20 @@ def flag_accounts(traffic: Traffic, options: DetectionOptions) -> tuple[pd.DataF
         return pd.DataFrame(columns=FLAGGED_COLUMNS), is_bot, traffic.sessions.iloc[0:0]
     bots = bot_addresses(traffic, hits)
     events = logins(traffic)
-    messages = traffic.messages
+    events = events[events["account"].isin(bots)]
+    events_of = dict(tuple(events.groupby("account")))
+    candidates = traffic.messages[traffic.messages["account"].isin(bots)]
+    messages_of = dict(tuple(candidates.groupby("account")))
     failing = set(traffic.auth_failures["addr"]) if len(traffic.auth_failures) else set()
     rows = []
     for account, group in hits.groupby("account", sort=True):
         addrs = bots[account]
-        mine = events[(events["account"] == account)]
+        mine = events_of[account]
         flagged_days = set(group["day"])
         start = float(mine.loc[mine["addr"].isin(addrs) & mine["day"].isin(flagged_days), "t_s"].min())
-        mask = (messages["account"] == account) & messages["addr"].isin(addrs) & (messages["accepted_s"] >= start)
-        is_bot |= mask
+        messages = messages_of.get(account, candidates.iloc[0:0])
+        mask = messages["addr"].isin(addrs) & (messages["accepted_s"] >= start)
+        is_bot[mask[mask].index] = True
         day_rows = mine[mine["day"].isin(flagged_days)]
         rows.append({
             "account": account,
@@ -175,14 +180,13 @@ def flag_accounts(traffic: Traffic, options: DetectionOptions) -> tuple[pd.DataF
             "addresses": int(day_rows["addr"].nunique()),
             "networks": int(day_rows["net"].nunique()),
             "suspect_addresses": int(day_rows.loc[day_rows["origin"].isin(SUSPECT_CLASSES), "addr"].nunique()),
-            "recipients": int(messages.loc[(messages["account"] == account) & messages["day"].isin(flagged_days),
-                                           "recipients"].sum()),
+            "recipients": int(messages.loc[messages["day"].isin(flagged_days), "recipients"].sum()),
             "first_abuse": datetime.fromtimestamp(start, tz=timezone.utc).isoformat(timespec="seconds"),
             "first_abuse_s": start,
             "bot_addresses": len(addrs),
             "bot_messages": int(mask.sum()),
             "bot_recipients": int(messages.loc[mask, "recipients"].sum()),
-            "owner_messages": int(((messages["account"] == account) & ~mask).sum()),
+            "owner_messages": int((~mask).sum()),
             "bot_addresses_with_auth_failures": len(addrs & failing),
         })
     flagged = pd.DataFrame(rows, columns=FLAGGED_COLUMNS)
