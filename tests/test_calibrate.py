@@ -160,11 +160,12 @@ def test_round_trips_from_sub_second_durations():
     cal = calibrate(parsed_log(sessions), OPTIONS)
     rtt = cal.origins["foreign"].values["rtt"]
     assert rtt["dist"] == "empirical"
-    xs = [x for x, _ in rtt["points"]]
     seen = np.array([rtts[a] for a in sorted(set(cal.traffic.messages["account"]))])
     # each client's median estimate is its own rtt (to the 1 ms rounding): the points are the sample's quantiles
-    assert xs == pytest.approx(np.round(np.quantile(seen, np.union1d(np.linspace(0, 1, 21), [0.99, 0.999])), 3), abs=1.5e-3)
-    assert xs[0] >= 0.1 - 1e-3 and xs[-1] <= 0.3 + 1e-3
+    assert len(rtt["points"]) >= 21
+    for x, f in rtt["points"]:
+        assert x == pytest.approx(np.quantile(seen, f), abs=1.5e-3)
+    assert rtt["points"][0][0] >= 0.1 - 1e-3 and rtt["points"][-1][0] <= 0.3 + 1e-3
 
 
 def test_round_trip_mean_survives_whole_second_stamps():
@@ -217,4 +218,4 @@ def test_few_distinct_durations_keep_their_probabilities():
     assert _duration_mean(points) == pytest.approx(np.mean(values), abs=1e-3)
     spread = np.random.default_rng(20).uniform(0.1, 0.3, 1000)
     quantiles = empirical_durations(spread, step=0.001)
-    assert len(quantiles) == 23 and abs(_duration_mean(quantiles) - spread.mean()) < 0.005
+    assert 21 <= len(quantiles) <= 23 and abs(_duration_mean(quantiles) - spread.mean()) < 0.005
