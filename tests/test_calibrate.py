@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from simsub import ScenarioError
 from simsub.maillog.calibrate import CalibrateOptions, calibrate
 from simsub.maillog.fit import empirical_counts, hour_exposure, volume_classes
 
-from .maillog_frames import MYNETWORKS, Session, client, parsed_log, user_sessions
+from .maillog_frames import MYNETWORKS, Session, botnet_sessions, client, parsed_log, user_sessions
 
 Z = 3.29
 T0 = 1_336_953_600.0  # 2012-05-14 00:00 UTC, a midnight
@@ -219,3 +221,18 @@ def test_few_distinct_durations_keep_their_probabilities():
     spread = np.random.default_rng(20).uniform(0.1, 0.3, 1000)
     quantiles = empirical_durations(spread, step=0.001)
     assert 21 <= len(quantiles) <= 23 and abs(_duration_mean(quantiles) - spread.mean()) < 0.005
+
+
+def test_a_log_of_only_abuse_is_refused_with_advice():
+    rng = np.random.default_rng(21)
+    bots = [client("unknown", i) for i in range(20)]
+    sessions = botnet_sessions(rng, ["victim"], bots, T0, T0 + 3600, pause=30.0)
+    with pytest.raises(ScenarioError, match="no legitimate mail left.*--max-addresses"):
+        calibrate(parsed_log(sessions, deliveries=False), OPTIONS)
+
+
+def test_a_class_with_a_tiny_share_is_left_out_not_written_as_zero():
+    from simsub.maillog.calibrate import _shares
+
+    shares = _shares(pd.Series(["own"] * 3_000_000 + ["unknown"]))
+    assert shares == {"own": 1.0}

@@ -12,6 +12,7 @@ result as a commented scenario file.  Times are seconds.
 from __future__ import annotations
 
 import math
+import string
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import ScenarioError
 from .fit import diurnal_profile, effective_rtt, empirical_counts, empirical_durations, hour_exposure, volume_classes
 from .stolen import DetectionOptions, flag_accounts
 from .traffic import ORIGIN_CLASSES, OriginRules, Traffic, modal, select_traffic
@@ -27,6 +29,8 @@ from .traffic import ORIGIN_CLASSES, OriginRules, Traffic, modal, select_traffic
 #: 10-20 ms, East Asia 50-100 ms, US 100-200 ms, Europe 250-300 ms).
 DEFAULT_RTT = {"own": 0.010, "home": 0.020, "foreign": {"dist": "uniform", "low": 0.05, "high": 0.2},
                "unknown": {"dist": "uniform", "low": 0.1, "high": 0.3}}
+#: Characters a scenario's hostname pattern may hold (besides ``{n}``).
+_HOST_CHARACTERS = set(string.ascii_lowercase + string.digits + "-.")
 #: Fewest single-message sessions with both ends logged for a fitted round trip.
 MIN_TIMED_SESSIONS = 20
 #: Names of the volume classes, lightest first, by number of classes.
@@ -113,6 +117,10 @@ def calibrate(parsed, options: CalibrateOptions = CalibrateOptions()) -> Calibra
     inside = (traffic.messages["accepted_s"] >= traffic.t0_s) & (traffic.messages["accepted_s"] < traffic.t0_s + traffic.horizon_s)
     legit = traffic.messages[~is_bot & inside]
     bots = traffic.messages[is_bot]
+    if legit.empty:
+        raise ScenarioError(options.source, None, f"no legitimate mail left: all {len(bots):,} submitted messages are "
+                            f"from the {len(flagged)} accounts that look stolen; raise the detection thresholds "
+                            "(--max-addresses, --max-suspect, --burst-factor)")
 
     weights, counts, exposure = diurnal_profile(legit["local_s"], traffic.t0_s + traffic.utc_offset_s, traffic.horizon_s)
     rotation = traffic.start_hour
@@ -350,7 +358,7 @@ def _hostname_pattern(names: pd.Series, origin: str, rules: OriginRules) -> str:
     if origin == "unknown":
         return "unknown"
     domains = [n.lower().split(".", 1)[1] for n in names if "." in n and n != "unknown"]
-    domains = ["".join(ch for ch in d if ch.isalnum() or ch in "-.").strip(".") for d in domains]
+    domains = ["".join(ch for ch in d if ch in _HOST_CHARACTERS).strip(".") for d in domains]
     domains = [d for d in domains if d]
     if not domains:
         if origin == "own" and len(names) and (names == "unknown").mean() > 0.5:
@@ -423,11 +431,12 @@ def _header(parsed, traffic: Traffic, legit, bots, flagged, options: CalibrateOp
 
 # ------------------------------------------------------------------ formatting helpers
 def _shares(values: pd.Series) -> dict[str, float]:
-    """Shares of each origin class, rounded to 4 decimals, summing to exactly 1."""
+    """Shares of each origin class, rounded to 6 decimals, summing to exactly 1 (a class that rounds to 0 is left out)."""
     counts = values.value_counts()
-    shares = {c: round(float(counts.get(c, 0) / counts.sum()), 4) for c in ORIGIN_CLASSES if counts.get(c, 0)}
+    shares = {c: round(float(counts.get(c, 0) / counts.sum()), 6) for c in ORIGIN_CLASSES if counts.get(c, 0)}
+    shares = {c: v for c, v in shares.items() if v > 0}
     top = max(shares, key=shares.get)
-    shares[top] = round(1.0 - sum(v for k, v in shares.items() if k != top), 4)
+    shares[top] = round(1.0 - sum(v for k, v in shares.items() if k != top), 6)
     return shares
 
 

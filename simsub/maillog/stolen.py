@@ -181,7 +181,8 @@ def flag_accounts(traffic: Traffic, options: DetectionOptions) -> tuple[pd.DataF
             "networks": int(day_rows["net"].nunique()),
             "suspect_addresses": int(day_rows.loc[day_rows["origin"].isin(SUSPECT_CLASSES), "addr"].nunique()),
             "recipients": int(messages.loc[messages["day"].isin(flagged_days), "recipients"].sum()),
-            "first_abuse": datetime.fromtimestamp(start, tz=timezone.utc).isoformat(timespec="seconds"),
+            "first_abuse": datetime.fromtimestamp(start + traffic.utc_offset_s, tz=timezone.utc)
+            .replace(tzinfo=None).isoformat(timespec="seconds"),  # server time, as the days
             "first_abuse_s": start,
             "bot_addresses": len(addrs),
             "bot_messages": int(mask.sum()),
