@@ -205,7 +205,7 @@ def test_mail_without_a_login_counts_per_address_and_other_services_are_left_out
 
 def _duration_mean(points):
     """The mean of a duration ``empirical`` distribution, as scenarios/README.md defines it."""
-    (x0, f0), mean = points[0], points[0][0] * points[0][1]
+    mean = points[0][0] * points[0][1]
     for (xa, fa), (xb, fb) in zip(points, points[1:]):
         mean += (fb - fa) * (xa + xb) / 2
     return mean
@@ -236,3 +236,17 @@ def test_a_class_with_a_tiny_share_is_left_out_not_written_as_zero():
 
     shares = _shares(pd.Series(["own"] * 3_000_000 + ["unknown"]))
     assert shares == {"own": 1.0}
+
+
+@pytest.mark.parametrize("last, hours, outside", [
+    (23 * 3600 + 20 * 60, 24, 0),   # a quiet last hour still counts
+    (24 * 3600 + 5 * 60, 24, 1),    # a retry just after midnight is a straggler
+    (24 * 3600 + 20 * 60, 25, 0),   # twenty minutes into the hour is traffic
+])
+def test_horizon_runs_to_the_hour_of_the_last_session(last, hours, outside):
+    sessions = [Session(T0 + 600 * i, *client("own", i), f"u{i}", [1]) for i in range(100)]
+    sessions.append(Session(T0 + last, *client("own", 1), "u1", [1], 0.5))
+    cal = calibrate(parsed_log(sessions), OPTIONS)
+    assert cal.traffic.horizon_s == hours * 3600
+    assert cal.legit_messages == 101 - outside
+    assert any("outside the horizon" in n for n in cal.header) == bool(outside)

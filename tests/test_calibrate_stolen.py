@@ -115,7 +115,7 @@ def test_the_botnet_population_has_the_behaviour_the_log_shows(world, fitted):
     assert bot["accounts_from"] == max(users, key=lambda p: p["count"])["name"]  # the owners send mail of their own
     first = min(s.connect_s for s in sessions if s.client_address in {a for _, a in BOTS})
     assert bot["start"] == f"{round(first - T0, 3):g}s"
-    assert bot["origins"] == {"bot-foreign": round(11 / 31, 4), "bot-unknown": round(1 - round(11 / 31, 4), 4)}
+    assert bot["origins"] == {"bot-foreign": round(11 / 31, 6), "bot-unknown": round(1 - round(11 / 31, 6), 6)}
     assert bot["parallel"] == 1
     assert "gaps between an address's sessions" in fitted.populations[-1].comments["pause"]
     # the burst's 20 and the botnet's U{30..70}, exactly as logged (42 values: no grouping)

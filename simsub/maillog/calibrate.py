@@ -146,8 +146,8 @@ def calibrate(parsed, options: CalibrateOptions = CalibrateOptions()) -> Calibra
                  f"{len(legit):,} legitimate messages from {legit['account'].nunique():,} accounts"
                  + (f", {len(bots):,} messages of {len(flagged)} accounts that look stolen" if len(flagged) else ""))
     scenario.set("horizon", _duration_text(traffic.horizon_s),
-                 f"time 0 = {when:%Y-%m-%d %H:%M} server time; the log's last session starts "
-                 "within half an hour of the end")
+                 f"time 0 = {when:%Y-%m-%d %H:%M} server time; whole hours to the log's last session start "
+                 "(one in the first quarter of an hour is a straggler: its hour is left out)")
     scenario.set("seed", int(options.seed))
     scenario.set("default_policy", "none")
     scenario.set("bin", "5m")

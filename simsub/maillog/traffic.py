@@ -28,6 +28,9 @@ ORIGIN_CLASSES = ("own", "home", "foreign", "unknown")
 #: Origin classes a stolen password is suspicious from (no home rDNS).
 SUSPECT_CLASSES = ("foreign", "unknown")
 
+#: A last session start this far (hours) into its hour is a straggler, not a new hour of traffic.
+TAIL_HOURS = 0.25
+
 SESSION_COLUMNS = ("session_id", "service", "connect_s", "disconnect_s", "client_name", "client_address",
                    "sasl_username", "auth_tried", "mail_ok", "mail_tried", "rcpt_ok", "rcpt_tried")
 MESSAGE_COLUMNS = ("queue_id", "session_id", "accepted_s", "client_name", "client_address", "sasl_username",
@@ -113,8 +116,9 @@ class Traffic:
     recipients, else the session's accepted RCPTs, else 1), ``origin``,
     ``addr``, ``net``, ``local_s``, ``day``, ``hour``.
     t0_s: start of the scenario (epoch seconds): the whole local hour of the
-    first submission event.  horizon_s: whole hours from t0_s to the last
-    submission event (rounded to the nearest hour, at least one).
+    first submission event.  horizon_s: whole hours from t0_s to the end of
+    the hour of the last session start (to its start if that is within its
+    first ``TAIL_HOURS``), at least one.
     """
 
     sessions: pd.DataFrame
@@ -186,10 +190,12 @@ def select_traffic(parsed, rules: OriginRules, service: str = "submission", utc_
     failures["addr"] = failures["client_address"].astype(str).map(address_key) if len(failures) else []
 
     times = pd.concat([sessions["connect_s"], sessions["disconnect_s"], messages["accepted_s"]]).dropna()
-    first, last = float(times.min()), float(times.max())
-    t0 = math.floor((first + utc_offset_s) / 3600) * 3600 - utc_offset_s
+    t0 = math.floor((float(times.min()) + utc_offset_s) / 3600) * 3600 - utc_offset_s
     last_start = float(pd.concat([sessions["connect_s"], messages["accepted_s"]]).dropna().max())
-    horizon = max(1, round((last_start - t0) / 3600)) * 3600.0
+    # Up to the end of the hour of the last session start, unless that start is within the first
+    # quarter of its hour: then it is a straggler (a retry or a session in flight at the end of a
+    # simulated day), and the horizon ends at that hour's start.
+    horizon = max(1, math.ceil((last_start - t0) / 3600 - TAIL_HOURS)) * 3600.0
     notes = []
     dropped = int((messages["accepted_s"] >= t0 + horizon).sum())
     if dropped:
