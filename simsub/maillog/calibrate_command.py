@@ -29,6 +29,7 @@ EPILOG = """examples:
 
 def add_commands(sub) -> None:
     from ..cli import _count_positive, _duration, _seed
+    from ..twin.commands import _scale as _positive  # a finite number > 0
 
     from .stolen import DetectionOptions
 
@@ -83,16 +84,6 @@ def _hours(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected hours such as 9 or -5.5, got {text!r}") from None
     if not -24 < value < 24:
         raise argparse.ArgumentTypeError(f"expected hours between -24 and 24, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
     return value
 
 
