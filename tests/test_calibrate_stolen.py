@@ -168,3 +168,17 @@ def test_flagged_table_columns(fitted):
 
     assert list(fitted.flagged.columns) == list(FLAGGED_COLUMNS)
     assert pd.api.types.is_integer_dtype(fitted.flagged["bot_messages"])
+
+
+def test_ipv6_privacy_addresses_of_one_phone_count_once():
+    from simsub.maillog.calibrate import CalibrateOptions as Options
+
+    base = [Session(T0 + 3600 * h, *client("own", h), f"user{h}", [1]) for h in range(20)]
+    # one phone, a new privacy address in its /64 for each of 20 messages: one address, one network
+    phone = [Session(T0 + 600 * i, "unknown", f"2001:db8:1:2:{i:x}::{i + 1:x}", "phone", [1]) for i in range(20)]
+    # a botnet across 12 different /48s: flagged
+    bots = [Session(T0 + 300 * i, "unknown", f"2001:db8:{100 + i:x}::1", "victim", [40]) for i in range(12)]
+    cal = calibrate(parsed_log(base + phone + bots), Options(mynetworks=MYNETWORKS, home_domain="jp"))
+    flagged = cal.flagged.set_index("account")
+    assert list(flagged.index) == ["victim"]
+    assert flagged.loc["victim", "addresses"] == 12 and flagged.loc["victim", "networks"] == 12

@@ -261,7 +261,8 @@ def _bot_population(traffic: Traffic, flagged: pd.DataFrame, bots: pd.DataFrame,
                     f"(disconnect to next connect, median {np.median(gaps):.3g} s) plus the half round trip and "
                     "reply time between the client's last reply and smtpd's disconnect")
     else:
-        section.set("pause", "1s", "no address ran two sessions: simsub's default")
+        section.set("pause", "1s", "no gap to measure (no address ran two sessions one after the other): "
+                    "simsub's default")
     tries = sessions[(sessions["mail_tried"] >= 1) & (sessions["rcpt_tried"] >= 1)]
     if len(tries):
         per_message = np.maximum(1, np.round(tries["rcpt_tried"] / tries["mail_tried"])).astype(int)
