@@ -1,13 +1,14 @@
 """``simsub calibrate``: files written atomically, bad input refused with exit 2.
 
-The parser is replaced by a stand-in module that returns synthetic tables,
-so these tests exercise the command, not the parser.
+The parser is replaced by a stand-in that returns synthetic tables, so most
+of these tests exercise the command, not the parser; the last ones run the
+real parser on unusable logs and on a real Postfix log of the twin.
 """
 
 from __future__ import annotations
 
-import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,8 @@ import pytest
 
 import simsub
 from simsub.cli import main
+from simsub.maillog.lines import LogError
+from simsub.maillog.parse import parse_maillog
 
 from .maillog_frames import MYNETWORKS, Session, botnet_sessions, client, parsed_log, user_sessions
 
@@ -33,17 +36,17 @@ def _log():
 
 @pytest.fixture
 def parser(monkeypatch):
-    """Install a stand-in simsub.maillog.parse whose parse_maillog returns ``parser.result``."""
+    """Replace the parser by a stand-in that returns ``parser.result`` (or raises it, if an exception)."""
     calls = []
     state = types.SimpleNamespace(result=_log(), calls=calls)
 
     def parse_maillog(paths, year=None, progress=None):
         calls.append((list(paths), year))
+        if isinstance(state.result, Exception):
+            raise state.result
         return state.result
 
-    module = types.ModuleType("simsub.maillog.parse")
-    module.parse_maillog = parse_maillog
-    monkeypatch.setitem(sys.modules, "simsub.maillog.parse", module)
+    monkeypatch.setattr("simsub.maillog.parse.parse_maillog", parse_maillog)
     return state
 
 
@@ -107,11 +110,11 @@ def _refused(capsys, out, *needles):
     assert not [p for p in out.parent.glob(".*partial*")]
 
 
-def test_a_log_that_parses_to_nothing(parser, tmp_path, capsys):
-    parser.result = parsed_log([])
+def test_the_parsers_refusal_is_one_line_and_exit_2(parser, tmp_path, capsys):
+    parser.result = LogError("maillog.1.gz", 3, "not a Postfix log: expected 'Mon dd hh:mm:ss host program[pid]:'")
     out = tmp_path / "x.toml"
     assert _run(tmp_path, "--out", str(out)) == 2
-    _refused(capsys, out, "maillog.1.gz, maillog", "no Postfix smtpd session")
+    _refused(capsys, out, "maillog.1.gz: line 3: not a Postfix log")
 
 
 def test_a_log_without_submission_traffic(parser, tmp_path, capsys):
@@ -134,11 +137,40 @@ def test_bad_options(parser, tmp_path, capsys, args, needle):
     _refused(capsys, out, needle)
 
 
-def test_missing_log_and_bad_out(parser, tmp_path, capsys):
-    out = tmp_path / "x.toml"
-    assert main(["calibrate", str(tmp_path / "nope.log"), "--out", str(out)]) == 2
-    _refused(capsys, out, "nope.log: no such file")
+def test_bad_out(parser, tmp_path, capsys):
     folder = tmp_path / "folder.toml"
     folder.mkdir()
     assert main(["calibrate", *_logs(tmp_path), "--out", str(folder)]) == 2
     assert "exists and is not a file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- with the real parser
+FIXTURES = Path(__file__).parent / "fixtures" / "maillog"
+
+
+@pytest.mark.parametrize("name, needle", [
+    ("missing.log", "missing.log"),
+    ("empty.log", "empty.log"),
+    ("exim-mainlog", "exim-mainlog"),
+])
+def test_unusable_logs_through_the_real_parser(tmp_path, capsys, name, needle):
+    log = FIXTURES / name if (FIXTURES / name).exists() else tmp_path / name
+    if name == "empty.log":
+        log.write_bytes(b"")
+    out = tmp_path / "x.toml"
+    assert main(["calibrate", str(log), "--out", str(out), "--quiet"]) == 2
+    _refused(capsys, out, needle)
+
+
+def test_a_real_postfix_log_calibrates_into_a_scenario_that_runs(tmp_path, capsys):
+    """The twin's real Postfix maillog (1 s stamps, XCLIENT sessions) through parser and calibrate."""
+    out = tmp_path / "twin.toml"
+    assert main(["calibrate", str(FIXTURES / "twin-sleep3.maillog"), "--year", "2026", "--out", str(out),
+                 "--mynetworks", "198.51.100.0/22", "--home-domain", "jp", "--quiet"]) == 0
+    scenario = simsub.load_scenario(out)
+    parsed = parse_maillog([FIXTURES / "twin-sleep3.maillog"], year=2026)
+    logins = parsed.messages["sasl_username"]
+    users = [p for p in scenario.populations if p.kind == "user"]
+    assert sum(p.count for p in users) >= logins[logins != ""].nunique()
+    result = simsub.run(scenario, policy="none", seed=1)
+    assert result.summary["legit"]["messages"] > 0

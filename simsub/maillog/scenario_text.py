@@ -2,20 +2,26 @@
 
 Every fitted key gets the evidence it came from as a comment line above it,
 so the file explains itself the way the shipped scenarios do.  Values are
-rendered by hand (tomli_w writes no comments); the result is checked by
-parsing it back in the tests and by ``simsub calibrate`` before it is saved.
+rendered by hand (tomli_w writes no comments).  :func:`write_calibration`
+saves the scenario and its flagged-account table atomically, after loading
+the scenario back to check it.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import tempfile
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..errors import ScenarioError
+from ..scenario import load_scenario
 from .calibrate import Calibration, Section
 
 WIDTH = 100
@@ -117,3 +123,55 @@ def _wrapped(items: list[str], column: int) -> str:
             line = f"{line} {piece}" if line else piece
     lines.append(line)
     return "[\n" + "\n".join("    " + text for text in lines) + "\n]"
+
+
+def flagged_path(out: Path) -> Path:
+    """SCENARIO.toml -> SCENARIO.flagged.csv (next to it)."""
+    out = Path(out)
+    stem = out.name[:-5] if out.name.endswith(".toml") else out.name
+    return out.with_name(stem + ".flagged.csv")
+
+
+def write_calibration(calibration, out: Path) -> tuple[Path, Path]:
+    """Write the scenario and its flagged-account table atomically; check the scenario loads first.
+
+    Both files are written to hidden temporary siblings, the scenario is
+    loaded and validated from there, and only then are both renamed into
+    place (the table first, so a complete scenario never sits next to a
+    missing or stale table)."""
+    out = Path(out)
+    table = flagged_path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ScenarioError("--out", str(out), f"cannot create its folder: {exc.strerror}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise ScenarioError("--out", str(out), f"cannot write in {out.parent}")
+    staged = []
+    try:
+        for target, write in ((table, lambda f: calibration.flagged.to_csv(f, index=False)),
+                              (out, lambda f: f.write(scenario_toml(calibration)))):
+            handle = tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{target.name}.partial-",
+                                                 suffix=".toml" if target == out else ".csv", delete=False,
+                                                 encoding="utf-8", newline="")
+            staged.append((handle.name, target))
+            with handle:
+                write(handle)
+        try:
+            load_scenario(staged[1][0])
+        except ScenarioError as exc:  # a bug of calibrate, not of the input: say so plainly
+            raise RuntimeError(f"the fitted scenario does not load ({exc}); please report this") from None
+        for name, target in staged:
+            os.chmod(name, 0o666 & ~_umask())
+            os.replace(name, target)
+        staged = []
+    finally:
+        for name, _ in staged:
+            Path(name).unlink(missing_ok=True)
+    return out, table
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

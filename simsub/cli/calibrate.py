@@ -1,13 +1,13 @@
-"""The ``simsub calibrate`` command (registered by :mod:`simsub.cli`)."""
+"""``simsub calibrate``: a scenario fitted to a Postfix maillog, commented with its evidence."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
+import sys
 from pathlib import Path
 
 from ..errors import ScenarioError
+from .options import positive_duration, positive_number, positive_whole_number, whole_number
 
 DESCRIPTION = """\
 Fit a scenario to a Postfix maillog: origins (own network, home-country rDNS,
@@ -27,11 +27,9 @@ EPILOG = """examples:
 """
 
 
-def add_commands(sub) -> None:
-    from ..cli import _count_positive, _duration, _seed
-    from ..twin.commands import _scale as _positive  # a finite number > 0
-
-    from .stolen import DetectionOptions
+def add_commands(sub) -> dict:
+    """Add ``calibrate`` to the top-level subparsers ``sub``."""
+    from ..maillog.stolen import DetectionOptions
 
     d = DetectionOptions()
     cal = sub.add_parser("calibrate", help="fit a commented scenario to a Postfix maillog",
@@ -42,7 +40,7 @@ def add_commands(sub) -> None:
     cal.add_argument("--mynetworks", metavar="CIDR,...", help="the own network's address ranges (origin 'own')")
     cal.add_argument("--home-domain", metavar="SUFFIX,...",
                      help="rDNS suffixes of the home country, e.g. jp (origin 'home'; other names are 'foreign')")
-    cal.add_argument("--year", metavar="Y", type=_seed, help="year of classic syslog stamps (default: the file's date)")
+    cal.add_argument("--year", metavar="Y", type=whole_number, help="year of classic syslog stamps (default: the file's date)")
     cal.add_argument("--utc-offset", metavar="HOURS", type=_hours, default=0.0,
                      help="add to the log's times to get the server's local time for days and hours (default 0: "
                      "classic syslog stamps are local time already)")
@@ -50,31 +48,31 @@ def add_commands(sub) -> None:
                      help="sessions whose syslog name contains NAME (or that log in) are submission (default "
                      "submission)")
     cal.add_argument("--name", metavar="NAME", help="scenario name (default: the --out file's stem)")
-    cal.add_argument("--seed", metavar="N", type=_seed, default=0, help="the scenario's seed (default 0)")
-    cal.add_argument("--max-classes", metavar="K", type=_count_positive, default=4,
+    cal.add_argument("--seed", metavar="N", type=whole_number, default=0, help="the scenario's seed (default 0)")
+    cal.add_argument("--max-classes", metavar="K", type=positive_whole_number, default=4,
                      help="most volume classes (user populations) to fit (default 4)")
-    cal.add_argument("--bot-patience", metavar="DUR", type=_duration, default="60s",
+    cal.add_argument("--bot-patience", metavar="DUR", type=positive_duration, default="60s",
                      help="the bots' reply timeout, which a log does not show (default 60s)")
     det = cal.add_argument_group("stolen-account detection (per account and server day)")
-    det.add_argument("--max-addresses", metavar="N", type=_count_positive, default=d.max_addresses,
+    det.add_argument("--max-addresses", metavar="N", type=positive_whole_number, default=d.max_addresses,
                      help=f"flag logins from more than N client addresses, IPv6 /64s (default {d.max_addresses})")
-    det.add_argument("--max-networks", metavar="N", type=_count_positive, default=d.max_networks,
+    det.add_argument("--max-networks", metavar="N", type=positive_whole_number, default=d.max_networks,
                      help=f"flag logins from more than N networks, IPv4 /24s or IPv6 /48s (default {d.max_networks})")
-    det.add_argument("--max-suspect", metavar="N", type=_count_positive, default=d.max_suspect,
+    det.add_argument("--max-suspect", metavar="N", type=positive_whole_number, default=d.max_suspect,
                      help="flag logins from more than N addresses without home rDNS (no rDNS or foreign) "
                      f"(default {d.max_suspect})")
-    det.add_argument("--burst-factor", metavar="F", type=_positive, default=d.burst_factor,
+    det.add_argument("--burst-factor", metavar="F", type=positive_number, default=d.burst_factor,
                      help="flag a day with more than F times the recipients of the account's median other active "
                      f"day (default {d.burst_factor:g})")
-    det.add_argument("--burst-min", metavar="N", type=_count_positive, default=d.burst_min,
+    det.add_argument("--burst-min", metavar="N", type=positive_whole_number, default=d.burst_min,
                      help=f"...and at least N recipients (default {d.burst_min})")
-    det.add_argument("--burst-history", metavar="N", type=_count_positive, default=d.burst_history,
+    det.add_argument("--burst-history", metavar="N", type=positive_whole_number, default=d.burst_history,
                      help=f"...when the account has at least N other active days (default {d.burst_history})")
     det.add_argument("--burst-any-network", action="store_true",
                      help="count a burst even when it came from networks the account used before (default: only "
                      "when most of it came from new networks, so that an owner's own mailing is not flagged)")
-    cal.add_argument("--quiet", action="store_true", help="print only the files written")
-    cal.set_defaults(handler=command_calibrate)
+    cal.add_argument("--quiet", action="store_true", help="no progress and no summary; print only the files written")
+    return {"calibrate": command_calibrate}
 
 
 def _hours(text: str) -> float:
@@ -87,24 +85,19 @@ def _hours(text: str) -> float:
     return value
 
 
-def flagged_path(out: Path) -> Path:
-    """SCENARIO.toml -> SCENARIO.flagged.csv (next to it)."""
-    out = Path(out)
-    stem = out.name[:-5] if out.name.endswith(".toml") else out.name
-    return out.with_name(stem + ".flagged.csv")
-
-
 def command_calibrate(args) -> int:
+    from ..maillog.calibrate import CalibrateOptions, calibrate
+    from ..maillog.lines import LogError
+    from ..maillog.parse import parse_maillog
+    from ..maillog.scenario_text import write_calibration
+    from ..maillog.stolen import DetectionOptions
+    from ..maillog.traffic import OriginRules
     from ..units import parse_duration
-    from .calibrate import CalibrateOptions, calibrate
-    from .stolen import DetectionOptions
+    from .maillog import Progress
 
     out = Path(args.out)
     if out.exists() and not out.is_file():
         raise ScenarioError("--out", str(out), "exists and is not a file")
-    for log in args.logs:
-        if not Path(log).is_file():
-            raise ScenarioError(log, None, "no such file" if not Path(log).exists() else "not a file")
     source = ", ".join(Path(p).name for p in args.logs)
     options = CalibrateOptions(
         mynetworks=args.mynetworks, home_domain=args.home_domain, utc_offset_s=args.utc_offset * 3600.0,
@@ -114,13 +107,17 @@ def command_calibrate(args) -> int:
                                    max_suspect=args.max_suspect, burst_factor=args.burst_factor,
                                    burst_min=args.burst_min, burst_history=args.burst_history,
                                    burst_any_network=args.burst_any_network))
-    from .parse import parse_maillog  # lazily: the parser is only needed here
-
-    parsed = parse_maillog([str(p) for p in args.logs], year=args.year)
-    if len(parsed.sessions) == 0 and len(parsed.messages) == 0:
-        stats = getattr(parsed, "stats", {}) or {}
-        raise ScenarioError(source, None, f"no Postfix smtpd session or message found ({stats.get('lines_read', '?')} "
-                            f"lines read, {stats.get('lines_used', '?')} used): is this a Postfix maillog?")
+    OriginRules.parse(options.mynetworks, options.home_domain)  # a bad range stops us before the (long) parse
+    progress = None if args.quiet else Progress()
+    try:
+        parsed = parse_maillog([str(p) for p in args.logs], year=args.year, progress=progress)
+    except LogError as exc:
+        raise ScenarioError(exc.path, f"line {exc.line}" if exc.line else None, exc.message) from None
+    finally:
+        if progress:
+            progress.done()
+    for warning in parsed.stats.get("warnings", []):
+        print(f"simsub: warning: {warning}", file=sys.stderr)
     calibration = calibrate(parsed, options)
     scenario_file, table_file = write_calibration(calibration, out)
     if not args.quiet:
@@ -135,54 +132,6 @@ def _stem(out: Path) -> str:
 
     stem = out.name[:-5] if out.name.endswith(".toml") else out.stem
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "calibrated"
-
-
-def write_calibration(calibration, out: Path) -> tuple[Path, Path]:
-    """Write the scenario and its flagged-account table atomically; check the scenario loads first.
-
-    Both files are written to hidden temporary siblings, the scenario is
-    loaded and validated from there, and only then are both renamed into
-    place (the table first, so a complete scenario never sits next to a
-    missing or stale table)."""
-    from ..scenario import load_scenario
-    from .scenario_text import scenario_toml
-
-    out = Path(out)
-    table = flagged_path(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ScenarioError("--out", str(out), f"cannot create its folder: {exc.strerror}") from None
-    if not os.access(out.parent, os.W_OK):
-        raise ScenarioError("--out", str(out), f"cannot write in {out.parent}")
-    staged = []
-    try:
-        for target, write in ((table, lambda f: calibration.flagged.to_csv(f, index=False)),
-                              (out, lambda f: f.write(scenario_toml(calibration)))):
-            handle = tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{target.name}.partial-",
-                                                 suffix=".toml" if target == out else ".csv", delete=False,
-                                                 encoding="utf-8", newline="")
-            staged.append((handle.name, target))
-            with handle:
-                write(handle)
-        try:
-            load_scenario(staged[1][0])
-        except ScenarioError as exc:  # a bug of calibrate, not of the input: say so plainly
-            raise RuntimeError(f"the fitted scenario does not load ({exc}); please report this") from None
-        for name, target in staged:
-            os.chmod(name, 0o666 & ~_umask())
-            os.replace(name, target)
-        staged = []
-    finally:
-        for name, _ in staged:
-            Path(name).unlink(missing_ok=True)
-    return out, table
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def describe(calibration) -> str:
