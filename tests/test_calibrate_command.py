@@ -174,3 +174,13 @@ def test_a_real_postfix_log_calibrates_into_a_scenario_that_runs(tmp_path, capsy
     assert sum(p.count for p in users) >= logins[logins != ""].nunique()
     result = simsub.run(scenario, policy="none", seed=1)
     assert result.summary["legit"]["messages"] > 0
+
+
+@pytest.mark.parametrize("logs", [["rsyslog-rfc3339.log"], ["journald-instances.log"],
+                                  ["maillog.2.gz", "maillog.1.gz", "maillog"], ["twin-refuse.maillog"],
+                                  ["twin-sleep5.maillog"]])
+def test_every_postfix_fixture_calibrates_into_a_loadable_scenario(tmp_path, logs):
+    out = tmp_path / "x.toml"
+    assert main(["calibrate", *[str(FIXTURES / name) for name in logs], "--year", "2025", "--home-domain", "jp",
+                 "--out", str(out), "--quiet"]) == 0
+    assert simsub.load_scenario(out).populations
