@@ -105,23 +105,32 @@ def test_bot_and_owner_traffic_are_separated(world, fitted):
     assert fitted.bot_messages == flagged["bot_messages"].sum()
 
 
-def test_the_botnet_population_has_the_behaviour_the_log_shows(world, fitted):
+def test_each_campaign_is_a_bot_population_with_the_behaviour_the_log_shows(world, fitted):
     sessions, _ = world
-    bot = fitted.populations[-1].values
-    assert bot["kind"] == "bot" and bot["name"] == "botnet"
-    assert bot["count"] == 31  # 30 botnet addresses and the burst's one
-    assert bot["accounts"] == 4
+    bots = [p for p in fitted.populations if p.values["kind"] == "bot"]
+    assert [b.values["name"] for b in bots] == ["botnet1", "botnet2"]  # unrelated: no address in common
+    botnet, burst = bots[0].values, bots[1].values
+    botnet_sessions = [s for s in sessions if s.client_address in {a for _, a in BOTS}]
+    assert botnet["count"] == 30 and botnet["accounts"] == 3
     users = [p.values for p in fitted.populations if p.values["kind"] == "user"]
-    assert bot["accounts_from"] == max(users, key=lambda p: p["count"])["name"]  # the owners send mail of their own
-    first = min(s.connect_s for s in sessions if s.client_address in {a for _, a in BOTS})
-    assert bot["start"] == f"{round(first - T0, 3):g}s"
-    assert bot["origins"] == {"bot-foreign": round(11 / 31, 6), "bot-unknown": round(1 - round(11 / 31, 6), 6)}
-    assert bot["parallel"] == 1
-    assert "gaps between an address's sessions" in fitted.populations[-1].comments["pause"]
-    # the burst's 20 and the botnet's U{30..70}, exactly as logged (42 values: no grouping)
-    logged = np.array([s.messages[0] for s in sessions if s.client_address in {a for _, a in BOTS + [BURSTER]}])
-    assert bot["recipients"]["points"] == [[int(x), pytest.approx(np.mean(logged <= x), abs=1e-6)]
-                                           for x in np.unique(logged)]
+    assert botnet["accounts_from"] == max(users, key=lambda p: p["count"])["name"]  # the owners send mail too
+    assert botnet["start"] == f"{round(min(s.connect_s for s in botnet_sessions) - T0, 3):g}s"
+    assert botnet["stop"] == f"{round(max(s.connect_s for s in botnet_sessions) - T0, 3):g}s"
+    assert botnet["origins"] == {"bot-foreign": round(10 / 30, 6), "bot-unknown": round(1 - round(10 / 30, 6), 6)}
+    assert botnet["parallel"] == 1
+    logged = np.array([s.messages[0] for s in botnet_sessions])
+    assert botnet["recipients"]["points"] == [[int(x), pytest.approx(np.mean(logged <= x), abs=1e-6)]
+                                              for x in np.unique(logged)]
+    assert bots[0].comments["pause"].startswith(f"{len(botnet_sessions) - 30:,} gaps")  # one fewer than sessions, per address
+    assert burst["count"] == 1 and burst["accounts"] == 1 and "accounts_from" not in burst
+    assert "earlier campaign already takes its logins" in bots[1].comments["accounts"]
+    assert burst["start"] == "57h"  # day 2, 09:00
+    assert burst["recipients"]["points"] == [[20, 1.0]]
+    assert burst["origins"] == {"bot-foreign": 1.0}
+    # pause: the logged gap (20 s between starts, sessions of 3 s) plus half the effective round trip
+    # of its sessions, (3 - 27 × 2 ms) / 26, and the reply time
+    half_rtt = (3.0 - 27 * 0.002) / 26 / 2
+    assert burst["pause"] == f"{round(17.0 + half_rtt + 0.002, 3):g}s"
 
 
 def test_each_threshold_is_a_strict_limit(world):
@@ -152,7 +161,7 @@ def test_the_fitted_scenario_loads_and_runs(fitted, tmp_path):
     path.write_text(scenario_toml(fitted))
     scenario = simsub.load_scenario(path)
     names = [p.name for p in scenario.populations]
-    assert names[-1] == "botnet" and len(names) >= 2
+    assert names[-2:] == ["botnet1", "botnet2"] and len(names) >= 3
     result = simsub.run(scenario, policy="none", seed=1)
     assert result.summary["spam"]["messages"] > 0 and result.summary["legit"]["messages"] > 0
     # the loaded values are the fitted ones

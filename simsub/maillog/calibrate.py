@@ -133,9 +133,20 @@ def calibrate(parsed, options: CalibrateOptions = CalibrateOptions()) -> Calibra
             origins[name] = _origin(name, name, traffic, user_sessions, legit, "account", rules, options)
     populations = list(users)
     if len(flagged):
-        bot, bot_origins = _bot_population(traffic, flagged, bots, bot_sessions, users, rules, options)
-        populations.append(bot)
-        origins.update(bot_origins)
+        groups = campaigns(flagged, bots, bot_sessions)
+        owners_taken = False  # only one campaign may take its logins from a user population (see _bot_population)
+        for i, (accounts, addresses) in enumerate(groups):
+            name = "botnet" if len(groups) == 1 else f"botnet{i + 1}"
+            section, took = _bot_population(
+                name, traffic, flagged[flagged["account"].isin(accounts)], bots[bots["account"].isin(accounts)],
+                bot_sessions[bot_sessions["addr"].isin(addresses)], users, options, owners_taken, len(groups))
+            owners_taken |= took
+            populations.append(section)
+        for cls in ORIGIN_CLASSES:
+            if any(f"bot-{cls}" in p.values["origins"] for p in populations if p.values["kind"] == "bot"):
+                origin = _origin(f"bot-{cls}", cls, traffic, bot_sessions, bots, "addr", rules, options)
+                origin.header.insert(0, "Bots. " + _origin_title(cls, rules))
+                origins[f"bot-{cls}"] = origin
     for name in [n for n in ORIGIN_CLASSES if n in origins]:
         origins[name].header.insert(0, _origin_title(name, rules))
 
@@ -215,14 +226,48 @@ def _user_populations(traffic: Traffic, legit: pd.DataFrame, diurnal: list[float
 
 
 # ------------------------------------------------------------------ bots
-def _bot_population(traffic: Traffic, flagged: pd.DataFrame, bots: pd.DataFrame, sessions: pd.DataFrame,
-                    users: list[Section], rules: OriginRules, options: CalibrateOptions):
+def campaigns(flagged: pd.DataFrame, bots: pd.DataFrame, sessions: pd.DataFrame) -> list[tuple[set, set]]:
+    """The flagged accounts grouped into campaigns: (accounts, bot addresses), by first abuse.
+
+    Two accounts are in one campaign when some address sent bot mail (or
+    logged in, in a bot session) with both: one botnet working several
+    stolen logins.  Unrelated compromises — a botnet on Monday, a single
+    address bursting through another account on Friday — stay apart, each
+    with its own start, pause and recipients."""
+    parent = {a: a for a in flagged["account"]}
+
+    def root(a):
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    pairs = pd.concat([bots[["addr", "account"]], sessions.loc[sessions["account"] != "", ["addr", "account"]]])
+    pairs = pairs[pairs["account"].isin(parent)].drop_duplicates()
+    for _, group in pairs.groupby("addr"):
+        accounts = list(group["account"])
+        for other in accounts[1:]:
+            parent[root(other)] = root(accounts[0])
+    members: dict[str, set] = {}
+    for a in parent:
+        members.setdefault(root(a), set()).add(a)
+    first = flagged.set_index("account")["first_abuse_s"]
+    out = []
+    for accounts in sorted(members.values(), key=lambda g: (min(first[a] for a in g), sorted(g))):
+        out.append((accounts, set(pairs.loc[pairs["account"].isin(accounts), "addr"])))
+    return out
+
+
+def _bot_population(name: str, traffic: Traffic, flagged: pd.DataFrame, bots: pd.DataFrame, sessions: pd.DataFrame,
+                    users: list[Section], options: CalibrateOptions, owners_taken: bool,
+                    campaigns_count: int) -> tuple[Section, bool]:
+    """One campaign as a bot population; also whether it took its logins from a user population."""
     addr_origin = pd.concat([sessions[["addr", "origin"]], bots[["addr", "origin"]]]).groupby("addr")["origin"].agg(modal)
     count = len(addr_origin)
     first_seen = pd.concat([sessions[["addr", "connect_s"]].rename(columns={"connect_s": "t"}),
                             bots[["addr", "accepted_s"]].rename(columns={"accepted_s": "t"})]).groupby("addr")["t"].min()
     start = float(flagged["first_abuse_s"].min())
-    last = float(pd.concat([sessions["connect_s"], bots["accepted_s"]]).max())
+    last = float(sessions["connect_s"].max() if len(sessions) else bots["accepted_s"].max())  # last session start
     # Workers start uniformly over [start, start + ramp): the 90th percentile of the addresses'
     # first appearances is then 0.9 ramp after the first one, robust to a late straggler.
     span = float(first_seen.quantile(0.9) - first_seen.min())
@@ -230,12 +275,15 @@ def _bot_population(traffic: Traffic, flagged: pd.DataFrame, bots: pd.DataFrame,
     parallel, gaps = _concurrency_and_gaps(sessions)
 
     section = Section({})
+    which = ("" if campaigns_count == 1 else
+             f" (campaign of {len(flagged)} of the flagged accounts: {', '.join(sorted(flagged['account'])[:5])}"
+             f"{', ...' if len(flagged) > 5 else ''})")
     section.header = [
-        f"The accounts that look stolen ({len(flagged)}, see the .flagged.csv table next to this file) as one "
-        f"botnet: {len(bots):,} messages from {count} addresses, {bots['recipients'].sum():,} recipients.",
+        f"Accounts that look stolen (see the .flagged.csv table next to this file){which}, as a botnet: "
+        f"{len(bots):,} messages from {count} addresses, {bots['recipients'].sum():,} recipients.",
         "Rules and thresholds: " + _detection_text(options.detection) + ".",
     ]
-    section.set("name", "botnet")
+    section.set("name", name)
     section.set("kind", "bot")
     section.set("count", count, "distinct client addresses the bots used (IPv6: /64s)")
     section.set("start", _duration_text(start - traffic.t0_s), "the first login from a bot address "
@@ -244,13 +292,20 @@ def _bot_population(traffic: Traffic, flagged: pd.DataFrame, bots: pd.DataFrame,
                 "of the first (uniform starts over the ramp put the 90th percentile at 0.9 ramp)")
     if last < traffic.t0_s + traffic.horizon_s - 3600:
         section.set("stop", _duration_text(max(last - traffic.t0_s, start - traffic.t0_s + 1)),
-                    "the last bot session")
+                    "the start of the last bot session")
     section.set("accounts", len(flagged), "flagged accounts")
     owners = (flagged["owner_messages"] > 0).sum()
     biggest = max(users, key=lambda p: p.values["count"]) if users else None
+    took = False
     if biggest is not None and owners * 2 >= len(flagged) and biggest.values["count"] >= len(flagged):
-        section.set("accounts_from", biggest.values["name"], f"{owners} of the {len(flagged)} accounts also sent "
-                    "their owner's mail: the stolen logins are subscribers' (a lock or throttle hits the owner too)")
+        if owners_taken:  # two campaigns would both take the population's first logins: the same accounts
+            section.comments["accounts"] = (f"flagged accounts; {owners} also sent their owner's mail, but an "
+                                            "earlier campaign already takes its logins from a user population")
+        else:
+            section.set("accounts_from", biggest.values["name"], f"{owners} of the {len(flagged)} accounts also "
+                        "sent their owner's mail: the stolen logins are subscribers' (a lock or throttle hits the "
+                        "owner too)")
+            took = True
     section.set("origins", {f"bot-{k}": v for k, v in _shares(addr_origin).items()},
                 _share_evidence(addr_origin, "bot addresses"))
     section.set("parallel", parallel, "median over bot addresses of their most sessions at once")
@@ -274,13 +329,7 @@ def _bot_population(traffic: Traffic, flagged: pd.DataFrame, bots: pd.DataFrame,
     section.set("patience", options.bot_patience, "not in a log (--bot-patience): how long bots wait for a reply "
                 "shows only under a tarpit, as 'lost connection' after the sleep")
     section.set("on_timeout", "disconnect")
-    origins = {}
-    for cls in ORIGIN_CLASSES:
-        if cls in addr_origin.values:
-            origin = _origin(f"bot-{cls}", cls, traffic, sessions, bots, "addr", rules, options)
-            origin.header.insert(0, "Bots. " + _origin_title(cls, rules))
-            origins[f"bot-{cls}"] = origin
-    return section, origins
+    return section, took
 
 
 def _concurrency_and_gaps(sessions: pd.DataFrame) -> tuple[int, list[float]]:
