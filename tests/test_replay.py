@@ -240,3 +240,13 @@ def test_a_simulated_maillog_replayed_under_its_own_policy_reproduces_the_run(tm
     for outcome in ("accepted", "timeout"):
         assert int((replayed["outcome"] == outcome).sum()) == int((original["outcome"] == outcome).sum()), outcome
     assert int(replayed["recipients_accepted"].sum()) == int(original["recipients_accepted"].sum())
+
+
+def test_replay_detect_flags_only_stolen_logins(tmp_path, capsys):
+    """--detect uses calibrate's rules: on the twin's log it flags logins the botnet stole
+    (logged in from several addresses without reverse DNS) and none of the others."""
+    out = tmp_path / "replay"
+    assert main(["replay", str(FIXTURES / "twin-sleep5.maillog"), str(TWIN), "--year", "2026", "--detect",
+                 "--policy", "tarpit", "--replications", "1", "--workers", "1", "--out", str(out)]) == 0
+    flagged = set(simsub.load_scenario(out / "scenario.toml").trace.flagged)
+    assert flagged and flagged <= set(STOLEN)

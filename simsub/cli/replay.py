@@ -48,6 +48,10 @@ def add_commands(sub) -> dict:
     replay.add_argument("--flagged-file", metavar="CSV", type=Path,
                         help="a table with a column 'account' (or 'sasl_username') of flagged logins, e.g. the "
                         "one simsub calibrate writes")
+    replay.add_argument("--detect", action="store_true",
+                        help="flag the logins that look stolen by simsub calibrate's rules with their defaults "
+                        "(many addresses or networks a day, many without home rDNS, bursts from new networks; "
+                        "docs/calibrate.md); adds to --flagged")
     replay.add_argument("--users", metavar="NAME", help="the scenario's user population the log's legitimate mail "
                         "replaces (default: its first)")
     replay.add_argument("--bots", metavar="NAME", help="the scenario's bot population the flagged mail replaces "
@@ -93,6 +97,22 @@ def _flagged(args) -> list[str]:
     return names
 
 
+def detect_stolen(tables: Path) -> list[str]:
+    """The logins of a parsed log that calibrate's detection flags (its default rules)."""
+    from ..maillog.calibrate import CalibrateOptions
+    from ..maillog.parse import ParsedLog
+    from ..maillog.stolen import flag_accounts
+    from ..maillog.tables import read_tables
+    from ..maillog.traffic import OriginRules, select_traffic
+
+    options = CalibrateOptions(source=str(tables))
+    parsed = ParsedLog(**read_tables(tables))
+    traffic = select_traffic(parsed, OriginRules.parse(options.mynetworks, options.home_domain), options.service,
+                             options.utc_offset_s, options.source)
+    flagged, _is_bot, _sessions = flag_accounts(traffic, options.detection)
+    return sorted(flagged["account"].tolist())
+
+
 def command_replay(args) -> int:
     from ..experiments.replay import replay, replay_scenario_data, write_scenario
     from ..files import check_output_target
@@ -113,7 +133,14 @@ def command_replay(args) -> int:
         stats = parse_logs_to_folder(logs, tables, args.year, args.quiet, command_line(args))
         if not args.quiet:
             print(f"parsed {stats['lines_read']:,} lines into {tables}", file=sys.stderr)
-    data, scenario = replay_scenario_data(base, tables, _flagged(args), args.users, args.bots)
+    flagged = _flagged(args)
+    if args.detect:
+        detected = detect_stolen(tables)
+        flagged += detected
+        if not args.quiet:
+            print(f"detected {len(detected)} logins that look stolen: {', '.join(detected[:10]) or 'none'}"
+                  f"{' …' if len(detected) > 10 else ''}", file=sys.stderr)
+    data, scenario = replay_scenario_data(base, tables, flagged, args.users, args.bots)
     policies = list(dict.fromkeys([scenario.policy_named(p) for p in args.policy + args.policies])) or None
     # The scenario lives beside the output while the runs compute, so workers rebuild it from a file.
     staging = out.parent / f".{out.name}.scenario.toml"
