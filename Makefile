@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.11 required):
 #   make demo   creates .venv, installs simsub, writes the comparison report of the default scenario
-#   make test   creates .venv, installs simsub with test tools (and, as root on Debian, Postfix
-#               for the tests against a real one), runs the tests
+#   make test   creates .venv, installs simsub with test tools (and, as root on Debian, Postfix,
+#               pflogsumm and postfwd for the tests against real programs: make tools), runs the tests
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
