@@ -136,3 +136,18 @@ def test_csv_sink_writes_the_bytes_of_csv_writer(tmp_path, seed):
         mixed = [tuple(values[kind]() for _, kind in spec) for _ in range(200)]
         rows_by_table[table] = [plain, mixed, plain[:1]]
     assert csv_bytes(rows_by_table, tmp_path) == reference_bytes(rows_by_table)
+
+
+def test_reject_tail_fields_are_the_regexs_on_fixture_and_mutated_lines():
+    tails = []
+    for text in fixture_messages():
+        cut = max(text.rfind("; from=<"), text.rfind("; proto="))
+        if cut >= 0:
+            tails.append(text[cut + 2:])
+    assert len(tails) > 20  # the fixtures have reject lines to mutate
+    cases = tails + mutated(tails, 20_000, seed=5)
+    differ = [t for t in cases if events.tail_fields(t) != events._tail_fields_regex(t)]
+    assert not differ, differ[:3]
+    # both ways were taken: tails of the usual form, and tails only the regex reads
+    usual = sum(events._TAIL.fullmatch(t) is not None for t in cases)
+    assert 1000 < usual < len(cases) - 1000

@@ -185,15 +185,35 @@ def reject(text: str):
     cut = body.rfind("; from=<")
     if cut < 0:
         cut = body.rfind("; proto=")
-    fields = {}
+    sender = recipient = helo = ""
     if cut >= 0:
-        for f in _TAIL_FIELD.finditer(body, cut + 2):
-            fields[f[1]] = f[2] if f[2] is not None else f[3]
+        sender, recipient, helo = tail_fields(body[cut + 2:])
         body = body[:cut]
     reply = _REPLY.match(body)  # milter-reject and hold lines may have no code, or no code and no dsn
     code, dsn, reason = int(reply[1] or -1), reply[2] or "", reply[3]
-    return (m[1], m[2], m[3], m[4], code, dsn, reason, fields.get("from", ""), fields.get("to", ""),
-            fields.get("helo", ""))
+    return m[1], m[2], m[3], m[4], code, dsn, reason, sender, recipient, helo
+
+
+def tail_fields(text: str) -> tuple[str, str, str]:
+    """``from=<s> to=<r> proto=ESMTP helo=<h>`` → (sender, recipient, helo), "" for a field not there.
+
+    The fields ``_TAIL_FIELD.finditer`` finds; the usual tail (``from=``, ``to=`` as smtpd writes them, no
+    ``<`` or ``>`` inside a value) is read by one regex match that is sure to give the same."""
+    m = _TAIL.fullmatch(text)
+    if m:
+        return m[1] or "", m[2] or "", m[3]
+    return _tail_fields_regex(text)
+
+
+#: The usual reject tail; a value with no ``<`` or ``>`` ends where ``_TAIL_FIELD``'s ``<(.*?)>`` ends it.
+_TAIL = re.compile(r"(?:from=<([^<>]*)> )?(?:to=<([^<>]*)> )?proto=\w* helo=<([^<>]*)>")
+
+
+def _tail_fields_regex(text: str) -> tuple[str, str, str]:
+    fields = {}
+    for f in _TAIL_FIELD.finditer(text):
+        fields[f[1]] = f[2] if f[2] is not None else f[3]
+    return fields.get("from", ""), fields.get("to", ""), fields.get("helo", "")
 
 
 def sasl_failure(text: str):
