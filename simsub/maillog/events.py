@@ -32,7 +32,7 @@ DISCONNECT_COUNTS = {
 #: The count columns of the sessions table, in its order.
 SESSION_COUNTS = tuple(column for columns in DISCONNECT_COUNTS.values() for column in columns)
 _COUNT_SLOTS = {name: tuple(SESSION_COUNTS.index(c) for c in columns) for name, columns in DISCONNECT_COUNTS.items()}
-_CLIENT = re.compile(r"(.*?)\[([^\]]*)\](?::\d+)?")
+_CLIENT = re.compile(r"(.*?)\[([^\]]*)\](?::\d+)?")  # what client() reads, without the regex
 _DELIVERY = re.compile(
     r"to=<(.*?)>,(?: orig_to=<(.*?)>,)? relay=([^,]*),(?: conn_use=\d+,)? delay=([\d.]+)"
     r"(?:, delays=([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+))?(?:, dsn=([\d.]+))?, status=([\w-]+) ?(.*)")
