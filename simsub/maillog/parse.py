@@ -286,8 +286,8 @@ class Parser:
                 self._sweep(t)
             return
         qid, sep, rest = msg.partition(": ")
-        # a queue id (5 to 20 ASCII letters and digits) but not the NOQUEUE: and warning: of the branches below
-        if sep and 5 <= len(qid) <= 20 and qid.isalnum() and qid.isascii() and qid != "NOQUEUE" and qid != "warning":
+        # a queue id, but not the NOQUEUE: and warning: of the branches below (which have the form of one)
+        if sep and qid != "NOQUEUE" and qid != "warning" and events.is_queue_id(qid):
             if rest.startswith("client="):
                 self._message(t, self._session(host, service, pid), qid, rest)
             else:
