@@ -32,7 +32,7 @@ DISCONNECT_COUNTS = {
 #: The count columns of the sessions table, in its order.
 SESSION_COUNTS = tuple(column for columns in DISCONNECT_COUNTS.values() for column in columns)
 _COUNT_SLOTS = {name: tuple(SESSION_COUNTS.index(c) for c in columns) for name, columns in DISCONNECT_COUNTS.items()}
-_CLIENT = re.compile(r"(.*?)\[([^\]]*)\](?::\d+)?")
+_CLIENT = re.compile(r"(.*?)\[([^\]]*)\](?::\d+)?")  # what client() reads, without the regex
 _DELIVERY = re.compile(
     r"to=<(.*?)>,(?: orig_to=<(.*?)>,)? relay=([^,]*),(?: conn_use=\d+,)? delay=([\d.]+)"
     r"(?:, delays=([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+))?(?:, dsn=([\d.]+))?, status=([\w-]+) ?(.*)")
@@ -48,9 +48,13 @@ REJECT_ACTIONS = frozenset(("reject", "reject_warning", "hold", "discard", "milt
 
 
 def client(text: str) -> tuple[str, str]:
-    """``name[address]`` (``unknown[2001:db8::1]`` too) → (name, address); ("", "") if not one."""
-    m = _CLIENT.match(text)
-    return (m[1], m[2]) if m else ("", "")
+    """``name[address]`` (``unknown[2001:db8::1]`` too) → (name, address); ("", "") if not one.
+
+    What ``_CLIENT.match`` finds, without a regex: the name ends at the first ``[`` and the
+    address at the first ``]`` after it (the text of a log line has no line break)."""
+    open_ = text.find("[")
+    close = text.find("]", open_ + 1) if open_ >= 0 else -1
+    return (text[:open_], text[open_ + 1:close]) if close >= 0 else ("", "")
 
 
 def disconnect_counts(text: str) -> tuple[int, ...] | None:
@@ -110,7 +114,54 @@ def submission_client(text: str) -> tuple[str, str, str, str]:
 
 def delivery(text: str):
     """``to=<r>, [orig_to=<o>,] relay=..., delay=.., delays=a/b/c/d, dsn=.., status=.. (detail)``
-    → (to, orig_to, relay, delay, a, b, c, d, dsn, status, detail) with numbers as floats (NaN if absent)."""
+    → (to, orig_to, relay, delay, a, b, c, d, dsn, status, detail) with numbers as floats (NaN if absent).
+
+    Most delivery lines of a log repeat the same relay, delays and dsn: the part between the
+    recipient and ``, status=`` is parsed once and remembered (:func:`_delivery_middle`).  The
+    result is what ``_DELIVERY`` gives; any line the shortcut is not sure of goes through it."""
+    cut = text.find(">,")
+    status_at = text.find(", status=", cut + 2)
+    if cut > 3 and status_at > 0 and text[:4] == "to=<":
+        middle = _middles.get(text[cut + 2:status_at])
+        if middle is None:
+            middle = _delivery_middle(text[cut + 2:status_at])
+        status, _, detail = text[status_at + 9:].partition(" ")
+        if middle and status in STATUSES:
+            if detail[:1] == "(" and detail[-1:] == ")":
+                detail = detail[1:-1]
+            return (text[4:cut], *middle, status, detail)
+    return _delivery_regex(text)
+
+
+#: The delivery statuses Postfix logs (all ``[\w-]+``, so a known one is the whole regex group).
+STATUSES = frozenset(("sent", "deferred", "bounced", "expired", "deliverable", "undeliverable", "softbounce"))
+#: The ``_DELIVERY`` regex from after the recipient's ``>,`` up to ``, status=``, anchored at both ends.
+_MIDDLE = re.compile(
+    r"(?: orig_to=<(.*?)>,)? relay=([^,]*),(?: conn_use=\d+,)? delay=([\d.]+)"
+    r"(?:, delays=([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+))?(?:, dsn=([\d.]+))?")
+_middles: dict[str, tuple | bool] = {}
+
+
+def _delivery_middle(text: str):
+    """``relay=..., delay=.., delays=a/b/c/d, dsn=..`` → (orig_to, relay, delay, a, b, c, d, dsn), or False
+    when the text is not of that form (then the whole line goes through the regex, which may still
+    read it: a recipient with ``>,`` in it)."""
+    m = _MIDDLE.fullmatch(text)
+    if not m:
+        return False
+    nan = float("nan")
+    try:
+        middle = (m[1] or "", m[2], float(m[3]), float(m[4]) if m[4] else nan, float(m[5]) if m[5] else nan,
+                  float(m[6]) if m[6] else nan, float(m[7]) if m[7] else nan, m[8] or "")
+    except ValueError:  # delay=1.2.3: the whole line decides (not read, or not understood)
+        return False
+    if len(_middles) > 10_000:  # a cache: keep memory flat
+        _middles.clear()
+    _middles[text] = middle
+    return middle
+
+
+def _delivery_regex(text: str):
     m = _DELIVERY.match(text)
     if not m:
         return None
@@ -134,15 +185,35 @@ def reject(text: str):
     cut = body.rfind("; from=<")
     if cut < 0:
         cut = body.rfind("; proto=")
-    fields = {}
+    sender = recipient = helo = ""
     if cut >= 0:
-        for f in _TAIL_FIELD.finditer(body, cut + 2):
-            fields[f[1]] = f[2] if f[2] is not None else f[3]
+        sender, recipient, helo = tail_fields(body[cut + 2:])
         body = body[:cut]
     reply = _REPLY.match(body)  # milter-reject and hold lines may have no code, or no code and no dsn
     code, dsn, reason = int(reply[1] or -1), reply[2] or "", reply[3]
-    return (m[1], m[2], m[3], m[4], code, dsn, reason, fields.get("from", ""), fields.get("to", ""),
-            fields.get("helo", ""))
+    return m[1], m[2], m[3], m[4], code, dsn, reason, sender, recipient, helo
+
+
+def tail_fields(text: str) -> tuple[str, str, str]:
+    """``from=<s> to=<r> proto=ESMTP helo=<h>`` → (sender, recipient, helo), "" for a field not there.
+
+    The fields ``_TAIL_FIELD.finditer`` finds; the usual tail (``from=``, ``to=`` as smtpd writes them, no
+    ``<`` or ``>`` inside a value) is read by one regex match that is sure to give the same."""
+    m = _TAIL.fullmatch(text)
+    if m:
+        return m[1] or "", m[2] or "", m[3]
+    return _tail_fields_regex(text)
+
+
+#: The usual reject tail; a value with no ``<`` or ``>`` ends where ``_TAIL_FIELD``'s ``<(.*?)>`` ends it.
+_TAIL = re.compile(r"(?:from=<([^<>]*)> )?(?:to=<([^<>]*)> )?proto=\w* helo=<([^<>]*)>")
+
+
+def _tail_fields_regex(text: str) -> tuple[str, str, str]:
+    fields = {}
+    for f in _TAIL_FIELD.finditer(text):
+        fields[f[1]] = f[2] if f[2] is not None else f[3]
+    return fields.get("from", ""), fields.get("to", ""), fields.get("helo", "")
 
 
 def sasl_failure(text: str):

@@ -28,7 +28,7 @@ import pandas as pd
 from . import events
 from .lines import (GZIP_ERRORS, MAX_LINE, ClassicClock, LogError, LogFile, MONTHS, Rfc3339Clock, epoch, file_years,
                     first_time, open_log, scan)
-from .events import SESSION_COUNTS
+from .events import SESSION_COUNTS, client
 from .tables import Buffers, FrameSink
 
 #: s of log time after a session's end before its never-queued messages are written out.
@@ -113,7 +113,6 @@ class Parser:
         self.services: Counter = Counter()  # smtpd sessions per service
         self.files: list[dict] = []
         self.warnings: list[str] = []
-        self._t = 0.0  # the current line's time, for handlers that need "now"
         self._clock = None
 
     # ------------------------------------------------------------------ the pass
@@ -128,9 +127,12 @@ class Parser:
         self._clock = rfc if log.format == "rfc3339" else classic  # anvil's local "at" times need its offset
         tags, tag_info, skipped, progress = self.tags, self._tag, self.skipped, self.progress
         latest, first = self.latest_s, self.first_s
-        postfix = other = not_syslog = overlong = 0
+        other = not_syslog = overlong = 0
         overlong_first = 0
         number = 0
+        # Classic stamps repeat from line to line (one second of a busy log): the last one's time is kept.
+        last_key, last_t = None, 0.0
+        next_progress = self.lines_read + PROGRESS_EVERY
         text, raw = open_log(log.path)
         truncated = None
         try:
@@ -146,7 +148,10 @@ class Parser:
                             t = rfc(stamp)
                         else:
                             key = line[:15]
-                            t = seconds_of(key) or classic(key)
+                            if key != last_key:
+                                last_t = seconds_of(key) or classic(key)
+                                last_key = key
+                            t = last_t
                             if line[15] == " ":
                                 rest = line[16:]
                             else:  # a fraction of a second after the stamp
@@ -158,18 +163,20 @@ class Parser:
                     except (ValueError, IndexError, KeyError, TypeError):
                         not_syslog += 1
                         continue
-                    info = tags.get(tag) or tag_info(tag)
-                    if t < latest:
-                        if t < latest - BACKWARDS_TOLERANCE_S:
-                            self._backwards(log, number, latest - t)
-                    else:
-                        latest = t
-                    if t < first:
-                        first = t
-                    handler, service, pid, is_postfix = info
+                    handler, service, pid, is_postfix = tags.get(tag) or tag_info(tag)
+                    if t != latest:  # a line of another time than the one before (else nothing changes)
+                        if t < latest:
+                            if t < latest - BACKWARDS_TOLERANCE_S:
+                                self._backwards(log, number, latest - t)
+                        else:
+                            latest = t
+                        if t < first:
+                            first = t
+                        if progress and self.lines_read + number >= next_progress:
+                            next_progress += PROGRESS_EVERY
+                            progress(self.lines_read + number, self.bytes_done + raw.tell(), self.bytes_total,
+                                     log.name)
                     if is_postfix:
-                        postfix += 1
-                        self._t = t
                         try:
                             handler(t, host, service, pid, msg)
                         except (ValueError, IndexError, KeyError):  # e.g. delay=1.2.3: a line no Postfix writes
@@ -177,9 +184,6 @@ class Parser:
                     else:
                         other += 1
                         handler()
-                    if progress and number % PROGRESS_EVERY == 0:
-                        progress(self.lines_read + number, self.bytes_done + raw.tell(), self.bytes_total,
-                                 log.name)
         except GZIP_ERRORS as exc:
             truncated = exc
         except OSError as exc:
@@ -187,6 +191,7 @@ class Parser:
         finally:
             raw.close()
         self.latest_s, self.first_s = latest, first
+        postfix = number - overlong - not_syslog - other  # every line is one of the four
         self.lines_read += number
         self.bytes_done += log.size
         if not_syslog:
@@ -255,23 +260,42 @@ class Parser:
         return s
 
     def smtpd(self, t, host, service, pid, msg):
+        # Most smtpd lines are connects and disconnects, then QUEUEID: client= lines: those are tried first.
         if msg.startswith("connect from "):
-            old = self.sessions.pop((host, service, pid), None)
+            key = (host, service, pid)
+            old = self.sessions.pop(key, None)
             if old is not None:  # the same pid again without a disconnect line between
-                self._end(old, NAN, None, "unfinished")
-            self._open(host, service, pid, t, *events.client(msg[13:]))
-        elif msg.startswith("disconnect from "):
+                self._end(old, NAN, None, "unfinished", t)
+            name, address = client(msg[13:])
+            self.sessions[key] = _Session(self.next_session, host, service, pid, t, name, address)
+            self.next_session += 1
+            self.services[service] += 1
+            return
+        if msg.startswith("disconnect from "):
             s = self.sessions.pop((host, service, pid), None)
             if s is None:
                 s = self._open(host, service, pid, NAN)
                 self.without_connect += 1
                 del self.sessions[(host, service, pid)]
             who, _, counts = msg[16:].partition(" ")
-            name, address = events.client(who)
+            name, address = client(who)
             if address:  # XCLIENT may have changed who the client is since the connect
                 s.name, s.address = name, address
-            self._end(s, t, events.disconnect_counts(counts), s.end)
-            self._sweep(t)
+            self._end(s, t, events.disconnect_counts(counts), s.end, t)
+            if (self.limbo and self.limbo[0][0] < t) or (self.limbo_cleaned and self.limbo_cleaned[0][0] < t):
+                self._sweep(t)
+            return
+        qid, sep, rest = msg.partition(": ")
+        # a queue id, but not the NOQUEUE: and warning: of the branches below (which have the form of one)
+        if sep and qid != "NOQUEUE" and qid != "warning" and events.is_queue_id(qid):
+            if rest.startswith("client="):
+                self._message(t, self._session(host, service, pid), qid, rest)
+            else:
+                r = events.reject(rest)
+                if r is None:
+                    self.skipped["postfix smtpd (not tabulated)"] += 1
+                else:
+                    self._reject(t, self._session(host, service, pid).id, qid, r)
         elif msg.startswith("lost connection after ") or msg.startswith("timeout after "):
             lost = msg[0] == "l"
             command, _ = events.after_command(msg[22 if lost else 14:])
@@ -292,17 +316,7 @@ class Parser:
             s = self._session(host, service, pid)
             self.out.add("auth_failures", (t, s.id, name, address, method, reason, user))
         else:
-            qid, sep, rest = msg.partition(": ")
-            if not sep or not events.is_queue_id(qid):
-                self.skipped["postfix smtpd (not tabulated)"] += 1
-            elif rest.startswith("client="):
-                self._message(t, self._session(host, service, pid), qid, rest)
-            else:
-                r = events.reject(rest)
-                if r is None:
-                    self.skipped["postfix smtpd (not tabulated)"] += 1
-                else:
-                    self._reject(t, self._session(host, service, pid).id, qid, r)
+            self.skipped["postfix smtpd (not tabulated)"] += 1
 
     def _message(self, t, s: _Session, qid: str, text: str) -> None:
         name, address, method, user = events.submission_client(text)
@@ -323,12 +337,14 @@ class Parser:
         self.out.add("rejects", (t, session_id, qid, stage, code, dsn, reason, name, address, sender,
                                  recipient, helo, action))
 
-    def _end(self, s: _Session, t: float, counts: tuple | None, end: str) -> None:
+    def _end(self, s: _Session, t: float, counts: tuple | None, end: str, now: float) -> None:
+        """Write the session's row; ``now``: the current line's time (s), from which its messages that
+        never reached qmgr wait ``LIMBO_S`` when ``t`` (its disconnect) is not known."""
         if end == "unfinished":
             self.unfinished += 1
         self.out.add("sessions", (s.id, s.host, s.service, s.pid, s.connect_s, t, s.name, s.address,
                                   s.method, s.user, end, s.lost_after) + (counts or _NO_COUNTS))
-        deadline = (t if t == t else self._t) + LIMBO_S
+        deadline = (t if t == t else now) + LIMBO_S
         for m in s.messages:
             m.ended = end != "unfinished"  # a client that left: what it began and did not end is lost
             if m.nrcpt < 0 and self.messages.get(m.qid) is m:
@@ -410,7 +426,7 @@ class Parser:
     def finish(self) -> None:
         """Write out what is still open: sessions as "unfinished", messages without ``removed``."""
         for s in self.sessions.values():
-            self._end(s, NAN, None, "unfinished")
+            self._end(s, NAN, None, "unfinished", self.latest_s)  # its messages are written out below
         self.sessions.clear()
         for m in self.messages.values():
             if m.nrcpt < 0 and m.ended:

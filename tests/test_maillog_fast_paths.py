@@ -1,0 +1,153 @@
+"""The parser's shortcuts give what the plain way gives: the CSV writer's bytes, the delivery and client
+regexes' fields, on the fixtures' lines and on those lines mutated at random (commas, quotes, brackets,
+``>,``, a second ``, status=``, ``orig_to=``, other digits...)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from simsub.maillog import events
+from simsub.maillog.tables import SCHEMA, CsvSink
+
+FIXTURES = Path(__file__).parent / "fixtures"
+#: Pieces a mutation inserts: those that change what the fast paths or CSV quoting must decide (no line
+#: break: a log line's text has none, the file is read in lines).
+PIECES = (",", '"', ">,", ", status=sent", ", status=", "[", "]", "[192.0.2.1]", " orig_to=<o@example.jp>,",
+          " conn_use=2,", "\u0661\u0662", "1.2.3", " ", ">", "<", ": ", "=", "/", "(x)", "\u00e9", ", delays=1/2/3/4",
+          ", dsn=5.0.0", "status=weird", "0", "-1", "relay=none, delay=1")
+
+
+def fixture_messages() -> list[str]:
+    """The text after ``program[pid]: `` of every line of the fixtures."""
+    texts = []
+    for path in sorted((FIXTURES / "maillog").iterdir()) + sorted((FIXTURES / "maillog-real").glob("*.log")):
+        if path.suffix == ".md":
+            continue
+        data = gzip.open(path, "rt").read() if path.suffix == ".gz" else path.read_text(errors="replace")
+        for line in data.splitlines():
+            _, sep, text = line.partition("]: ")
+            if sep:
+                texts.append(text)
+    return texts
+
+
+def mutated(texts: list[str], count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        text = rng.choice(texts)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(text) + 1)
+            if rng.random() < 0.7:
+                text = text[:at] + rng.choice(PIECES) + text[at:]
+            else:
+                text = text[:at] + text[at + rng.randint(1, 6):]
+        out.append(text)
+    return out
+
+
+def same(a, b) -> bool:
+    """Equal tuples, NaN equal to NaN."""
+    return a == b or (a is not None and b is not None and len(a) == len(b) and all(
+        x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+        for x, y in zip(a, b)))
+
+
+def regex_delivery(text: str):
+    """The reference: the regex alone, exceptions as their type."""
+    try:
+        return events._delivery_regex(text)
+    except ValueError as exc:
+        return type(exc)
+
+
+def fast_delivery(text: str):
+    try:
+        return events.delivery(text)
+    except ValueError as exc:
+        return type(exc)
+
+
+def regex_client(text: str) -> tuple[str, str]:
+    m = events._CLIENT.match(text)
+    return (m[1], m[2]) if m else ("", "")
+
+
+def test_delivery_fields_are_the_regexs_on_fixture_and_mutated_lines():
+    texts = fixture_messages()
+    deliveries = [t.partition(": ")[2] for t in texts if ": to=<" in t]
+    assert len(deliveries) > 50  # the fixtures have delivery lines to mutate
+    cases = deliveries + mutated(deliveries, 20_000, seed=1)
+    differ = [t for t in cases if not same(fast_delivery(t), regex_delivery(t))]
+    assert not differ, differ[:3]
+    # the shortcut was taken (remembered middles), and the mutations reached both outcomes
+    assert events._middles
+    assert sum(regex_delivery(t) is None for t in cases) > 100
+    assert sum(isinstance(regex_delivery(t), tuple) for t in cases) > 1000
+
+
+def test_client_is_the_regexs_on_fixture_and_mutated_lines():
+    texts = fixture_messages()
+    cases = texts + mutated(texts, 20_000, seed=2)
+    differ = [t for t in cases if events.client(t) != regex_client(t)]
+    assert not differ, differ[:3]
+    assert sum(regex_client(t) == ("", "") for t in cases) > 100
+
+
+def csv_bytes(rows_by_table: dict, folder: Path) -> dict[str, bytes]:
+    sink = CsvSink(folder)
+    for table, chunks in rows_by_table.items():
+        for rows in chunks:
+            sink.write(table, rows)
+    sink.close()
+    return {table: gzip.decompress((folder / f"{table}.csv.gz").read_bytes()) for table in SCHEMA}
+
+
+def reference_bytes(rows_by_table: dict) -> dict[str, bytes]:
+    out = {}
+    for table in SCHEMA:
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow([name for name, _ in SCHEMA[table]])
+        for rows in rows_by_table.get(table, []):
+            writer.writerows(rows)
+        out[table] = text.getvalue().encode()
+    return out
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_csv_sink_writes_the_bytes_of_csv_writer(tmp_path, seed):
+    rng = random.Random(seed)
+    texts = mutated(fixture_messages(), 3000, seed)
+    values = {"s": lambda: rng.choice(texts + ["", " ", ",", '"', "a\nb", "a\rb", "x,y"]),
+              "i": lambda: rng.choice([-1, 0, 7, 2**62]),
+              "f": lambda: rng.choice([math.nan, 0.0, -0.0, 1e-7, 1_772_928_000.25, 0.1 + 0.2, 1e22, math.inf])}
+    rows_by_table = {}
+    for table, spec in SCHEMA.items():
+        # chunks with no text that needs quoting (written at once) and chunks with some (row by row)
+        plain = [tuple(values[kind]() if kind != "s" else "abc" for _, kind in spec) for _ in range(50)]
+        mixed = [tuple(values[kind]() for _, kind in spec) for _ in range(200)]
+        rows_by_table[table] = [plain, mixed, plain[:1]]
+    assert csv_bytes(rows_by_table, tmp_path) == reference_bytes(rows_by_table)
+
+
+def test_reject_tail_fields_are_the_regexs_on_fixture_and_mutated_lines():
+    tails = []
+    for text in fixture_messages():
+        cut = max(text.rfind("; from=<"), text.rfind("; proto="))
+        if cut >= 0:
+            tails.append(text[cut + 2:])
+    assert len(tails) > 20  # the fixtures have reject lines to mutate
+    cases = tails + mutated(tails, 20_000, seed=5)
+    differ = [t for t in cases if events.tail_fields(t) != events._tail_fields_regex(t)]
+    assert not differ, differ[:3]
+    # both ways were taken: tails of the usual form, and tails only the regex reads
+    usual = sum(events._TAIL.fullmatch(t) is not None for t in cases)
+    assert 1000 < usual < len(cases) - 1000
