@@ -305,3 +305,19 @@ def test_a_unix_socket_serves_like_tcp_and_is_removed_at_shutdown(tmp_path):
             answers = [client.ask(postfix_request(sasl_username="u", instance=f"m{i}")).split()[0] for i in range(4)]
     assert answers == ["DUNNO", "DUNNO", "DUNNO", "DEFER"]
     assert not path.exists()
+
+
+def test_expired_keys_are_forgotten_and_decisions_do_not_change():
+    """A year of new logins must not grow the daemon without bound: keys whose window has
+    passed are dropped (every limiter's expire), and the next decision is the same."""
+    scn = scenario(throttle=THROTTLE)
+    clock = Clock(1000.0)
+    with serve(scn, "throttle", clock=clock, expire_interval=0) as server, PolicyClient(server.address) as client:
+        for i in range(20):
+            assert client.ask(postfix_request(sasl_username=f"user{i}", instance=f"m{i}")) == "DUNNO"
+        keys = sum(len(s) for s in server.decider.services.values())
+        assert keys == 20
+        clock.t += 10 * 86400.0  # far past every window
+        assert server.thread.call(server.expire) == 20
+        assert sum(len(s) for s in server.decider.services.values()) == 0
+        assert client.ask(postfix_request(sasl_username="user0", instance="again")) == "DUNNO"

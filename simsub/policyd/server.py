@@ -62,6 +62,7 @@ class Config:
     metrics: str | None = None  # HOST:PORT of the Prometheus exporter
     max_connections: int = 20_000
     clock: Callable[[], float] = time.time  # the services' time in s (tests and replays set their own)
+    expire_interval: float = 300.0  # s between forgetting expired keys (0: never)
 
 
 def parse_listen(text: str) -> tuple[str, str, int]:
@@ -106,6 +107,7 @@ class PolicyServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._saver: asyncio.Task | None = None
+        self._expirer: asyncio.Task | None = None
         self._save_lock: asyncio.Lock | None = None
         self._unknown_seen: set[str] = set()
 
@@ -139,6 +141,8 @@ class PolicyServer:
             self.address = f"[{sockname[0]}]:{self.port}" if ":" in sockname[0] else f"{sockname[0]}:{self.port}"
         if self.config.state is not None and self.config.state_interval > 0:
             self._saver = asyncio.create_task(self._save_periodically())
+        if self.config.expire_interval > 0:
+            self._expirer = asyncio.create_task(self._expire_periodically())
         log(INFO, "listening", address=self.address, policy=policy.name, services=",".join(self.decider.order),
             log_only=",".join(sorted(self.decider.log_only)) or "none",
             state=self.config.state or "none", metrics=self.metrics_port or "none", pid=os.getpid())
@@ -167,6 +171,8 @@ class PolicyServer:
             self._server.close()
         if self._saver is not None:
             self._saver.cancel()
+        if self._expirer is not None:
+            self._expirer.cancel()
         for writer in list(self._writers):
             writer.close()
         if self._server is not None:
@@ -227,6 +233,25 @@ class PolicyServer:
         if self.metrics is not None:
             self.metrics.saves.inc()
             self.metrics.last_save.set(time.time())
+
+    def expire(self) -> int:
+        """Forget the keys whose counters are back to a new key's (every limiter's ``expire``),
+        so a daemon that sees new logins and addresses all year keeps bounded memory; the
+        decisions do not change (tests/test_limiters.py).  How many keys were dropped."""
+        now = self.config.clock()
+        dropped = sum(service.expire(now) for service in self.decider.services.values())
+        if dropped:
+            self.dirty = True
+            log(INFO, "expired", keys=dropped)
+        return dropped
+
+    async def _expire_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.expire_interval)
+            try:
+                self.expire()
+            except Exception as exc:  # never stop the answers for housekeeping
+                log(ERROR, "expire_failed", reason=str(exc))
 
     async def _save_periodically(self) -> None:
         loop = asyncio.get_running_loop()
