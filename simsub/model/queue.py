@@ -413,7 +413,8 @@ class MailQueue:
         window = self.windows[d]
         busy = self.busy_per_destination[d]
         if site_failure:
-            if window.throttle():
+            # qmgr_deliver_update throttles only a queue that is ready (not already dead)
+            if window.window and window.throttle():
                 self.suspensions += 1
                 self.window_limit[d] = 0
                 self._defer_todo(d)
