@@ -18,8 +18,11 @@ random streams with the same functions (:mod:`simsub.workload.synthetic`):
 
 So the skeleton's CPU per message is the cost of the workload's bare event
 traffic; simsub's CPU per message over it is what the model adds.  Bots whose
-accounts the operator resets fail AUTH in simsub and move on, so the two can
-play slightly different numbers of sessions: figures are per message.
+accounts the operator resets fail AUTH in simsub and end their campaigns
+early (on the default day simsub then plays 201,086 sessions, the skeleton
+296,512): compare them on a scenario without an operator, where both play
+exactly the same sessions (benchmarks/suite.py does; tests/test_skeleton.py
+checks it).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ def test_the_skeleton_plays_the_same_sessions_as_simsub():
     """The default scenario to 12.5 h (the bots start at noon): every user message
     and every bot session simsub plays, the skeleton plays too; each message that
     has recipients makes at least one delivery timeout."""
-    scenario = load_scenario(None, {"horizon": "45000s", "operator.threshold": 1e12})  # no operator: no AUTH failures
+    # an operator that never acts: no password resets, so no AUTH failure ends a bot's campaign
+    scenario = load_scenario(None, {"horizon": "45000s", "operator.threshold": 1e12})
     result = simsub.run(scenario, policy="none")
     skeleton = run_skeleton(scenario, scenario.seed)
     assert skeleton["sessions"] == len(result.messages)
