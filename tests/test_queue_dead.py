@@ -15,6 +15,8 @@ schedules are exact.
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 import simsub
 from simsub.model.destination_window import DestinationWindow
@@ -258,3 +260,56 @@ def test_summary_and_conservation_through_the_simulator():
     assert q["delivery_attempts"] > 0
     assert_conservation(result)
 
+
+
+# ============================================================================= random cases
+@st.composite
+def refusing_cases(draw):
+    """Up to 30 messages (integer times, 1-6 recipients over two destinations),
+    a list consulted by "d" that is on from ``listed`` to ``delisted``, random
+    queue limits and refusal stage."""
+    queue = {"delivery_agents": draw(st.integers(1, 6)), "destination_concurrency": draw(st.integers(1, 6)),
+             "initial_concurrency": draw(st.integers(1, 6)), "failed_cohort_limit": draw(st.integers(0, 2)),
+             "skip_5xx_greeting": draw(st.booleans()), "recipients_per_request": draw(st.integers(1, 4)),
+             "minimal_backoff": "100s", "maximal_backoff": "400s", "queue_run_delay": "100s",
+             "maximal_queue_lifetime": "3000s", "bounce_queue_lifetime": "1000s"}
+    refusal = {"stage": draw(st.sampled_from(["greeting", "rcpt", "data"])),
+               "action": draw(st.sampled_from(["defer", "reject"]))}
+    delivery = draw(st.sampled_from(["1s", "7s", "30s"]))
+    listed = draw(st.integers(0, 500))
+    delisted = listed + draw(st.integers(1, 3000))
+    messages = draw(st.lists(st.tuples(st.integers(0, 1500), st.integers(0, 6), st.integers(0, 6),
+                                       st.sampled_from([Kind.LEGIT, Kind.SPAM])).filter(lambda m: m[1] + m[2] > 0),
+                             min_size=1, max_size=30))
+    return queue, refusal, delivery, listed, delisted, messages
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(refusing_cases())
+def test_conservation_and_window_bounds_with_dead_destinations(case):
+    queue, refusal, delivery, listed, delisted, messages = case
+    reputation = {"bl": {"threshold": 10**9, "window": "1m", "expiry": "10d", **refusal}}
+    destinations = {"d": dest(lists=["bl"], delivery_time=delivery, legit_share=0.5, spam_share=0.5),
+                    "ok": dest(delivery_time=delivery, legit_share=0.5, spam_share=0.5)}
+    w = start_world(scenario(destinations=destinations, reputation=reputation, queue=queue, horizon="10h"))
+    state = w.queue.reputation.lists["bl"]
+    w.env.timeout(listed).callbacks.append(lambda _e: setattr(state, "listed", True))
+    delist_at(w, delisted)
+    for i, (t, to_d, to_ok, kind) in enumerate(messages, start=1):
+        inject(w, t, i, kind, {d: n for d, n in ((0, to_d), (1, to_ok)) if n})
+    limit = w.queue.config.destination_concurrency
+    while w.env.peek() <= 20000:
+        w.env.step()
+        for window in w.queue.windows:
+            assert 0 <= window.window <= limit
+        assert w.queue.agents_busy == sum(w.queue.busy_per_destination) <= w.queue.config.delivery_agents
+    d = finish(w)
+    columns = ["delivered", "bounced", "purged", "expired", "queued"]
+    assert (d[columns].sum(axis=1) == d["recipients"]).all()
+    assert (d[columns] >= 0).all().all()
+    greeting_defers = refusal["stage"] == "greeting" and (refusal["action"] == "defer" or queue["skip_5xx_greeting"])
+    if not greeting_defers or queue["failed_cohort_limit"] == 0:
+        assert (w.queue.suspensions, w.queue.suspended_recipients) == (0, 0)
+    if w.queue.suspended_recipients:
+        assert w.queue.suspensions > 0
+    event("a destination died" if w.queue.suspensions else "no destination died")  # --hypothesis-show-statistics
