@@ -273,12 +273,12 @@ def refusing_cases(draw):
              "skip_5xx_greeting": draw(st.booleans()), "recipients_per_request": draw(st.integers(1, 4)),
              "minimal_backoff": "100s", "maximal_backoff": "400s", "queue_run_delay": "100s",
              "maximal_queue_lifetime": "3000s", "bounce_queue_lifetime": "1000s"}
-    refusal = {"stage": draw(st.sampled_from(["greeting", "rcpt", "data"])),
+    refusal = {"stage": draw(st.sampled_from(["greeting", "greeting", "greeting", "rcpt", "data"])),
                "action": draw(st.sampled_from(["defer", "reject"]))}
     delivery = draw(st.sampled_from(["1s", "7s", "30s"]))
-    listed = draw(st.integers(0, 500))
+    listed = draw(st.integers(0, 100))
     delisted = listed + draw(st.integers(1, 3000))
-    messages = draw(st.lists(st.tuples(st.integers(0, 1500), st.integers(0, 6), st.integers(0, 6),
+    messages = draw(st.lists(st.tuples(st.integers(0, 600), st.integers(0, 6), st.integers(0, 6),
                                        st.sampled_from([Kind.LEGIT, Kind.SPAM])).filter(lambda m: m[1] + m[2] > 0),
                              min_size=1, max_size=30))
     return queue, refusal, delivery, listed, delisted, messages
