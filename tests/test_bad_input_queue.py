@@ -258,6 +258,13 @@ BAD = [
         "did you mean 'postmaster'"),
     bad("list-action-typo", {f"{R}.action": "rejct"}, f"{R}.action", "did you mean 'reject'"),
     bad("list-action-unknown", {f"{R}.action": "discard"}, f"{R}.action", "expected one of reject, defer"),
+    bad("list-stage-typo", {f"{R}.stage": "greting"}, f"{R}.stage", "expected one of greeting, rcpt, data",
+        "did you mean 'greeting'"),
+    bad("list-stage-number", {f"{R}.stage": 1}, f"{R}.stage", "expected a string"),
+    bad("skip-5xx-string", {"queue.skip_5xx_greeting": "yes"}, "queue.skip_5xx_greeting", "expected true or false"),
+    bad("cohort-limit-negative", {"queue.failed_cohort_limit": -1}, "queue.failed_cohort_limit", "whole number >= 0"),
+    bad("initial-concurrency-zero", {"queue.initial_concurrency": 0}, "queue.initial_concurrency",
+        "whole number >= 1"),
     # ---- backoff
     bad("maximal-backoff-below-minimal", {"queue.maximal_backoff": "200s"}, "queue.maximal_backoff",
         "must be >= minimal_backoff (300 s)"),

@@ -64,6 +64,9 @@ def small_scenarios(draw):
     data["policies"].update(copy.deepcopy(POLICIES))
     if draw(st.booleans()):
         data.update(copy.deepcopy(QUEUE))
+        # where the listed server is refused: at the greeting a destination can die (suspended)
+        data["reputation"]["rbl"]["stage"] = draw(st.sampled_from(["greeting", "rcpt", "data"]))
+        data["queue"]["skip_5xx_greeting"] = draw(st.booleans())
     return build_scenario(data, "<hypothesis>", {}), draw(st.sampled_from(["none", *POLICIES])), \
         draw(st.integers(0, 2**32 - 1))
 

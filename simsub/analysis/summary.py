@@ -160,6 +160,9 @@ def behind_the_front_end(summary: dict, deliveries: pd.DataFrame, timeseries: pd
         "purged": int(totals.get("purged", 0)),
         "expired": int(deliveries["expired"].sum()),
         "queued_at_end": int(deliveries["queued"].sum()),
+        "delivery_attempts": int(totals.get("delivery_attempts", 0)),
+        "suspended_recipients": int(totals.get("suspended_recipients", 0)),
+        "suspensions": int(totals.get("suspensions", 0)),
     }
     latency = legit["latency_s"].dropna().to_numpy()
     summary["legit"]["delivery_latency"] = _quantiles(latency)

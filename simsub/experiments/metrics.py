@@ -123,7 +123,8 @@ def known_metrics(scenario) -> set[str]:
         names |= {f"legit.{k}" for k in ("recipients_delivered", "bounced", "still_queued")}
         names |= {f"spam.{k}" for k in ("recipients_delivered", "recipients_bounced")}
         names |= {f"queue.{k}" for k in ("peak_active", "peak_deferred", "bounces", "double_bounces", "purged",
-                                         "expired", "queued_at_end")}
+                                         "expired", "queued_at_end", "delivery_attempts", "suspended_recipients",
+                                         "suspensions")}
         for name in scenario.reputation:
             names |= {f"reputation.{name}.{k}" for k in ("listed_s", "listings", "first_listed_at_s")}
         names.add("reputation.listed_h_total")

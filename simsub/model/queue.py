@@ -9,8 +9,20 @@ concurrency limit; the attempt takes the destination's ``delivery_time``.
 
 The destination answers per recipient: accept, defer (4xx) or reject (5xx),
 with its probabilities for legitimate or spam mail — unless the server is
-listed on a reputation list the destination consults (then it rejects or defers
-everything) or the server exceeds the destination's rate limit (then it defers).
+listed on a reputation list the destination consults (then it refuses
+everything, at the list's ``stage``) or the server exceeds the destination's
+rate limit (then it defers).
+
+Each remote destination has Postfix's concurrency window
+(:mod:`.destination_window`): slow start, feedback, and the *dead* state.  A
+refusal at the greeting that defers (a 4xx banner, or a 5xx one with
+``skip_5xx_greeting``) is a connection-level failure: negative feedback, and a
+whole failed cohort marks the destination dead.  While it is dead its waiting
+requests and the recipients of newly activated messages are deferred without
+an attempt ("delivery temporarily suspended"), until ``minimal_backoff`` after
+it died or until a delivery still in progress succeeds.  Refusals at RCPT or
+DATA, and every other outcome, are positive feedback (Postfix's
+``smtp_rcpt_fail``/``smtp_mesg_fail`` do not throttle).
 
 When all requests of a message are done, one *pass* is over:
 
@@ -38,6 +50,7 @@ import simpy
 
 from ..policy.ratelimit import FixedWindow
 from ..scenario.types import Destination, QueueConfig
+from .destination_window import DestinationWindow
 from .recorder import Recorder
 from .reputation import Reputation
 
@@ -129,6 +142,15 @@ class MailQueue:
         self.local = n  # request queue of the ISP's own mailboxes (bounces to local senders)
         self.requests: list[deque] = [deque() for _ in range(n + 1)]
         self.busy_per_destination = [0] * (n + 1)
+        # qmgr's in-core queue per remote destination; local(8) keeps the fixed limit.
+        self.windows = [DestinationWindow(config.initial_concurrency, config.destination_concurrency,
+                                          config.failed_cohort_limit) for _ in destinations]
+        # Deliveries each destination may have in progress now (read on every dispatch).
+        self.window_limit = [w.window for w in self.windows] + [config.destination_concurrency]
+        self.skip_5xx_greeting = config.skip_5xx_greeting
+        self.attempts = 0  # delivery requests that reached a destination (local ones included)
+        self.suspended_recipients = 0  # recipients deferred without an attempt (destination dead)
+        self.suspensions = 0  # times a destination was declared dead
         self.limits = [FixedWindow(d.rate_limit[0], d.rate_limit[1]) if d.rate_limit else None for d in destinations]
         # Per destination, indexed by Kind: cumulative (accept, accept + defer) thresholds for
         # one uniform draw.  Bounces (and double bounces) fare as spam does.
@@ -225,7 +247,9 @@ class MailQueue:
         """At the end of the run: record every message still queued, and the queue's totals."""
         for message in list(self.messages.values()):
             self._record(message)
-        self.recorder.totals.update(bounces=self.bounces, double_bounces=self.double_bounces, purged=self.purged)
+        self.recorder.totals.update(bounces=self.bounces, double_bounces=self.double_bounces, purged=self.purged,
+                                    delivery_attempts=self.attempts, suspended_recipients=self.suspended_recipients,
+                                    suspensions=self.suspensions)
 
     # ------------------------------------------------------------------ queue movement
     def _enqueue(self, message: QueuedMessage) -> None:
@@ -266,7 +290,13 @@ class MailQueue:
         per_request = self.config.recipients_per_request
         message.rejected_now = 0
         todo, message.todo = message.todo, {}
+        windows = self.windows
         for destination, count in todo.items():
+            if destination != self.local and windows[destination].window == 0:
+                # qmgr_message_resolve: "This queue is dead. Defer delivery to this recipient."
+                message.todo[destination] = count
+                self.suspended_recipients += count
+                continue
             while count > 0:
                 chunk = min(count, per_request)
                 self.requests[destination].append((message, chunk))
@@ -300,14 +330,14 @@ class MailQueue:
         agents = self.delivery_agents
         if self.agents_busy >= agents or not self.waiting_requests:
             return  # the common case after a delivery: nothing to start
-        concurrency = self.destination_concurrency
+        limit = self.window_limit
         requests = self.requests
         busy = self.busy_per_destination
         timeout = self.env.timeout
         while self.agents_busy < agents and self.waiting_requests:
-            # Round robin over destinations, skipping those at their concurrency limit.
+            # Round robin over destinations, skipping those at their concurrency window.
             for d in self._scan_orders[self._rr]:
-                if requests[d] and busy[d] < concurrency:
+                if requests[d] and busy[d] < limit[d]:
                     break
             else:
                 return  # nothing can start now
@@ -318,6 +348,7 @@ class MailQueue:
                 self._request_done(message)
                 continue
             self.agents_busy += 1
+            self.attempts += 1
             busy[d] += 1
             duration = LOCAL_DELIVERY_TIME if d == self.local else self.delivery_times[d].next()
             timeout(duration, (message, d, count)).callbacks.append(self._on_delivered)
@@ -337,11 +368,19 @@ class MailQueue:
             accepted, deferred, rejected = count, 0, 0
         else:
             destination = self.destinations[d]
-            verdict = self.reputation.verdict(destination.lists)
+            refusal = self.reputation.refusal(destination.lists) if destination.lists else None
             limit = self.limits[d]
-            if verdict == "reject":
-                accepted, deferred, rejected = 0, 0, count
-            elif verdict == "defer" or (limit is not None and not limit.try_take("server", now)):
+            site_failure = False  # smtp_site_fail with a soft error: the queue manager throttles
+            if refusal is not None:
+                action, stage = refusal
+                if stage == "greeting" and (action == "defer" or self.skip_5xx_greeting):
+                    accepted, deferred, rejected = 0, count, 0
+                    site_failure = True
+                elif action == "reject":  # a 5xx banner without skipping, or every RCPT / the DATA refused
+                    accepted, deferred, rejected = 0, 0, count
+                else:
+                    accepted, deferred, rejected = 0, count, 0
+            elif limit is not None and not limit.try_take("server", now):
                 accepted, deferred, rejected = 0, count, 0
             else:
                 accept, defer = self.outcome_p[d][message.kind]
@@ -355,6 +394,7 @@ class MailQueue:
             if accepted and message.kind == Kind.SPAM:
                 # Lists learn of spam that reaches mailboxes: spam traps, user complaints.
                 self.reputation.spam_sent(now, accepted)
+            self._feedback(d, site_failure)
         if accepted:
             message.delivered += accepted
             message.last_delivery = now
@@ -365,6 +405,49 @@ class MailQueue:
         if message.in_flight == 0:
             self._end_pass(message)
         self._pump()
+
+    # ------------------------------------------------------------------ destination feedback
+    def _feedback(self, d: int, site_failure: bool) -> None:
+        """qmgr_deliver_update after a request to remote destination ``d`` is over
+        (its agent already released: ``busy`` no longer counts it)."""
+        window = self.windows[d]
+        busy = self.busy_per_destination[d]
+        if site_failure:
+            # qmgr_deliver_update throttles only a queue that is ready (not already dead)
+            if window.window and window.throttle():
+                self.suspensions += 1
+                self.window_limit[d] = 0
+                self._defer_todo(d)
+                generation = window.generation
+                self.env.timeout(self.config.minimal_backoff).callbacks.append(
+                    lambda _e: self._revive(d, generation))
+        else:
+            window.unthrottle(busy + 1)  # Postfix counts the finishing delivery as still busy
+        if window.window and not self.requests[d] and busy == 0:
+            window.reset()  # qmgr_entry_done: an empty queue that is not dead is discarded
+        self.window_limit[d] = window.window
+
+    def _revive(self, d: int, generation: int) -> None:
+        """qmgr_queue_unthrottle_wrapper: the dead-destination timer went off."""
+        window = self.windows[d]
+        if window.window or window.generation != generation:
+            return  # a successful delivery brought it back meanwhile
+        window.unthrottle(self.busy_per_destination[d])
+        if not self.requests[d] and self.busy_per_destination[d] == 0:
+            window.reset()
+        self.window_limit[d] = window.window
+        self._pump()
+
+    def _defer_todo(self, d: int) -> None:
+        """qmgr_defer_todo: defer every request waiting for the dead destination ``d``."""
+        waiting = self.requests[d]
+        self.waiting_requests -= len(waiting)
+        while waiting:
+            message, count = waiting.popleft()
+            if not message.purged:
+                message.todo[d] = message.todo.get(d, 0) + count
+                self.suspended_recipients += count
+            self._request_done(message)
 
     def _request_done(self, message: QueuedMessage) -> None:
         message.in_flight -= 1

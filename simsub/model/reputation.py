@@ -7,7 +7,8 @@ are kept per minute of simulated time).  Above ``threshold`` it lists
 the server after ``detection_delay``.  It delists the server ``delist_delay``
 after the operator asks, or by itself ``expiry`` after the last spam it saw.
 While listed, every destination that consults it rejects (or defers) all mail
-from the server, legitimate mail included.
+from the server, legitimate mail included, at the list's ``stage`` of the SMTP
+dialogue (greeting, RCPT or DATA).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..scenario.types import ReputationList
 from .recorder import Recorder
 
 BUCKET = 60.0  # s: spam counts are kept per minute
+STAGES = ("greeting", "rcpt", "data")  # where a destination can refuse the server, in dialogue order
 
 
 class ListState:
@@ -41,16 +43,21 @@ class Reputation:
         self.last_spam = -1.0
 
     # ------------------------------------------------------------------ queries
-    def verdict(self, consulted: tuple[str, ...]) -> str | None:
-        """``"reject"``/``"defer"`` if a consulted list has the server listed, else None."""
-        verdict = None
+    def refusal(self, consulted: tuple[str, ...]) -> tuple[str, str] | None:
+        """``(action, stage)`` of the refusal a destination consulting ``consulted`` gives, or None.
+
+        The SMTP dialogue ends at the first refusal, so the earliest stage
+        among the lists that have the server listed wins; at that stage a
+        rejecting list wins over a deferring one."""
+        best = None
         for name in consulted:
             state = self.lists[name]
             if state.listed:
-                if state.config.action == "reject":
-                    return "reject"
-                verdict = "defer"
-        return verdict
+                config = state.config
+                key = (STAGES.index(config.stage), config.action != "reject")
+                if best is None or key < best[0]:
+                    best = (key, (config.action, config.stage))
+        return None if best is None else best[1]
 
     def listed_names(self) -> list[str]:
         return [name for name, state in self.lists.items() if state.listed]

@@ -728,11 +728,12 @@ def _overrides(loader: Loader, s: Section) -> tuple[tuple[str, float], ...]:
 # --------------------------------------------------------------------------- behind the front end
 _QUEUE = ("active_limit", "delivery_agents", "destination_concurrency", "recipients_per_request",
           "minimal_backoff", "maximal_backoff", "queue_run_delay", "maximal_queue_lifetime",
-          "bounce_queue_lifetime", "double_bounce")
+          "bounce_queue_lifetime", "double_bounce", "initial_concurrency", "failed_cohort_limit",
+          "skip_5xx_greeting")
 _DESTINATION = ("legit_share", "spam_share", "delivery_time", "legit", "spam", "rate_limit", "lists", "description")
 _OUTCOMES = ("defer", "reject")
 _RATE_LIMIT = ("messages", "window")
-_LIST = ("threshold", "window", "detection_delay", "action", "expiry", "delist_delay", "description")
+_LIST = ("threshold", "window", "detection_delay", "action", "stage", "expiry", "delist_delay", "description")
 _OPERATOR = ("rule", "threshold", "window", "check_interval", "reaction_delay", "reset_accounts",
              "suspicious_volume", "mistake", "purge", "request_delisting", "description")
 
@@ -761,6 +762,9 @@ def _behind_the_front_end(loader: Loader, top: Section):
         maximal_queue_lifetime=q.duration("maximal_queue_lifetime", defaults.maximal_queue_lifetime),
         bounce_queue_lifetime=q.duration("bounce_queue_lifetime", defaults.bounce_queue_lifetime),
         double_bounce=q.string("double_bounce", defaults.double_bounce, choices=("drop", "postmaster")),
+        initial_concurrency=q.integer("initial_concurrency", defaults.initial_concurrency, minimum=1),
+        failed_cohort_limit=q.integer("failed_cohort_limit", defaults.failed_cohort_limit, minimum=0),
+        skip_5xx_greeting=q.boolean("skip_5xx_greeting", defaults.skip_5xx_greeting),
     )
     if queue.maximal_backoff < queue.minimal_backoff:
         loader.fail("queue.maximal_backoff", f"must be >= minimal_backoff ({queue.minimal_backoff:g} s)")
@@ -782,6 +786,7 @@ def _behind_the_front_end(loader: Loader, top: Section):
             window=window,
             detection_delay=r.duration("detection_delay", 0, positive=False),
             action=r.string("action", "reject", choices=("reject", "defer")),
+            stage=r.string("stage", "rcpt", choices=("greeting", "rcpt", "data")),
             expiry=r.duration("expiry"),
             delist_delay=r.duration("delist_delay", 0, positive=False),
         )

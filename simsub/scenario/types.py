@@ -98,6 +98,9 @@ class QueueConfig:
     maximal_queue_lifetime: float = 5 * 86400.0  # s
     bounce_queue_lifetime: float = 5 * 86400.0  # s
     double_bounce: str = "drop"  # "drop" (Postfix default) or "postmaster"
+    initial_concurrency: int = 5  # initial_destination_concurrency: a destination's first window
+    failed_cohort_limit: int = 1  # default_destination_concurrency_failed_cohort_limit (0: never dead)
+    skip_5xx_greeting: bool = True  # smtp_skip_5xx_greeting: a 5xx banner is treated as 4xx
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ class ReputationList:
     action: str  # "reject" or "defer": what consulting destinations do while listed
     expiry: float  # s after the last spam seen, the list drops the entry by itself
     delist_delay: float  # s from the operator's request to the delisting
+    stage: str = "rcpt"  # where consulting destinations refuse: "greeting", "rcpt" or "data"
 
 
 @dataclass(frozen=True)
