@@ -10,6 +10,7 @@ import pandas as pd
 from ..experiments.metrics import FALSE_DELAY_5S, SPAM_ACCEPTED, SPAM_REDUCTION
 from ..experiments.types import Experiment, TuneOutcome
 from . import data
+from .advice import advice
 from .data import value
 from .format import fmt_diff, fmt_interval, fmt_magnitude, fmt_param, fmt_threshold, fmt_value
 
@@ -98,6 +99,7 @@ def compare_findings(experiment: Experiment) -> list[str]:
             if parts:
                 out.append(f"The baseline {baseline} {' and '.join(parts)}.")
     others = table[table["policy"] != baseline] if baseline is not None else table
+    out += advice(experiment, table)
     if baseline is None:
         out.append("There is no baseline policy, so spam reduction and paired differences are not computed.")
     elif not has_reduction:

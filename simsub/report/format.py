@@ -5,7 +5,7 @@ percentage points ("-0.3 pp"); ``count`` with thousands separators;
 ``seconds`` as s, min or h depending on size; ``hours`` as h; ``number`` with
 one decimal.  An interval prints in the scale of its mean, without repeating
 the unit: "2.4 s [2.1, 2.7]".  A missing bound (one replication) prints the
-mean alone.
+mean alone; an infinite one (identical runs of an unbounded metric) prints ∞.
 """
 
 from __future__ import annotations
@@ -80,14 +80,30 @@ def fmt_diff(mean: Any, low: Any, high: Any, unit: str) -> str:
     return _with_interval(mean, low, high, unit, signed=True)
 
 
+def _bound(x: Any, scale: _Scale, signed: bool) -> str:
+    """A bound in the mean's scale; an infinite one (nothing in the runs bounds the mean) as ∞."""
+    if _finite(x):
+        return _number(x, scale, signed)
+    return "∞" if float(x) > 0 else "-∞"
+
+
+def _has_bounds(low: Any, high: Any) -> bool:
+    """Both bounds present (NaN: one replication) and at least one of them finite."""
+    try:
+        low, high = float(low), float(high)
+    except (TypeError, ValueError):
+        return False
+    return not (math.isnan(low) or math.isnan(high)) and (math.isfinite(low) or math.isfinite(high))
+
+
 def _with_interval(mean: Any, low: Any, high: Any, unit: str, signed: bool) -> str:
-    """The mean in its scale, then "[low, high]" when both bounds are finite; signed values are differences."""
+    """The mean in its scale, then "[low, high]" when there are bounds; signed values are differences."""
     if not _finite(mean):
         return NA
     scale = _scale(unit, (mean, low, high), diff=signed)
     text = _number(mean, scale, signed) + scale.suffix
-    if _finite(low) and _finite(high):
-        text += f" [{_number(low, scale, signed)}, {_number(high, scale, signed)}]"
+    if _has_bounds(low, high):
+        text += f" [{_bound(low, scale, signed)}, {_bound(high, scale, signed)}]"
     return text
 
 
@@ -98,8 +114,8 @@ def fmt_magnitude(mean: Any, low: Any, high: Any, unit: str) -> str:
     scale = _scale(unit, (mean, low, high), diff=True)
     suffix = " percentage points" if unit == "share" else scale.suffix
     text = _number(mean, scale, False) + suffix
-    if _finite(low) and _finite(high):
-        text += f" [{_number(low, scale, False)}, {_number(high, scale, False)}]"
+    if _has_bounds(low, high):
+        text += f" [{_bound(low, scale, False)}, {_bound(high, scale, False)}]"
     return text
 
 
