@@ -357,24 +357,35 @@ def _tradeoff(experiment: Experiment, table: pd.DataFrame, figures: Sequence[Fig
                     Image(figure.path, figure.alt, figure.caption)]
     what = "policies and grid points" if names else "policies"
     without = f" other than the baseline {left_out[0]}" if left_out else ""
-    beaten = rank(experiment).dominated if not names and len(experiment.runs) else {}
+    ranking = rank(experiment) if not names and len(experiment.runs) else None
+    beaten = ranking.dominated if ranking else {}
     blocks.append(Paragraph(
         f"The Pareto front: the {len(front)} of {len(candidates)} {what}{without} that no other beats on both "
         f"{y_metric.label} and {x_metric.label} (judged on the means). Every other point is worse on one axis and "
         "no better on the other than some point of the front. The front looks at these two metrics only"
         + (": a policy on it can still be dominated on all the headline metrics together (legitimate mail "
-           "bounced, hours listed, ...); the last column says so. Choose among the points of the front that are "
-           "not dominated." if not names else
+           "bounced, hours listed, ...) or miss what was asked (see the recommendation in Findings); the last "
+           "column says so. Choose among the points of the front that are neither." if not names else
            "; the tables above show what each point costs on the other metrics.")))
     rows = [[row["policy"], *[fmt_param(row[n]) for n in names], _cell(row, y_metric), _cell(row, x_metric)]
-            + ([f"dominated by {beaten[row['policy']][0]}" if row["policy"] in beaten else "not dominated"]
-               if not names else [])
+            + ([_standing(row["policy"], ranking)] if ranking else [])
             for _, row in front.iterrows()]
-    extra = ["on all headline metrics"] if not names else []
+    extra = ["on all headline metrics and what was asked"] if ranking else []
     blocks.append(Table(["policy", *names, y_metric.label, x_metric.label, *extra], rows,
                         ["left", *["right"] * (len(names) + 2), *["left"] * len(extra)],
                         caption="Pareto front, least legitimate delay first"))
     return blocks
+
+
+def _standing(policy: str, ranking) -> str:
+    """"recommended", "dominated by X", "misses the requirements" or "a candidate"."""
+    if policy == ranking.recommended:
+        return "recommended"
+    if policy in ranking.dominated:
+        return f"dominated by {ranking.dominated[policy][0]}"
+    if policy not in ranking.feasible:
+        return "misses the requirements"
+    return "runner-up" if policy == ranking.runner_up else "a candidate"
 
 
 # --------------------------------------------------------------------------- reading help and files

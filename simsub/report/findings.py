@@ -10,7 +10,7 @@ import pandas as pd
 from ..experiments.metrics import FALSE_DELAY_5S, SPAM_ACCEPTED, SPAM_REDUCTION
 from ..experiments.types import Experiment, TuneOutcome
 from . import data
-from .advice import advice
+from .advice import advice, verdict
 from .data import value
 from .format import fmt_diff, fmt_interval, fmt_magnitude, fmt_param, fmt_threshold, fmt_value
 
@@ -141,7 +141,8 @@ def _reduction_sentence(experiment: Experiment, row: pd.Series) -> str:
     if math.isfinite(failed_low) and failed_low > 0:
         more = fmt_magnitude(value(row, "legit.failed:diff"), failed_low, value(row, "legit.failed:diff_high"), "count")
         text += f", and {more} more legitimate messages were never accepted than under {experiment.baseline}"
-    return text + "."
+    plainly = verdict(experiment, row)
+    return text + (f": {plainly}." if plainly else ".")
 
 
 # --------------------------------------------------------------------------- sweep
