@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-import tomllib
 
 import numpy as np
 import pandas as pd
@@ -30,53 +29,22 @@ import simsub
 from simsub.analysis.intervals import RUNS_RULE, T_RULE, interval
 from simsub.experiments.metrics import flatten_summary
 from simsub.experiments.study import _summary_table
-from simsub.scenario.loader import build_scenario
+from tests.conftest import make_scenario
 
-SCENARIO = """
-[scenario]
-name = "coverage"
-description = "Small and noisy: two bots whose patience straddles a 3 s tarpit."
-horizon = "10m"
-seed = 11
-default_policy = "tarpit"
-
-[origins.own]
-hostname = "p{n}.dial.example.ne.jp"
-rtt = "10ms"
-mynetworks = true
-
-[origins.unknown]
-hostname = "unknown"
-rtt = { dist = "uniform", low = "100ms", high = "300ms" }
-
-[[populations]]
-name = "users"
-kind = "user"
-count = 40
-origins = { own = 0.7, unknown = 0.3 }
-messages_per_day = 100
-recipients = { dist = "geometric", mean = 1.5 }
-patience = "60s"
-
-[[populations]]
-name = "bots"
-kind = "bot"
-count = 2
-accounts = 2
-origins = { unknown = 1.0 }
-recipients = { dist = "uniform", low = 5, high = 15 }
-pause = "30s"
-patience = { dist = "lognormal", median = "2.7s", sigma = 0.12 }
-on_timeout = "disconnect"
-
-[mta]
-process_limit = 3
-backlog = 1
-
-[policies.tarpit]
-description = "sleep 3 at RCPT TO"
-recipient_restrictions = ["sleep 3", "permit_sasl_authenticated", "reject"]
-"""
+#: The scenario, on the shared test base (origins own and unknown, policy none).
+POPULATIONS = [
+    {"name": "users", "kind": "user", "count": 40, "origins": {"own": 0.7, "unknown": 0.3},
+     "messages_per_day": 100, "recipients": {"dist": "geometric", "mean": 1.5}, "patience": "60s"},
+    {"name": "bots", "kind": "bot", "count": 2, "accounts": 2, "origins": {"unknown": 1.0},
+     "recipients": {"dist": "uniform", "low": 5, "high": 15}, "pause": "30s",
+     "patience": {"dist": "lognormal", "median": "2.7s", "sigma": 0.12}, "on_timeout": "disconnect"},
+]
+SCENARIO = dict(
+    populations=POPULATIONS, mta={"process_limit": 3, "backlog": 1},
+    origins={"unknown": {"hostname": "unknown", "rtt": {"dist": "uniform", "low": "100ms", "high": "300ms"}}},
+    policies={"tarpit": {"description": "sleep 3 at RCPT TO",
+                         "recipient_restrictions": ["sleep 3", "permit_sasl_authenticated", "reject"]}},
+    name="coverage", horizon="10m", seed=11, default_policy="tarpit")
 BOTS = 2
 R = 5
 CONFIDENCE = 0.95
@@ -93,7 +61,7 @@ HEAVY_TAILED = ("legit.false_delay.mean",)
 
 @functools.lru_cache(maxsize=None)
 def runs(first_seed: int, count: int) -> pd.DataFrame:
-    scenario = build_scenario(tomllib.loads(SCENARIO), "coverage scenario", {})
+    scenario = make_scenario(**SCENARIO)
     rows = []
     for seed in range(first_seed, first_seed + count):
         flat = flatten_summary(simsub.run(scenario, seed=seed).summary)
