@@ -40,3 +40,15 @@ def test_points_at_one_place_share_a_readable_label():
     assert _shared_label(["2", "3", "4", "5", "8"], ["foreign_sleep"]) == \
         "foreign_sleep = 2, 3, 4, 5 and 8 (same point)"
     assert _shared_label(["4"], ["foreign_sleep"]) == "4"
+
+
+def test_a_bound_from_identical_runs_does_not_set_the_scale(monkeypatch, tmp_path):
+    figures = []
+    monkeypatch.setattr(experiment_charts.Figure, "savefig", lambda self, *a, **k: figures.append(self))
+    metric = Metric("legit.failed", "never accepted", "count", "lower")
+    table = pd.DataFrame({"policy": ["none", "throttle"], "legit.failed": [0.0, 9.7],
+                          "legit.failed:low": [0.0, 0.9], "legit.failed:high": [20_761.0, 18.4],
+                          "legit.failed:rule": ["no variation: rule of three over runs", "t"]})
+    compare_chart(table, [metric], ["none", "throttle"], "none", "t", tmp_path / "c.png")
+    right = figures[0].axes[0].get_xlim()[1]
+    assert 18.4 < right < 100  # the t whisker fits; the 20,761 bound runs off the edge

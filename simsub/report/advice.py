@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..analysis.intervals import RUNS_RULE
 from ..experiments.metrics import SPAM_REDUCTION
 from ..experiments.ranking import Ranking, rank
 from ..experiments.types import Experiment
@@ -28,9 +29,18 @@ def _label(experiment: Experiment, name: str) -> str:
     return data.short_label(data.metric_info(experiment, name))
 
 
-def _interval(experiment: Experiment, row: Any, name: str) -> str:
+def interval_text(experiment: Experiment, row: Any, name: str) -> str:
+    """"mean [low, high]" for sentences; "mean (the same in all n runs)" where the runs did not vary
+    and nothing bounds the metric, rather than an interval reaching to ∞."""
     unit = data.metric_info(experiment, name).unit
-    return fmt_interval(value(row, name), value(row, name + ":low"), value(row, name + ":high"), unit)
+    mean, low, high = value(row, name), value(row, name + ":low"), value(row, name + ":high")
+    rule = row.get(name + ":rule") if hasattr(row, "get") else None
+    if rule == RUNS_RULE and math.isfinite(mean) and not (math.isfinite(low) and math.isfinite(high)):
+        return f"{fmt_value(mean, unit)} (the same in all {int(value(row, name + ':n'))} runs)"
+    return fmt_interval(mean, low, high, unit)
+
+
+_interval = interval_text
 
 
 def _requirement_words(experiment: Experiment, text: str) -> str:

@@ -180,7 +180,8 @@ def compare_chart(table: pd.DataFrame, metrics: Sequence[Metric], policies: Sequ
     panel_h = 0.32 * len(policies) + 1.1
     fig = Figure(figsize=(11 if ncols == 2 else 7, panel_h * nrows + 0.8), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    needed = [c for m in metrics for c in (m.name, m.name + ":low", m.name + ":high") if c in table.columns]
+    needed = [c for m in metrics for c in (m.name, m.name + ":low", m.name + ":high", m.name + ":rule")
+              if c in table.columns]
     rows = table[["policy", *needed]].drop_duplicates("policy").set_index("policy").reindex(policies)
     colors = _policy_colors(policies, baseline)
     ypos = np.arange(len(policies))
@@ -204,8 +205,11 @@ def compare_chart(table: pd.DataFrame, metrics: Sequence[Metric], policies: Sequ
         ax.grid(alpha=0.3, axis="x")
         ax.axvline(0, color="black", linewidth=0.8)
         finite = np.isfinite(means)
-        lo = min(0.0, float(np.min((means - err[0])[finite]))) if finite.any() else 0.0
-        hi = max(0.0, float(np.max((means + err[1])[finite]))) if finite.any() else 1.0
+        # Bounds from identical runs (the rule of three) can reach far past the data; they must not set
+        # the scale: their whiskers run off the panel's edge instead.
+        scaled = _varied_rows(rows, metric.name) * err
+        lo = min(0.0, float(np.min((means - scaled[0])[finite]))) if finite.any() else 0.0
+        hi = max(0.0, float(np.max((means + scaled[1])[finite]))) if finite.any() else 1.0
         # Each panel on its own data range, but never narrower than the floor: a 0.01 % difference
         # must not fill a panel as 40 % does next to it.
         span = max(hi - lo, MIN_SPAN.get(metric.unit, 0.0)) or 1.0
@@ -217,13 +221,21 @@ def compare_chart(table: pd.DataFrame, metrics: Sequence[Metric], policies: Sequ
             right = max(right, 1.0)  # whole-number ticks even when every value is 0
         ax.set_xlim(lo - (0.05 * span if lo < 0 else 0.0), right)
         _format_axis(ax, "x", metric.unit)
-        for y, v, e in zip(ypos, means, err[1]):
+        for y, v, e in zip(ypos, means, scaled[1]):  # beside the whisker, or the bar when it runs off
             ax.annotate(_short(v, metric.unit), (max(v + e, 0) if math.isfinite(v) else 0, y), xytext=(3, 0),
                         textcoords="offset points", va="center", fontsize=7)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     fig.suptitle(title)
     fig.savefig(path, dpi=DPI)
+
+
+def _varied_rows(rows: pd.DataFrame, name: str) -> np.ndarray:
+    """1 where the interval is a t interval over runs that differed (or its rule is unknown), else 0."""
+    if name + ":rule" not in rows.columns:
+        return np.ones(len(rows))
+    return np.asarray([0.0 if isinstance(r, str) and r.startswith("no variation") else 1.0
+                       for r in rows[name + ":rule"]])
 
 
 def _all_zero(means: np.ndarray, err: np.ndarray) -> bool:

@@ -106,7 +106,10 @@ def write_figures(experiment: Experiment, table: pd.DataFrame, folder: Path) -> 
              f"One panel per headline metric, one bar per policy. {note}{base} Each panel title says whether "
              "lower or higher is better. Look for the policies that do well on the spam panels without doing "
              "badly on the legitimate-mail panels; where two policies' whiskers do not overlap, the difference "
-             "is clear (the paired-difference table is sharper still).",
+             "is clear (the paired-difference table is sharper still). A whisker that runs off its panel is a "
+             "bound from runs that all gave the same value (rule of three): too wide to set the panel's scale. "
+             "Each panel has its own scale (never narrower than 1 percentage point, 1 count or 1 s): read the "
+             "numbers at the bars before comparing lengths across panels.",
              charts.compare_chart, table, metrics, policies, baseline, f"Policy comparison — {name}")
     else:
         x = experiment.varied[0].name

@@ -10,7 +10,7 @@ import pandas as pd
 from ..experiments.metrics import FALSE_DELAY_5S, SPAM_ACCEPTED, SPAM_REDUCTION
 from ..experiments.types import Experiment, TuneOutcome
 from . import data
-from .advice import advice, verdict
+from .advice import advice, interval_text, verdict
 from .data import value
 from .format import fmt_diff, fmt_interval, fmt_magnitude, fmt_param, fmt_threshold, fmt_value
 
@@ -38,8 +38,7 @@ def findings(experiment: Experiment) -> list[str]:
 # --------------------------------------------------------------------------- helpers
 
 def _interval(row: Any, name: str, experiment: Experiment) -> str:
-    unit = data.metric_info(experiment, name).unit
-    return fmt_interval(value(row, name), value(row, name + ":low"), value(row, name + ":high"), unit)
+    return interval_text(experiment, row, name)
 
 
 def _has(row: Any, name: str) -> bool:

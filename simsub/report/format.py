@@ -38,8 +38,9 @@ def _scale(unit: str, values: tuple[float, ...], diff: bool = False) -> _Scale:
     if unit == "share":
         pct = size * 100
         return _Scale(100.0, " pp" if diff else "%", 2 if 0 < pct < 0.1 else 1)
-    if unit == "count":
-        integral = all(float(v).is_integer() for v in values if _finite(v))
+    if unit == "count":  # whole when the mean is: a bound such as 45 % of a ceiling stays whole too
+        integral = float(values[0]).is_integer() if _finite(values[0]) else all(
+            float(v).is_integer() for v in values if _finite(v))
         return _Scale(1.0, "", 0 if (integral or size >= 100) else 1)
     if unit == "seconds":
         if size >= 7200:
