@@ -292,6 +292,8 @@ def sweep_chart(table: pd.DataFrame, metric: Metric, x: str, x_values: Sequence[
                 if metric.name + ":low" in group else np.full(len(group), np.nan)
             high = pd.to_numeric(group.get(metric.name + ":high"), errors="coerce").to_numpy(dtype=float) \
                 if metric.name + ":high" in group else np.full(len(group), np.nan)
+            steady = _varied_rows(group, metric.name) == 0  # identical runs: a rule-of-three bound, no band
+            low, high = np.where(steady, np.nan, low), np.where(steady, np.nan, high)
             label = policy + (" (baseline)" if policy == baseline else "")
             if others:
                 label += ", " + ", ".join(f"{n} = {_value_text(v)}" for n, v in zip(others, key))

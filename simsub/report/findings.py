@@ -249,7 +249,8 @@ def tune_findings(experiment: Experiment, tune: TuneOutcome) -> list[str]:
         diff = tune.runner_up_difference or {}
         low, high = float(diff.get("ci_low", math.nan)), float(diff.get("ci_high", math.nan))
         if tune.runner_up and math.isfinite(low) and math.isfinite(high) and low <= 0 <= high and low < high:
-            out.append(f"The 95% interval of that difference includes 0: with {experiment.replications} "
+            out.append(f"The {experiment.confidence:.0%} interval of that difference includes 0: with "
+                       f"{experiment.replications} "
                        "replications the runner-up cannot be told apart from the recommendation, so either will do "
                        "(more replications would separate them).")
     else:
