@@ -106,3 +106,14 @@ def test_a_rerun_reports_its_own_wall_time_and_the_runs_compute_time(tiny, tmp_p
     report = (tmp_path / "out" / "report.md").read_text()
     assert "wall time of this invocation:" in report
     assert "by earlier invocations whose runs were read from the cache" in report
+
+
+def test_compare_recommends_by_what_the_command_line_asks(tiny, tmp_path):
+    out = tmp_path / "out"
+    assert main(["compare", str(tiny), "--require", "spam.reduction>=50%", "--minimize", "legit.false_delay.p95",
+                 "--replications", "2", "--workers", "1", "--out", str(out), "--quiet"]) == 0
+    findings = json.loads((out / "experiment.json").read_text())["findings"]
+    # sleep 0 (tarpit) stops no bot; sleep 5 (tarpit-5) outlasts their 2.5 s patience
+    line = next(f for f in findings if f.startswith("Recommended:"))
+    assert line.startswith("Recommended: tarpit-5 (") and "(as asked)" in line
+    assert "spam recipients cut at least 50%; among those, least legit false delay p95" in line

@@ -78,7 +78,8 @@ def _experiment_arguments(parser: argparse.ArgumentParser, replications: int) ->
                         help="simulated time during which clients start sessions, e.g. 6h (default: the scenario's)")
     parser.add_argument("--confidence", metavar="LEVEL", type=confidence_level, default=0.95,
                         help="confidence level of the intervals, e.g. 0.9 or 90%% (default 0.95)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the output folder")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress or findings; print only where the report is")
     budget_arguments(parser)
 
 
@@ -88,11 +89,12 @@ def preference_arguments(parser: argparse.ArgumentParser) -> None:
                         help='a requirement METRIC OP NUMBER the recommended policy must meet on the mean, e.g. '
                         '"spam.reduction>=90%%" (repeatable; default: spam.reduction>=95%% when there is a '
                         'baseline)')
-    for direction in ("minimize", "maximize"):
-        parser.add_argument(f"--{direction}", metavar="METRIC", action=_Objective, dest="objectives", default=[],
-                            help=f"a metric to {direction[:-1]}e, in order of importance with the other "
-                            "--minimize/--maximize (repeatable; default: minimize legit.false_delay_rate.5s, "
-                            "legit.failed and, with a mail queue, legit.bounced and reputation.listed_h_total)")
+    parser.add_argument("--minimize", metavar="METRIC", action=_Objective, dest="objectives", default=[],
+                        help="a cost to keep low, most important first, in order with --maximize (repeatable; "
+                        "default: legit.false_delay_rate.5s, legit.failed and, with a mail queue, legit.bounced "
+                        "and reputation.listed_h_total)")
+    parser.add_argument("--maximize", metavar="METRIC", action=_Objective, dest="objectives", default=[],
+                        help="a metric to keep high, e.g. spam.reduction (repeatable, in order with --minimize)")
 
 
 class _Objective(argparse.Action):

@@ -60,8 +60,9 @@ class Experiment:
     where a run failed or the metric does not apply).
 
     ``summary`` has one row per (``policy``, varied values..., ``metric``): ``n``,
-    ``mean``, ``ci_low``, ``ci_high`` (95 % Student t interval over
-    replications) and, when there is a baseline, ``diff_n``, ``diff_mean``,
+    ``mean``, ``ci_low``, ``ci_high`` (the interval at ``confidence`` over
+    replications, see :mod:`simsub.analysis.intervals`), ``ci_rule`` (which
+    rule made it) and, when there is a baseline, ``diff_n``, ``diff_mean``,
     ``diff_low``, ``diff_high``: the paired difference policy minus baseline
     on matching seeds at the same varied values (NaN for the baseline itself).
     """
