@@ -8,7 +8,9 @@ The CLI is the top layer: it may import anything, nothing imports it.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from ..version import __version__
 from ..errors import ScenarioError
@@ -19,15 +21,15 @@ from .options import ArgumentError, Parser
 #: The modules that add subcommands, in the order ``simsub --help`` lists them.
 COMMAND_MODULES = (run, experiments, postfix, policyd, maillog, calibrate, replay)
 
-EPILOG = """examples:
+EPILOG = """examples (SCENARIO paths are relative to the project folder):
   simsub run                                   the built-in may-2012 scenario, its default policy
   simsub run --policy selective-1-5s           one of the scenario's policies
-  simsub run scenarios/may-2012.toml --set populations.botnet.count=300 --horizon 6h
-  simsub check scenarios/my-isp.toml           validate a scenario and list its policies
+  simsub run scenarios/may-2012.toml --set populations.botnet.count=300 --horizon 16h
+  simsub check scenarios/patient-bots.toml     validate a scenario and list its policies and parameters
   simsub compare                               every policy of the default scenario, 5 paired replications
   simsub compare --policies none,selective-1-5s --replications 10
-  simsub sweep --policy selective --vary foreign_sleep=0:10:1
-  simsub tune --policy selective --vary foreign_sleep=0:10:1 \\
+  simsub sweep scenarios/patient-bots.toml --policy selective --vary foreign_sleep=0:10:1
+  simsub tune scenarios/patient-bots.toml --policy selective --vary foreign_sleep=0:10:1 \\
       --require "spam.reduction>=0.95" --minimize legit.false_delay_rate.5s
   simsub export-postfix --policy selective-1-5s     the policy as main.cf/master.cf/pcre files
   simsub twin scenarios/twin-impatient.toml --set sleep=3   real Postfix vs the model (root)
@@ -48,8 +50,29 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, handlers
 
 
+def _interrupt_once(signum, frame) -> None:
+    """Ctrl-C (or SIGTERM): raise KeyboardInterrupt once and ignore every further one, so that stopping
+    the workers and printing the message cannot be interrupted into a traceback or a hang."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, handlers = build_parser()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, _interrupt_once) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _main(parser, handlers, argv)
+    finally:
+        # Restored unless an interrupt came: then the process is on its way out and stays deaf to more.
+        if previous and signal.getsignal(signal.SIGINT) is _interrupt_once:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _main(parser, handlers, argv: list[str] | None) -> int:
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         args = parser.parse_args(argv)

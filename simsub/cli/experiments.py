@@ -8,19 +8,20 @@ from pathlib import Path
 
 from ..errors import ScenarioError
 from ..scenario import parse_overrides
-from .options import (budget_arguments, command_line, load_scenario_from, policy_names, positive_whole_number,
-                      scenario_arguments, whole_number)
+from .options import (budget_arguments, command_line, confidence_level, load_scenario_from, policy_names,
+                      positive_duration, positive_whole_number, scenario_arguments, whole_number)
 
 
 def add_commands(sub) -> dict:
     compare = sub.add_parser("compare", help="every policy on the same seeds: paired comparison report",
                              description="Run each policy on the same replications (common random numbers) and "
-                             "write runs.csv, summary.csv (means, 95%% intervals, paired differences against the "
+                             "write runs.csv, summary.csv (means, confidence intervals, paired differences against the "
                              "baseline), charts and report.md / report.html.")
     scenario_arguments(compare)
     compare.add_argument("--policies", metavar="A,B,...", type=policy_names,
                          help="policies to compare (default: all of the scenario's)")
     _experiment_arguments(compare, replications=5)
+    preference_arguments(compare)
 
     sweep = sub.add_parser("sweep", help="one policy over a grid of parameter values, with trade-off chart",
                            description="Run a policy (and the baseline) at every point of a parameter grid, "
@@ -73,8 +74,36 @@ def _experiment_arguments(parser: argparse.ArgumentParser, replications: int) ->
     parser.add_argument("--dask", metavar="ADDRESS",
                         help="run on a Dask distributed scheduler (tcp://host:8786), or 'local' to start a local "
                         "cluster of --workers processes; needs pip install 'simsub[dask]'")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar; print only the output folder")
+    parser.add_argument("--horizon", metavar="DUR", type=positive_duration,
+                        help="simulated time during which clients start sessions, e.g. 6h (default: the scenario's)")
+    parser.add_argument("--confidence", metavar="LEVEL", type=confidence_level, default=0.95,
+                        help="confidence level of the intervals, e.g. 0.9 or 90%% (default 0.95)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress or findings; print only where the report is")
     budget_arguments(parser)
+
+
+def preference_arguments(parser: argparse.ArgumentParser) -> None:
+    """What the admin says matters, for the compare report's ranking and recommendation."""
+    parser.add_argument("--require", metavar="EXPR", action="append", default=[],
+                        help='a requirement METRIC OP NUMBER the recommended policy must meet on the mean, e.g. '
+                        '"spam.reduction>=90%%" (repeatable; default: spam.reduction>=95%% when there is a '
+                        'baseline)')
+    parser.add_argument("--minimize", metavar="METRIC", action=_Objective, dest="objectives", default=[],
+                        help="a cost to keep low, most important first, in order with --maximize (repeatable; "
+                        "default: legit.false_delay_rate.5s, legit.failed and, with a mail queue, legit.bounced "
+                        "and reputation.listed_h_total)")
+    parser.add_argument("--maximize", metavar="METRIC", action=_Objective, dest="objectives", default=[],
+                        help="a metric to keep high, e.g. spam.reduction (repeatable, in order with --minimize)")
+
+
+class _Objective(argparse.Action):
+    """--minimize/--maximize in the order given: [(metric, "minimize"), ...]."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        objectives = list(getattr(namespace, self.dest) or [])
+        objectives.append((values, option_string.lstrip("-")))
+        setattr(namespace, self.dest, objectives)
 
 
 def _experiment_options(args, scenario_name: str, default_folder: str) -> dict:
@@ -88,10 +117,14 @@ def _experiment_options(args, scenario_name: str, default_folder: str) -> dict:
         raise ScenarioError("--cache", str(cache), f"is inside the output folder {out}, which each run replaces")
     if Path(cache).exists() and not Path(cache).is_dir():
         raise ScenarioError("--cache", str(cache), "exists and is not a folder")
-    return {"scenario": args.scenario, "overrides": parse_overrides(args.overrides), "replications": args.replications,
+    overrides = parse_overrides(args.overrides)
+    if args.horizon:
+        overrides["scenario.horizon"] = args.horizon
+    return {"scenario": args.scenario, "overrides": overrides, "replications": args.replications,
             "baseline": args.baseline if args.baseline else "auto", "seed": args.seed, "workers": args.workers,
             "dask": args.dask, "cache": cache, "progress": False if args.quiet else None,
-            "command": command_line(args), "max_events": None if args.force else args.max_events}, out
+            "command": command_line(args), "max_events": None if args.force else args.max_events,
+            "confidence": args.confidence}, out
 
 
 def _finish_experiment(experiment, out: Path, quiet: bool) -> int:
@@ -104,7 +137,10 @@ def _finish_experiment(experiment, out: Path, quiet: bool) -> int:
         computed = int((~distinct["cached"]).sum())
         print(f"{experiment.kind}: {experiment.scenario_name}, {len(experiment.policies)} policies, "
               f"{experiment.replications} replications, {len(distinct)} runs ({computed} computed, "
-              f"{len(distinct) - computed} from cache) in {experiment.wall_s:.1f} s on {experiment.executor}")
+              f"{len(distinct) - computed} from cache) in {experiment.wall_s:.1f} s on {experiment.executor}; "
+              f"the runs took {experiment.compute_s:.1f} s of compute"
+              + (f" ({experiment.cached_compute_s:.1f} s of it in earlier invocations)"
+                 if len(distinct) > computed else ""))
         for line in findings(experiment):
             print(f"  - {line}")
     print(f"report: {folder / 'report.html'}")
@@ -121,8 +157,14 @@ def _finish_experiment(experiment, out: Path, quiet: bool) -> int:
 def command_compare(args) -> int:
     from ..experiments import compare
 
-    options, out = _experiment_options(args, load_scenario_from(args).name, "compare")
-    experiment = compare(policies=args.policies, **options)
+    scenario = load_scenario_from(args)
+    for name in args.policies or ():
+        try:
+            scenario.policy_named(name)
+        except ScenarioError as exc:  # the option the user typed, not run's --policy
+            raise ScenarioError(exc.source, "--policies", exc.message) from None
+    options, out = _experiment_options(args, scenario.name, "compare")
+    experiment = compare(policies=args.policies, require=args.require, objectives=args.objectives, **options)
     return _finish_experiment(experiment, out, args.quiet)
 
 

@@ -61,6 +61,17 @@ def whole_number(text: str) -> int:
     return value
 
 
+def confidence_level(text: str) -> float:
+    """0.9 or 90% -> 0.9; strictly between 0 and 1."""
+    try:
+        value = float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a level between 0 and 1, e.g. 0.95 or 95%, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a level between 0 and 1, e.g. 0.95 or 95%, got {text!r}")
+    return value
+
+
 def positive_duration(text: str) -> str:
     try:
         if parse_duration(text) <= 0:

@@ -96,10 +96,31 @@ def command_run(args) -> int:
         write_maillog(result, maillog, maillog_options(args))
     if not args.quiet:
         print(format_summary(result.summary))
+        note = idle_bots_note(scenario, result.summary)
+        if note:
+            print(note)
     if maillog is not None:
         print(f"maillog: {folder / 'maillog' if extra else maillog}")
     print(f"results: {folder}")
     return 0
+
+
+def idle_bots_note(scenario, summary: dict) -> str | None:
+    """Why a run has no bot session, when the bots start after the horizon (e.g. ``--horizon 2h`` of may-2012,
+    whose bots start at 12:00): otherwise "0 bot sessions" reads as a policy that stopped every bot."""
+    if summary["spam"]["messages"]:
+        return None
+    late = [p for p in scenario.populations if p.is_bot and p.count and p.start >= scenario.horizon]
+    if not late:
+        return None
+    starts = ", ".join(f"{p.name} at {_clock(p.start)} ({p.start / 3600:g} h)" for p in late)
+    return (f"  note:   no bot started: the bots start after the {scenario.horizon / 3600:g} h horizon ({starts}); "
+            f"use --horizon beyond {min(p.start for p in late) / 3600:g}h to see them")
+
+
+def _clock(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def format_summary(summary: dict) -> str:
@@ -147,6 +168,9 @@ def command_check(args) -> int:
         marker = " (default)" if name == scenario.default_policy else ""
         description = scenario.raw["policies"][name].get("description", "")
         print(f"  {name}{marker}: {description}")
+    params = getattr(scenario, "params", None) or {}
+    if params:  # the names sweep and tune can --vary
+        print("parameters (for --vary and --set): " + ", ".join(f"{k} = {v}" for k, v in params.items()))
     return 0
 
 

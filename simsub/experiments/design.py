@@ -92,7 +92,7 @@ def _range(spec: str, text: str) -> tuple[Any, ...]:
 
 #: Columns of runs.csv and summary.csv a varied name must not shadow.
 RESERVED = ("policy", "replication", "seed", "status", "error", "cached", "wall_s", "key", "metric", "n", "mean",
-            "ci_low", "ci_high", "diff_mean", "diff_low", "diff_high", "diff_n", "scenario.seed", "params")
+            "ci_low", "ci_high", "ci_rule", "diff_mean", "diff_low", "diff_high", "diff_n", "scenario.seed", "params")
 _ALIASES = {"horizon": "scenario.horizon"}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import os
+import signal
 import tempfile
 import time
 import traceback
@@ -112,6 +113,12 @@ class InlineExecutor:
         pass
 
 
+def _ignore_interrupts() -> None:
+    """Worker initializer: Ctrl-C reaches every process of the terminal's group; only the parent acts on
+    it (it stops the workers), so a worker never prints a KeyboardInterrupt traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class PoolExecutor:
     """A local process pool of ``workers`` processes."""
 
@@ -122,7 +129,7 @@ class PoolExecutor:
 
     def results(self, tasks: list[Task]) -> Iterator[dict]:
         if self.pool is None:  # kept for the next call (tune's refinement rounds)
-            self.pool = cf.ProcessPoolExecutor(max_workers=self.workers)
+            self.pool = cf.ProcessPoolExecutor(max_workers=self.workers, initializer=_ignore_interrupts)
         futures = {self.pool.submit(run_task, task): task for task in tasks}
         for future in cf.as_completed(futures):
             task = futures[future]
@@ -137,6 +144,22 @@ class PoolExecutor:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+    def abort(self) -> None:
+        """Stop at once (Ctrl-C): end the workers mid-run and drop the queued tasks; nothing is left running.
+        Runs in flight are lost (they were not finished, so not cached); finished ones are in the cache."""
+        pool, self.pool = self.pool, None
+        if pool is None:
+            return
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        for process in processes:
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
 
 
 class DaskExecutor:
@@ -234,8 +257,8 @@ def execute(tasks: list[Task], cache: RunCache, executor, on_result: Callable[[d
                 on_result(record, False)
     except KeyboardInterrupt:
         finished = sum(1 for r in records.values() if r is not None)
-        try:
-            executor.close()
+        try:  # stop at once: do not wait for the runs in flight
+            getattr(executor, "abort", executor.close)()
         except BaseException:
             pass
         raise Interrupted(finished, len(records)) from None

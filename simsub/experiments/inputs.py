@@ -58,6 +58,12 @@ def check_replications(replications: int) -> None:
         raise ScenarioError("--replications", str(replications), "expected a whole number >= 1")
 
 
+def check_confidence(confidence: float) -> None:
+    """A confidence level strictly between 0 and 1 (0.95 for 95 % intervals)."""
+    if not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise ScenarioError("--confidence", str(confidence), "expected a level between 0 and 1, e.g. 0.95 or 95%")
+
+
 def varied_parameters(vary) -> tuple[Varied, ...]:
     if isinstance(vary, dict):
         items = [Varied(k, tuple(v)) for k, v in vary.items()]

@@ -1,7 +1,5 @@
-"""A one-line progress bar with ETA on stderr, for commands with many runs.
-
-Quiet when stderr is not a terminal (logs, CI) or when asked to be.
-"""
+"""Progress of an experiment on stderr: a one-line bar with ETA on a terminal, one line per finished run
+otherwise (a log, CI, ``make demo > log``), nothing when asked to be quiet."""
 
 from __future__ import annotations
 
@@ -25,9 +23,14 @@ class ProgressBar:
 
     WIDTH = 24
 
-    def __init__(self, total: int, label: str = "runs", enabled: bool | None = None, stream=None):
+    def __init__(self, total: int, label: str = "runs", enabled: bool | None = None, stream=None,
+                 names: dict[str, str] | None = None):
         self.stream = stream or sys.stderr
-        self.enabled = (self.stream.isatty() if enabled is None else enabled) and total > 1
+        tty = self.stream.isatty()
+        self.enabled = (tty if enabled is None else enabled) and total > 1 and tty
+        #: Not a terminal: a line per run computed here (runs from the cache are counted in one line at the end).
+        self.lines = enabled is not False and not tty and total >= 1
+        self.names = names or {}
         self.total = total
         self.label = label
         self.done = self.cached = self.failed = 0
@@ -39,6 +42,21 @@ class ProgressBar:
         self.cached += cached
         self.failed += record.get("status") != "ok"
         self.draw(force=self.done == self.total)
+        if self.lines and not cached:
+            self.write_line(record)
+
+    def write_line(self, record: dict) -> None:
+        """``run 3/30 finished: none, replication 2 (seed 123) in 12.3 s; 0:41 elapsed, ETA 5:10``."""
+        elapsed = time.perf_counter() - self.started
+        computed = self.done - self.cached
+        remaining = self.total - self.done
+        eta = f", ETA {_clock(elapsed / computed * remaining)}" if computed and remaining else ""
+        what = "finished" if record.get("status") == "ok" else "FAILED"
+        name = self.names.get(record.get("key", ""), record.get("key", "")[:12])
+        took = record.get("wall_s")
+        took = f" in {took:.1f} s" if isinstance(took, (int, float)) else ""
+        self.stream.write(f"run {self.done}/{self.total} {what}: {name}{took}; {_clock(elapsed)} elapsed{eta}\n")
+        self.stream.flush()
 
     def line(self) -> str:
         elapsed = time.perf_counter() - self.started
@@ -65,4 +83,7 @@ class ProgressBar:
     def close(self) -> None:
         if self.enabled and self.done:
             self.stream.write("\n")
+            self.stream.flush()
+        if self.lines and self.cached:
+            self.stream.write(f"{self.cached} of {self.total} runs were read from the cache\n")
             self.stream.flush()

@@ -16,16 +16,18 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..version import __version__
-from ..analysis.stats import mean_ci, paired_difference
+from ..analysis.intervals import Interval, interval, paired
 from ..errors import ScenarioError
 from ..scenario.loader import build_scenario
 from ..scenario.types import Scenario
 from .design import code_fingerprint, grid, replication_seed, run_key
 from .execute import RunCache, Task, execute, open_executor
+from .limits import bounds_for, difference_range
 from .metrics import SPAM_REDUCTION, flatten_summary, headline_for
-from .inputs import (AUTO, ScenarioSource, check_replications, resolve_baseline, scenario_source,
+from .inputs import (AUTO, ScenarioSource, check_confidence, check_replications, resolve_baseline, scenario_source,
                      varied_parameters)
 from .progress import ProgressBar
+from .ranking import checked_preferences
 from .types import Experiment, Varied
 
 @dataclass
@@ -110,7 +112,9 @@ def _run_all(planned: list[_Planned], cache: str | Path | None, workers: int | N
              progress: bool | None, executor=None) -> tuple[dict[str, dict], str]:
     tasks = [p.task for p in planned]
     unique = len({t.key for t in tasks})
-    bar = ProgressBar(unique, enabled=progress)
+    names = {p.task.key: ", ".join([p.policy, *(f"{k}={v}" for k, v in p.point.items()),
+                                    f"replication {p.replication} (seed {p.seed})"]) for p in planned}
+    bar = ProgressBar(unique, enabled=progress, names=names)
     own = executor is None
     executor = executor or open_executor(workers, dask)
     if cache:
@@ -168,7 +172,9 @@ def _metric_columns(runs: pd.DataFrame, varied_names: list[str]) -> list[str]:
 
 
 def _summary_table(runs: pd.DataFrame, varied_names: list[str], baseline: str | None,
-                   confidence: float) -> pd.DataFrame:
+                   confidence: float, bots: int | None = None) -> pd.DataFrame:
+    """One row per policy, grid point and metric: ``n``, ``mean``, ``ci_low``, ``ci_high``, ``ci_rule``
+    (see :mod:`simsub.analysis.intervals`) and, with a baseline, the paired difference."""
     metrics = _metric_columns(runs, varied_names)
     ok = runs[runs["status"] == "ok"]
     groups = ["policy"] + varied_names
@@ -184,11 +190,16 @@ def _summary_table(runs: pd.DataFrame, varied_names: list[str], baseline: str | 
             base = ok[mask].set_index("seed")
         by_seed = group.set_index("seed")
         for metric in metrics:
-            mean, low, high, n = mean_ci(group[metric].to_numpy(), confidence)
-            row = {**ident, "metric": metric, "n": n, "mean": mean, "ci_low": low, "ci_high": high}
+            got = interval(group[metric].to_numpy(), confidence, **bounds_for(group, metric, bots))
+            if metric == SPAM_REDUCTION and ident["policy"] == baseline:
+                got = Interval(got.mean, got.mean, got.mean, got.n, "0 by definition")  # the baseline against itself
+            row = {**ident, "metric": metric, "n": got.n, "mean": got.mean, "ci_low": got.low,
+                   "ci_high": got.high, "ci_rule": got.rule}
             if baseline is not None:
                 if base is not None and metric != SPAM_REDUCTION:
-                    d = paired_difference(by_seed[metric].to_dict(), base[metric].to_dict(), confidence)
+                    lowest, highest = difference_range(metric, pd.concat([group, base]))
+                    d = paired(by_seed[metric].to_dict(), base[metric].to_dict(), confidence, lowest,
+                               highest).astuple()
                 else:
                     d = (math.nan, math.nan, math.nan, 0)
                 row.update(diff_mean=d[0], diff_low=d[1], diff_high=d[2], diff_n=d[3])
@@ -226,8 +237,10 @@ def _experiment(kind: str, source: ScenarioSource, policies: list[str], baseline
                 confidence: float) -> Experiment:
     names = [v.name for v in varied]
     runs = _runs_table(planned, records, names, baseline)
-    summary = _summary_table(runs, names, baseline, confidence)
     scenario = source.scenario
+    # The bots behind spam.bots_succeeding; a grid may vary their number, so only a compare knows it.
+    bots = None if names else sum(p.count for p in scenario.populations if p.is_bot)
+    summary = _summary_table(runs, names, baseline, confidence, bots)
     present = set(runs.columns)
     metrics = tuple(m for m in headline_for(scenario.queue is not None, baseline is not None) if m.name in present)
     return Experiment(
@@ -250,8 +263,13 @@ def compare(scenario: str | Path | None = None, policies: Iterable[str] | None =
             baseline: str | None = AUTO, seed: int | None = None, workers: int | None = None,
             dask: str | None = None, cache: str | Path | None = None, overrides: dict[str, Any] | None = None,
             progress: bool | None = None, command: str | None = None, confidence: float = 0.95,
-            executor=None, max_events: float | None = None) -> Experiment:
+            executor=None, max_events: float | None = None, require: Iterable[str] = (),
+            objectives: Iterable[tuple[str, str]] = ()) -> Experiment:
     """Every policy (default: all of the scenario's) on the same ``replications`` seeds.
+
+    ``require`` ("METRIC OP NUMBER") and ``objectives`` ((metric, "minimize" or
+    "maximize"), most important first) say what matters for the report's
+    recommendation (:mod:`simsub.experiments.ranking`; default: its defaults).
 
     ``baseline``: the policy differences and spam reduction are measured
     against ("auto": the policy named ``none`` if the scenario has one).
@@ -261,16 +279,21 @@ def compare(scenario: str | Path | None = None, policies: Iterable[str] | None =
     """
     started = time.perf_counter()
     check_replications(replications)
+    check_confidence(confidence)
     source = scenario_source(scenario, overrides)
     chosen = list(dict.fromkeys(source.scenario.policy_named(p) for p in (policies or source.scenario.policies)))
     base = resolve_baseline(source, baseline)
+    preferences = checked_preferences(source.scenario, base is not None, require, objectives)
     if base is not None and base not in chosen:
         chosen = [base] + chosen
     root, seeds = _seeds(source, seed, replications)
     planned = _plan(source, chosen, [{}], seeds, max_events)
     records, description = _run_all(planned, cache, workers, dask, progress, executor)
-    return _experiment("compare", source, chosen, base, (), replications, root, seeds, planned, records,
-                       description, command, started, confidence)
+    experiment = _experiment("compare", source, chosen, base, (), replications, root, seeds, planned, records,
+                             description, command, started, confidence)
+    if preferences is not None:
+        experiment.extra["preferences"] = preferences
+    return experiment
 
 
 def sweep(scenario: str | Path | None = None, policy: str | None = None, vary=(), replications: int = 3,
@@ -285,6 +308,7 @@ def sweep(scenario: str | Path | None = None, policy: str | None = None, vary=()
     """
     started = time.perf_counter()
     check_replications(replications)
+    check_confidence(confidence)
     source = scenario_source(scenario, overrides)
     varied = varied_parameters(vary)
     if not varied:

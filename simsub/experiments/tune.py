@@ -15,9 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..analysis.stats import paired_difference
+from ..analysis.intervals import paired
 from ..errors import ScenarioError
 from ..scenario.types import Scenario
+from .limits import difference_range
 from .metrics import SPAM_REDUCTION, guess_unit, known_metrics
 from .inputs import AUTO, check_replications, resolve_baseline, scenario_source, varied_parameters
 from .study import sweep
@@ -197,7 +198,7 @@ def tune(scenario=None, policy: str | None = None, vary=(), require=(), minimize
                 mask &= ok[n] == point[n]
             return ok[mask].set_index("seed")[objective].to_dict()
 
-        mean, low, high, n = paired_difference(at(runner), at(best), confidence)
+        mean, low, high, n = paired(at(runner), at(best), confidence, *difference_range(objective, ok)).astuple()
         difference = {"mean": mean, "ci_low": low, "ci_high": high, "n": n}
     experiment.tune = TuneOutcome(policy=chosen, require=tuple(r.text for r in requirements), objective=objective,
                                   direction=direction, best=_plain(best), runner_up=_plain(runner), points=points,

@@ -60,8 +60,9 @@ class Experiment:
     where a run failed or the metric does not apply).
 
     ``summary`` has one row per (``policy``, varied values..., ``metric``): ``n``,
-    ``mean``, ``ci_low``, ``ci_high`` (95 % Student t interval over
-    replications) and, when there is a baseline, ``diff_n``, ``diff_mean``,
+    ``mean``, ``ci_low``, ``ci_high`` (the interval at ``confidence`` over
+    replications, see :mod:`simsub.analysis.intervals`), ``ci_rule`` (which
+    rule made it) and, when there is a baseline, ``diff_n``, ``diff_mean``,
     ``diff_low``, ``diff_high``: the paired difference policy minus baseline
     on matching seeds at the same varied values (NaN for the baseline itself).
     """
@@ -85,7 +86,7 @@ class Experiment:
     metrics: tuple[Metric, ...]  # headline metrics, in report order
     command: str  # the command line that reproduces this experiment
     version: str
-    wall_s: float
+    wall_s: float  # this invocation, start to end (runs read from the cache take no time here)
     executor: str  # e.g. "local, 2 workers" or "dask tcp://10.0.0.5:8786"
     tune: TuneOutcome | None = None
     confidence: float = 0.95
@@ -96,6 +97,21 @@ class Experiment:
         """One row per run actually executed: grid points that leave a policy
         unchanged share its runs (same key), and they count once."""
         return self.runs.drop_duplicates("key") if "key" in self.runs else self.runs
+
+    @property
+    def compute_s(self) -> float:
+        """Seconds the runs took where they ran (sum over distinct runs, in the workers), including runs
+        read from the cache, which were computed by an earlier invocation; ``wall_s`` is this invocation's."""
+        runs = self.distinct_runs
+        return float(pd.to_numeric(runs["wall_s"], errors="coerce").sum()) if "wall_s" in runs else float("nan")
+
+    @property
+    def cached_compute_s(self) -> float:
+        """The part of :attr:`compute_s` spent by earlier invocations (runs read from the cache)."""
+        runs = self.distinct_runs
+        if "wall_s" not in runs or "cached" not in runs:
+            return 0.0
+        return float(pd.to_numeric(runs.loc[runs["cached"].astype(bool), "wall_s"], errors="coerce").sum())
 
     @property
     def failed(self) -> pd.DataFrame:

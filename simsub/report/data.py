@@ -3,7 +3,7 @@
 The summary is long (one row per policy, varied values and ``metric``); the
 report and the charts want one row per policy and grid point with, for each
 metric ``M``, the columns ``M`` (mean), ``M:low``, ``M:high`` (cut to the
-metric's possible range), ``M:n`` and, with a baseline, ``M:diff``,
+metric's possible range), ``M:n``, ``M:rule`` (how the interval was made) and, with a baseline, ``M:diff``,
 ``M:diff_low``, ``M:diff_high``.
 """
 
@@ -24,7 +24,7 @@ from .format import fmt_param
 METRIC_COLUMN = "metric"
 
 _SUMMARY_FIELDS = {"mean": "", "ci_low": ":low", "ci_high": ":high", "n": ":n",
-                   "diff_mean": ":diff", "diff_low": ":diff_low", "diff_high": ":diff_high"}
+                   "diff_mean": ":diff", "diff_low": ":diff_low", "diff_high": ":diff_high", "ci_rule": ":rule"}
 
 
 def metric_info(experiment: Experiment, name: str) -> Metric:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from .experiment_charts import pareto_front
 from ..experiments.metrics import FALSE_DELAY_5S, SPAM_REDUCTION
+from ..experiments.ranking import rank
 from ..experiments.types import Experiment, Metric, TuneOutcome
 from . import data
 from .data import value
@@ -44,6 +45,13 @@ MEANINGS = {
     "legit.bounced": "legitimate recipients that bounced (rejected or expired, e.g. while the server was listed)",
     "reputation.listed_h_total": "hours the server spent listed, summed over the reputation lists",
 }
+
+#: Two delays a reader confuses: the user's wait at submission and the mail's wait behind the front end.
+SUBMISSION_VS_DELIVERY = (
+    "Two different delays: the false delay is what the sender feels at submission — the extra seconds until the "
+    "server answers 250 because of the policy; the delivery latency is what the mail waits after it was accepted, "
+    "until the recipient's provider takes it (queueing, retries, deferrals while the server is on a blocklist). "
+    "A policy can add 0 s at submission while the mail waits hours behind the front end.")
 
 #: Headline metrics grouped for tables, by the start of their name.
 GROUPS = (("Spam", ("spam.",)), ("Legitimate mail", ("legit.",)),
@@ -171,7 +179,10 @@ def _what_was_run(experiment: Experiment) -> list:
     blocks.append(Bullets([
         f"simsub version: {experiment.version}",
         f"executor: {experiment.executor}",
-        f"wall time: {fmt_duration(experiment.wall_s)}",
+        f"wall time of this invocation: {fmt_duration(experiment.wall_s)}",
+        f"compute time of the runs (summed over runs, where they ran): {fmt_duration(experiment.compute_s)}"
+        + (f", of which {fmt_duration(experiment.cached_compute_s)} by earlier invocations whose runs were read "
+           "from the cache" if cached else ""),
         f"runs: {len(runs):,}" + (f" ({cached:,} read from an earlier invocation)" if cached else ""),
         f"confidence level of intervals: {experiment.confidence:.0%}",
     ]))
@@ -196,7 +207,8 @@ def _groups(metrics: Sequence[Metric]) -> list[tuple[str, list[Metric]]]:
 
 def _chunks(name: str, members: list[Metric]) -> list[tuple[str, list[Metric]]]:
     chunks = [members[i:i + GROUP_COLUMNS] for i in range(0, len(members), GROUP_COLUMNS)]
-    return [(name if len(chunks) == 1 else f"{name} ({k + 1})", c) for k, c in enumerate(chunks)]
+    return [(name if len(chunks) == 1 else f"{name}, table {k + 1} of {len(chunks)}", c)
+            for k, c in enumerate(chunks)]
 
 
 def _cell(row: Any, metric: Metric) -> str:
@@ -215,7 +227,9 @@ def _interval_note(experiment: Experiment) -> str:
                 "shown.")
     return (f"Each cell is the mean over {experiment.replications} replications and its "
             f"{experiment.confidence:.0%} interval [low, high]; n/a means the metric does not apply or every run "
-            "failed. A cell without an interval had fewer than 2 successful runs.")
+            "failed. A cell without an interval had fewer than 2 successful runs; ∞ means the runs were all "
+            "the same and nothing bounds the metric (see How to read this). A group of more than "
+            f"{GROUP_COLUMNS} metrics is split over tables headed \"table 1 of 2\", \"table 2 of 2\".")
 
 
 def _results(experiment: Experiment, table: pd.DataFrame) -> list:
@@ -227,6 +241,9 @@ def _results(experiment: Experiment, table: pd.DataFrame) -> list:
         return blocks
     missing = [m.label for m in experiment.metrics if m not in metrics]
     blocks.append(Paragraph(_interval_note(experiment)))
+    names = {m.name for m in metrics}
+    if "legit.false_delay.p95" in names and "legit.delivery_latency.p95" in names:
+        blocks.append(Paragraph(SUBMISSION_VS_DELIVERY))
     if missing:
         blocks.append(Paragraph(f"Not available in this experiment: {', '.join(missing)}."))
     if experiment.kind == "compare" or not experiment.varied:
@@ -340,15 +357,34 @@ def _tradeoff(experiment: Experiment, table: pd.DataFrame, figures: Sequence[Fig
                     Image(figure.path, figure.alt, figure.caption)]
     what = "policies and grid points" if names else "policies"
     without = f" other than the baseline {left_out[0]}" if left_out else ""
+    ranking = rank(experiment) if not names and len(experiment.runs) else None
     blocks.append(Paragraph(
         f"The Pareto front: the {len(front)} of {len(candidates)} {what}{without} that no other beats on both "
-        f"{y_metric.label} and {x_metric.label} (judged on the means). Choose among these; every other point is "
-        "worse on one axis and no better on the other than some point of the front."))
+        f"{y_metric.label} and {x_metric.label} (judged on the means). Every other point is worse on one axis and "
+        "no better on the other than some point of the front. The front looks at these two metrics only"
+        + (": a policy on it can still be dominated on all the headline metrics together (legitimate mail "
+           "bounced, hours listed, ...) or miss what was asked (see the recommendation in Findings); the last "
+           "column says so. Choose among the points of the front that are neither." if not names else
+           "; the tables above show what each point costs on the other metrics.")))
     rows = [[row["policy"], *[fmt_param(row[n]) for n in names], _cell(row, y_metric), _cell(row, x_metric)]
+            + ([_standing(row["policy"], ranking)] if ranking else [])
             for _, row in front.iterrows()]
-    blocks.append(Table(["policy", *names, y_metric.label, x_metric.label], rows,
-                        ["left", *["right"] * (len(names) + 2)], caption="Pareto front, least legitimate delay first"))
+    extra = ["on all headline metrics and what was asked"] if ranking else []
+    blocks.append(Table(["policy", *names, y_metric.label, x_metric.label, *extra], rows,
+                        ["left", *["right"] * (len(names) + 2), *["left"] * len(extra)],
+                        caption="Pareto front, least legitimate delay first"))
     return blocks
+
+
+def _standing(policy: str, ranking) -> str:
+    """"recommended", "dominated by X", "misses the requirements" or "a candidate"."""
+    if policy == ranking.recommended:
+        return "recommended"
+    if policy in ranking.dominated:
+        return f"dominated by {ranking.dominated[policy][0]}"
+    if policy not in ranking.feasible:
+        return "misses the requirements"
+    return "runner-up" if policy == ranking.runner_up else "a candidate"
 
 
 # --------------------------------------------------------------------------- reading help and files
@@ -367,12 +403,16 @@ def _how_to_read(experiment: Experiment) -> list:
         "Spam reduction (spam recipients cut): 1 − spam recipients accepted under the policy ÷ those accepted under "
         "the baseline policy on the same seed (and grid point); 100% means no spam got through, 0% no change, "
         "negative more spam than the baseline.",
-        "95% intervals: Student t intervals over the replications (mean ± t × standard deviation ÷ √n). "
-        "Differences "
-        "from the baseline are paired — computed seed by seed, policy minus baseline, and the interval is taken "
-        "over those differences — so they are narrower than two separate intervals suggest. With a single "
-        "replication there are no intervals. Intervals of values are cut at what is possible (0% to 100% for "
-        "shares, 0 for counts and durations); intervals of differences are not.",
+        f"{experiment.confidence:.0%} intervals: where the runs differ, Student t intervals over the replications "
+        "(mean ± t × standard deviation ÷ √n), cut at what is possible (0% to 100% for shares, 0 for counts and "
+        "durations). Where every run gave the same value, a t interval would have width 0 and claim too much: "
+        "a share of messages then gets the exact binomial bound over all the runs' messages (0 of N delayed: at "
+        "most about 3/N, the rule of three), and any other metric the rule of three over runs (at most about 3/n "
+        "of runs could give another value; the bound reaches as far as the metric can go, ∞ if nothing bounds "
+        "it). Differences from the baseline are paired — computed seed by seed, policy minus baseline, and the "
+        "interval is taken over those differences — so they are narrower than two separate intervals suggest. "
+        "With a single replication there are no intervals.",
+        SUBMISSION_VS_DELIVERY,
         "Every number is a mean over runs of the same scenario with different seeds; it is not a forecast for a "
         "real server beyond what the scenario describes.",
     ]))

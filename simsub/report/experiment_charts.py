@@ -29,6 +29,8 @@ LINESTYLES = ["-", "--", ":", "-."]
 BEST_STYLE = dict(marker="*", s=320, facecolor="gold", edgecolor="black", linewidth=1.0, zorder=6)
 RUNNER_UP_STYLE = dict(marker="D", s=90, facecolor="none", edgecolor="black", linewidth=1.5, zorder=6)
 DPI = 110
+#: The narrowest x range of a compare panel, per unit: differences smaller than this look small.
+MIN_SPAN = {"share": 0.01, "count": 1.0, "seconds": 1.0, "hours": 1.0, "number": 1.0}
 
 
 # --------------------------------------------------------------------------- Pareto front
@@ -149,6 +151,16 @@ def _same(a: Any, b: Any) -> bool:
         return str(a) == str(b)
 
 
+def _shared_label(texts: list[str], label_columns: Sequence[str]) -> str:
+    """One label for the points drawn at the same place: "foreign_sleep = 2, 3 and 8 (same point)"."""
+    if len(texts) == 1:
+        return texts[0]
+    if len(label_columns) == 1:
+        listed = f"{', '.join(texts[:-1])} and {texts[-1]}"
+        return f"{label_columns[0]} = {listed} (same point)"
+    return " | ".join(f"({t})" for t in texts) + " (same point)"
+
+
 def _value_text(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
@@ -168,13 +180,17 @@ def compare_chart(table: pd.DataFrame, metrics: Sequence[Metric], policies: Sequ
     panel_h = 0.32 * len(policies) + 1.1
     fig = Figure(figsize=(11 if ncols == 2 else 7, panel_h * nrows + 0.8), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
-    needed = [c for m in metrics for c in (m.name, m.name + ":low", m.name + ":high") if c in table.columns]
+    needed = [c for m in metrics for c in (m.name, m.name + ":low", m.name + ":high", m.name + ":rule")
+              if c in table.columns]
     rows = table[["policy", *needed]].drop_duplicates("policy").set_index("policy").reindex(policies)
     colors = _policy_colors(policies, baseline)
     ypos = np.arange(len(policies))
     for ax, metric in zip(axes.flat, metrics):
         means = pd.to_numeric(rows[metric.name], errors="coerce").to_numpy(dtype=float)
         err = _errors(rows, metric.name)
+        if metric.name != SPAM_REDUCTION and _all_zero(means, err):
+            _zero_panel(ax, metric, policies, baseline)
+            continue
         ax.barh(ypos, np.nan_to_num(means), xerr=err if np.any(err > 0) else None,
                 color=[colors[p] for p in policies], height=0.6,
                 error_kw=dict(ecolor="black", capsize=3, linewidth=1))
@@ -189,9 +205,15 @@ def compare_chart(table: pd.DataFrame, metrics: Sequence[Metric], policies: Sequ
         ax.grid(alpha=0.3, axis="x")
         ax.axvline(0, color="black", linewidth=0.8)
         finite = np.isfinite(means)
-        lo = min(0.0, float(np.min((means - err[0])[finite]))) if finite.any() else 0.0
-        hi = max(0.0, float(np.max((means + err[1])[finite]))) if finite.any() else 1.0
-        span = (hi - lo) or 1.0
+        # Bounds from identical runs (the rule of three) can reach far past the data; they must not set
+        # the scale: their whiskers run off the panel's edge instead.
+        scaled = _varied_rows(rows, metric.name) * err
+        lo = min(0.0, float(np.min((means - scaled[0])[finite]))) if finite.any() else 0.0
+        hi = max(0.0, float(np.max((means + scaled[1])[finite]))) if finite.any() else 1.0
+        # Each panel on its own data range, but never narrower than the floor: a 0.01 % difference
+        # must not fill a panel as 40 % does next to it.
+        span = max(hi - lo, MIN_SPAN.get(metric.unit, 0.0)) or 1.0
+        hi = max(hi, lo + span)
         right = hi + 0.3 * span
         if metric.unit == "share" and hi <= 1:
             right = min(right, 1.15)  # room for the labels, not for impossible shares
@@ -199,13 +221,39 @@ def compare_chart(table: pd.DataFrame, metrics: Sequence[Metric], policies: Sequ
             right = max(right, 1.0)  # whole-number ticks even when every value is 0
         ax.set_xlim(lo - (0.05 * span if lo < 0 else 0.0), right)
         _format_axis(ax, "x", metric.unit)
-        for y, v, e in zip(ypos, means, err[1]):
+        for y, v, e in zip(ypos, means, scaled[1]):  # beside the whisker, or the bar when it runs off
             ax.annotate(_short(v, metric.unit), (max(v + e, 0) if math.isfinite(v) else 0, y), xytext=(3, 0),
                         textcoords="offset points", va="center", fontsize=7)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     fig.suptitle(title)
     fig.savefig(path, dpi=DPI)
+
+
+def _varied_rows(rows: pd.DataFrame, name: str) -> np.ndarray:
+    """1 where the interval is a t interval over runs that differed (or its rule is unknown), else 0."""
+    if name + ":rule" not in rows.columns:
+        return np.ones(len(rows))
+    return np.asarray([0.0 if isinstance(r, str) and r.startswith("no variation") else 1.0
+                       for r in rows[name + ":rule"]])
+
+
+def _all_zero(means: np.ndarray, err: np.ndarray) -> bool:
+    """Every policy's mean is 0 (the metrics are never negative, so every run gave 0)."""
+    finite = np.isfinite(means)
+    return bool(finite.any() and np.all(means[finite] == 0))
+
+
+def _zero_panel(ax, metric: Metric, policies: Sequence[str], baseline: str | None) -> None:
+    """A metric that is 0 for every policy: said in words, not drawn on an axis with nothing to scale it
+    (the upper bounds of the intervals are in the tables)."""
+    ax.set_title(f"{metric.label} ({_better(metric)})", fontsize=9)
+    ax.text(0.5, 0.5, f"all zero: 0 in every run of every policy ({len(policies)})", transform=ax.transAxes,
+            ha="center", va="center", fontsize=9, color="0.3")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
 
 
 # --------------------------------------------------------------------------- sweep
@@ -244,6 +292,8 @@ def sweep_chart(table: pd.DataFrame, metric: Metric, x: str, x_values: Sequence[
                 if metric.name + ":low" in group else np.full(len(group), np.nan)
             high = pd.to_numeric(group.get(metric.name + ":high"), errors="coerce").to_numpy(dtype=float) \
                 if metric.name + ":high" in group else np.full(len(group), np.nan)
+            steady = _varied_rows(group, metric.name) == 0  # identical runs: a rule-of-three bound, no band
+            low, high = np.where(steady, np.nan, low), np.where(steady, np.nan, high)
             label = policy + (" (baseline)" if policy == baseline else "")
             if others:
                 label += ", " + ", ".join(f"{n} = {_value_text(v)}" for n, v in zip(others, key))
@@ -319,7 +369,7 @@ def tradeoff_chart(table: pd.DataFrame, x_metric: Metric, y_metric: Metric, labe
             text = ", ".join(_value_text(row[c]) for c in label_columns) if label_columns else str(policy)
             labels.setdefault((float(row[x]), float(row[y])), []).append(text)
         for (px, py), texts in labels.items():
-            ax.annotate("; ".join(texts), (px, py), xytext=(4, 4), textcoords="offset points", fontsize=7,
+            ax.annotate(_shared_label(texts, label_columns), (px, py), xytext=(4, 4), textcoords="offset points", fontsize=7,
                         color="0.2")
     if len(front):
         fx = front[x].astype(float).to_numpy()

@@ -44,7 +44,9 @@ def experiment_record(experiment: Experiment, findings: list[str]) -> dict:
         "command": experiment.command,
         "version": experiment.version,
         "executor": experiment.executor,
-        "wall_s": experiment.wall_s,
+        "wall_s": experiment.wall_s,  # this invocation
+        "compute_s": experiment.compute_s,  # every run where it ran, earlier invocations' cached runs included
+        "cached_compute_s": experiment.cached_compute_s,
         "findings": findings,
     }
     if experiment.tune is not None:

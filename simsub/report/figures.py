@@ -63,7 +63,7 @@ def marks(experiment: Experiment, table: pd.DataFrame) -> dict[str, Any]:
 def _replication_note(experiment: Experiment) -> str:
     if experiment.replications < 2:
         return "There is a single replication, so no interval is drawn (intervals need at least 2)."
-    return f"Means over {experiment.replications} replications with their 95% intervals."
+    return f"Means over {experiment.replications} replications with their {experiment.confidence:.0%} intervals."
 
 
 def _off_front_note(experiment: Experiment) -> str:
@@ -83,6 +83,7 @@ def write_figures(experiment: Experiment, table: pd.DataFrame, folder: Path) -> 
     metrics = data.reported_metrics(experiment)
     name = experiment.scenario_name
     note = _replication_note(experiment)
+    level = f"{experiment.confidence:.0%}"
     tuned = marks(experiment, table)
     mark_note = (" The gold star is the recommended point, the open diamond the runner-up."
                  if tuned else "")
@@ -106,7 +107,10 @@ def write_figures(experiment: Experiment, table: pd.DataFrame, folder: Path) -> 
              f"One panel per headline metric, one bar per policy. {note}{base} Each panel title says whether "
              "lower or higher is better. Look for the policies that do well on the spam panels without doing "
              "badly on the legitimate-mail panels; where two policies' whiskers do not overlap, the difference "
-             "is clear (the paired-difference table is sharper still).",
+             "is clear (the paired-difference table is sharper still). A whisker that runs off its panel is a "
+             "bound from runs that all gave the same value (rule of three): too wide to set the panel's scale. "
+             "Each panel has its own scale (never narrower than 1 percentage point, 1 count or 1 s): read the "
+             "numbers at the bars before comparing lengths across panels.",
              charts.compare_chart, table, metrics, policies, baseline, f"Policy comparison — {name}")
     else:
         x = experiment.varied[0].name
@@ -115,7 +119,8 @@ def write_figures(experiment: Experiment, table: pd.DataFrame, folder: Path) -> 
         per = "one line per policy" + (f" and value of {', '.join(others)}" if others else "")
         for metric in metrics:
             draw(folder / sweep_chart_name(metric.name), "sweep", f"{metric.label} against {x}",
-                 f"{metric.label} against {x}, {per}. {note} The shaded band is the 95% interval. "
+                 f"{metric.label} against {x}, {per}. {note} The shaded band is the {level} interval (none where "
+                 "every run gave the same value). "
                  f"Look for where a line bends or crosses a level you care about: beyond the bend, moving {x} "
                  f"further buys little.{mark_note}",
                  charts.sweep_chart, table, metric, x, x_values, others, policies, baseline,
@@ -131,7 +136,7 @@ def write_figures(experiment: Experiment, table: pd.DataFrame, folder: Path) -> 
         up = "up means more spam cut" if spam != data.SPAM_ACCEPTED else "down means less spam accepted"
         draw(folder / TRADEOFF_CHART, "tradeoff", "Trade-off: spam against legitimate mail delayed > 5 s",
              f"Each point is {where}; right means more legitimate mail delayed by more than 5 s, {up}. "
-             f"Error bars are 95% intervals in both directions. The black step line is the Pareto front: "
+             f"Error bars are {level} intervals in both directions. The black step line is the Pareto front: "
              "a point on it cannot gain on one axis without losing on the other, and every point off it is beaten "
              f"on both by a point on it.{_off_front_note(experiment)}{mark_note}",
              charts.tradeoff_chart, table, x_metric, y_metric, data.varied_names(experiment), policies, baseline,

@@ -10,6 +10,7 @@ import pandas as pd
 from ..experiments.metrics import FALSE_DELAY_5S, SPAM_ACCEPTED, SPAM_REDUCTION
 from ..experiments.types import Experiment, TuneOutcome
 from . import data
+from .advice import advice, interval_text, verdict
 from .data import value
 from .format import fmt_diff, fmt_interval, fmt_magnitude, fmt_param, fmt_threshold, fmt_value
 
@@ -37,8 +38,7 @@ def findings(experiment: Experiment) -> list[str]:
 # --------------------------------------------------------------------------- helpers
 
 def _interval(row: Any, name: str, experiment: Experiment) -> str:
-    unit = data.metric_info(experiment, name).unit
-    return fmt_interval(value(row, name), value(row, name + ":low"), value(row, name + ":high"), unit)
+    return interval_text(experiment, row, name)
 
 
 def _has(row: Any, name: str) -> bool:
@@ -98,6 +98,7 @@ def compare_findings(experiment: Experiment) -> list[str]:
             if parts:
                 out.append(f"The baseline {baseline} {' and '.join(parts)}.")
     others = table[table["policy"] != baseline] if baseline is not None else table
+    out += advice(experiment, table)
     if baseline is None:
         out.append("There is no baseline policy, so spam reduction and paired differences are not computed.")
     elif not has_reduction:
@@ -139,7 +140,8 @@ def _reduction_sentence(experiment: Experiment, row: pd.Series) -> str:
     if math.isfinite(failed_low) and failed_low > 0:
         more = fmt_magnitude(value(row, "legit.failed:diff"), failed_low, value(row, "legit.failed:diff_high"), "count")
         text += f", and {more} more legitimate messages were never accepted than under {experiment.baseline}"
-    return text + "."
+    plainly = verdict(experiment, row)
+    return text + (f": {plainly}." if plainly else ".")
 
 
 # --------------------------------------------------------------------------- sweep
@@ -247,7 +249,8 @@ def tune_findings(experiment: Experiment, tune: TuneOutcome) -> list[str]:
         diff = tune.runner_up_difference or {}
         low, high = float(diff.get("ci_low", math.nan)), float(diff.get("ci_high", math.nan))
         if tune.runner_up and math.isfinite(low) and math.isfinite(high) and low <= 0 <= high and low < high:
-            out.append(f"The 95% interval of that difference includes 0: with {experiment.replications} "
+            out.append(f"The {experiment.confidence:.0%} interval of that difference includes 0: with "
+                       f"{experiment.replications} "
                        "replications the runner-up cannot be told apart from the recommendation, so either will do "
                        "(more replications would separate them).")
     else:

@@ -5,7 +5,7 @@ percentage points ("-0.3 pp"); ``count`` with thousands separators;
 ``seconds`` as s, min or h depending on size; ``hours`` as h; ``number`` with
 one decimal.  An interval prints in the scale of its mean, without repeating
 the unit: "2.4 s [2.1, 2.7]".  A missing bound (one replication) prints the
-mean alone.
+mean alone; an infinite one (identical runs of an unbounded metric) prints ∞.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def _scale(unit: str, values: tuple[float, ...], diff: bool = False) -> _Scale:
     if unit == "share":
         pct = size * 100
         return _Scale(100.0, " pp" if diff else "%", 2 if 0 < pct < 0.1 else 1)
-    if unit == "count":
-        integral = all(float(v).is_integer() for v in values if _finite(v))
+    if unit == "count":  # whole when the mean is: a bound such as 45 % of a ceiling stays whole too
+        integral = float(values[0]).is_integer() if _finite(values[0]) else all(
+            float(v).is_integer() for v in values if _finite(v))
         return _Scale(1.0, "", 0 if (integral or size >= 100) else 1)
     if unit == "seconds":
         if size >= 7200:
@@ -80,14 +81,30 @@ def fmt_diff(mean: Any, low: Any, high: Any, unit: str) -> str:
     return _with_interval(mean, low, high, unit, signed=True)
 
 
+def _bound(x: Any, scale: _Scale, signed: bool) -> str:
+    """A bound in the mean's scale; an infinite one (nothing in the runs bounds the mean) as ∞."""
+    if _finite(x):
+        return _number(x, scale, signed)
+    return "∞" if float(x) > 0 else "-∞"
+
+
+def _has_bounds(low: Any, high: Any) -> bool:
+    """Both bounds present (NaN: one replication) and at least one of them finite."""
+    try:
+        low, high = float(low), float(high)
+    except (TypeError, ValueError):
+        return False
+    return not (math.isnan(low) or math.isnan(high)) and (math.isfinite(low) or math.isfinite(high))
+
+
 def _with_interval(mean: Any, low: Any, high: Any, unit: str, signed: bool) -> str:
-    """The mean in its scale, then "[low, high]" when both bounds are finite; signed values are differences."""
+    """The mean in its scale, then "[low, high]" when there are bounds; signed values are differences."""
     if not _finite(mean):
         return NA
     scale = _scale(unit, (mean, low, high), diff=signed)
     text = _number(mean, scale, signed) + scale.suffix
-    if _finite(low) and _finite(high):
-        text += f" [{_number(low, scale, signed)}, {_number(high, scale, signed)}]"
+    if _has_bounds(low, high):
+        text += f" [{_bound(low, scale, signed)}, {_bound(high, scale, signed)}]"
     return text
 
 
@@ -98,8 +115,8 @@ def fmt_magnitude(mean: Any, low: Any, high: Any, unit: str) -> str:
     scale = _scale(unit, (mean, low, high), diff=True)
     suffix = " percentage points" if unit == "share" else scale.suffix
     text = _number(mean, scale, False) + suffix
-    if _finite(low) and _finite(high):
-        text += f" [{_number(low, scale, False)}, {_number(high, scale, False)}]"
+    if _has_bounds(low, high):
+        text += f" [{_bound(low, scale, False)}, {_bound(high, scale, False)}]"
     return text
 
 

@@ -160,7 +160,7 @@ def queue_chart(timeseries: pd.DataFrame, events: pd.DataFrame, intervals: dict[
     ax.set_xlabel("simulated time (h)")
     ax.set_ylabel("messages in the mail queue")
     ax.set_ylim(bottom=0)
-    ax.set_xlim(0, hours[-1] if len(hours) else 1)
+    ax.set_xlim(0, hours[-1] if len(hours) and hours[-1] > 0 else 1)  # one bin (a run shorter than a bin): no zero-width axis
     fig.suptitle(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
@@ -192,7 +192,7 @@ def delivery_latency_chart(timeseries: pd.DataFrame, events: pd.DataFrame,
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_seconds_label))
     ax.set_xlabel("time the message was accepted (h)")
     ax.set_ylabel("legitimate delivery latency (log scale)")
-    ax.set_xlim(0, hours[-1] if len(hours) else 1)
+    ax.set_xlim(0, hours[-1] if len(hours) and hours[-1] > 0 else 1)  # one bin (a run shorter than a bin): no zero-width axis
     ax.grid(alpha=0.3, which="major")
     bounced = timeseries.get("legit_bounced_share")
     handles, labels = ax.get_legend_handles_labels()
