@@ -63,33 +63,30 @@ api-docs: $(STAMP)
 	$(BIN)/python -m pdoc --docformat restructuredtext -o results/api $(API_MODULES)
 	@echo "API reference: results/api/index.html"
 
-# Debian's pflogsumm, the Postfix log summariser, for the test that reads the maillog of a
-# simulated run (`simsub run --maillog`) with it.  Without root or apt-get it only says so,
-# and that test is skipped with that reason.
-pflogsumm:
-	@if command -v pflogsumm >/dev/null; then :; \
+# Install a Debian package for the tests that use it, as root with apt-get only; elsewhere
+# say so (those tests are then skipped with the reason).  $(1): the shell test that it is
+# there, $(2): the package, $(3): what needs it.
+define apt_tool
+	@if $(1); then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian's pflogsumm for the maillog test"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q pflogsumm >/dev/null \
-	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pflogsumm >/dev/null; }; \
+	  echo "installing Debian's $(2) for $(3)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2) >/dev/null \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2) >/dev/null; }; \
 	else \
-	  echo "note: pflogsumm is not installed and this is not root with apt-get: the maillog test that"; \
-	  echo "      runs it will be skipped (as root: apt-get install pflogsumm)"; \
+	  echo "note: $(2) is not installed and this is not root with apt-get: $(3) will be skipped"; \
+	  echo "      (as root: apt-get install $(2))"; \
 	fi
+endef
 
-# Debian's postfwd, the peer `simsub policyd` is compared with (tests/test_policyd_postfwd.py and
-# `python -m benchmarks.policyd`).  The package starts nothing (STARTUP=0 in /etc/default/postfwd);
-# the tests run private instances on loopback.  Without root or apt-get it only says so.
+# Debian's pflogsumm, the Postfix log summariser, reads the maillog of a simulated run.
+pflogsumm:
+	$(call apt_tool,command -v pflogsumm >/dev/null,pflogsumm,the test that reads a run's maillog with it)
+
+# Debian's postfwd, the peer simsub policyd is compared with (tests/test_policyd_postfwd.py and
+# python -m benchmarks.policyd).  The package starts nothing (STARTUP=0 in /etc/default/postfwd);
+# the tests run private instances on loopback.
 postfwd:
-	@if [ -x /usr/sbin/postfwd2 ]; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing Debian's postfwd for the policyd comparison tests"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfwd >/dev/null \
-	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfwd >/dev/null; }; \
-	else \
-	  echo "note: postfwd is not installed and this is not root with apt-get: the comparison with postfwd"; \
-	  echo "      will be skipped (as root: apt-get install postfwd)"; \
-	fi
+	$(call apt_tool,[ -x /usr/sbin/postfwd2 ],postfwd,the comparison with postfwd)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
