@@ -30,7 +30,7 @@ from simsub.policyd.peer import Postfwd, PostfwdRate, rate_rule, request_stream,
 from .policyd_support import Clock, scenario, serve
 
 REASON = unavailable_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=str(REASON))
+pytestmark = [pytest.mark.postfwd, pytest.mark.skipif(REASON is not None, reason=str(REASON))]
 
 def _throttle(name: str, limit: int, window: str) -> dict:
     return {"type": "ratelimit", "key": "sasl_username", "count": "messages", "limit": limit, "window": window,
