@@ -99,12 +99,18 @@ class PrivatePostfix:
     max(process_limit, default_process_limit), as in Postfix, with
     default_process_limit left at Postfix's 100 (it also caps every other
     service: a small value there slows the instance down).  ``keep``: leave the
-    folder for inspection.
+    folder for inspection.  ``main_cf_extra``, ``master_cf_extra``: text appended
+    to main.cf and master.cf (probes: more listeners with other settings on one
+    instance; ``{port}`` in master_cf_extra is replaced by further free ports,
+    listed in ``extra_ports``).
     """
 
     def __init__(self, scenario: Scenario, policy: str, *, port: int | None = None, process_limit: int = 100,
-                 keep: bool = False, start: bool = True):
+                 keep: bool = False, start: bool = True, main_cf_extra: str = "", master_cf_extra: str = ""):
         self.scenario = scenario
+        self.main_cf_extra = main_cf_extra
+        self.extra_ports: list[int] = []
+        self.master_cf_extra = _fill_ports(master_cf_extra, self.extra_ports)
         self.policy = policy
         self.export: PostfixExport | None = None
         self.port = port or free_port()
@@ -233,9 +239,10 @@ biff = no
 """
         if "\nmynetworks =" not in "\n" + self.export.main_cf:
             instance += "mynetworks = 127.0.0.0/8\n"  # Postfix's default would take this host's networks
-        (root / "etc" / "main.cf").write_text(instance + "\n" + self.export.main_cf)
+        (root / "etc" / "main.cf").write_text(instance + "\n" + self.export.main_cf + self.main_cf_extra)
         entry = self.export.master_cf.replace("submission inet", f"127.0.0.1:{self.port} inet", 1)
-        (root / "etc" / "master.cf").write_text(_set_maxproc(entry, self.process_limit) + _BASE_SERVICES)
+        (root / "etc" / "master.cf").write_text(_set_maxproc(entry, self.process_limit) + _BASE_SERVICES
+                                                + self.master_cf_extra)
         # Postfix waits (up to about 2 s, in 300 ms naps) until a configuration file is
         # older than its own start, lest it read a file being written: date them back.
         past = time.time() - 60
@@ -279,6 +286,19 @@ biff = no
         except (OSError, ValueError, IndexError, TypeError):
             return None
         return pid if _alive(pid) else None
+
+
+def _fill_ports(text: str, ports: list[int]) -> str:
+    """``text`` with each ``{port}`` replaced by a new free loopback port (appended to ``ports``)."""
+    parts = text.split("{port}")
+    out = parts[0]
+    for part in parts[1:]:
+        port = free_port()
+        while port in ports:  # the kernel may hand out a just-closed port again
+            port = free_port()
+        ports.append(port)
+        out += f"{ports[-1]}{part}"
+    return out
 
 
 def _set_maxproc(entry: str, maxproc: int) -> str:
