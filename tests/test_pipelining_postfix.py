@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -157,3 +158,23 @@ def test_postfix_logs_where_it_flagged(probed):
     flagged = {line.split("improper command pipelining after ")[1].split(" ")[0]
                for line in log.splitlines() if "improper command pipelining after" in line}
     assert flagged == {"CONNECT", "EHLO", "DATA"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy, bots_through", [("data-sleep", True), ("rcpt-sleep", False)])
+def test_twin_agrees_on_talkers_against_reject_unauth_pipelining(policy, bots_through):
+    """scenarios/twin-pipelining.toml: talkers pass a check after a sleep at DATA (their message
+    arrives after smtpd read DATA) and are caught after per-RCPT sleeps (it is there before)."""
+    from simsub.scenario import load_scenario
+    from simsub.twin.run import run_twin
+
+    scenario = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "twin-pipelining.toml")
+    result = run_twin(scenario, policy)
+    disagree = [f"{r['metric']}: postfix {r['postfix']} model {r['model']}" for r in result.rows if not r["agrees"]]
+    assert not disagree, disagree
+    bots = sum(p.count for p in result.scenario.populations if p.is_bot)  # one message each
+    flagged = result.maillog.count("improper command pipelining after DATA")
+    if bots_through:
+        assert result.real_metrics["spam_accepted"] == bots and flagged == 0
+    else:
+        assert result.real_metrics["spam_accepted"] == 0 and flagged == bots

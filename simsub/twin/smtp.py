@@ -89,6 +89,7 @@ class _Link:
         self.loop = asyncio.get_running_loop()
         self.pending: deque[asyncio.Future] = deque()
         self.task = asyncio.create_task(self._read())
+        self.left: asyncio.Future | None = None  # set to the time a talker is done talking
 
     def expect(self) -> asyncio.Future:
         """A future for the next reply (code, arrival time; code None if the connection was lost)."""
@@ -188,8 +189,12 @@ def _refusal(code: int | None) -> Outcome | None:
 
 
 async def play_session(target: SmtpTarget, client: Client, account: str, message: int, recipients: int,
-                       all_or_nothing: bool) -> RealSession:
-    """Play one session now; see the module docstring."""
+                       all_or_nothing: bool, left: asyncio.Future | None = None) -> RealSession:
+    """Play one session now; see the module docstring.
+
+    ``left``: a future that a talking client resolves with its client-clock time
+    when it has said QUIT, before it waits for the replies it has not read yet
+    (the model's talker is gone then and its next session may start)."""
     clock = target.clock
     arrival = clock()
     result = RealSession(message, client.population, arrival, Outcome.REFUSED, Step.QUEUE, arrival, connected=False)
@@ -206,6 +211,7 @@ async def play_session(target: SmtpTarget, client: Client, account: str, message
     if target.watch is not None:
         result.trace = target.watch(result.client_port)
     link = _Link(reader, writer, client.half_rtt, clock, target.open)
+    link.left = left
     try:
         await _dialogue(link, result, client, account, recipients, all_or_nothing)
     finally:
@@ -336,6 +342,8 @@ async def _settle_talker(link: _Link, result: RealSession, moves: list, recipien
     way.  (The real talker did send the commands after a refusal it had not seen
     yet; smtpd answered them with errors the model does not count.)"""
     link.write("QUIT")
+    if link.left is not None and not link.left.done():
+        link.left.set_result(link.clock())
     pending = [future for _, future, _ in moves if not future.done()]
     if pending:
         await asyncio.wait(pending, timeout=600.0)
