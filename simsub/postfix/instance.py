@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from ..scenario.types import Scenario
-from .export import PostfixExport, export_policy
+from .export import PostfixExport, export_policy, parameter_prefix
 
 #: Services the instance needs besides the submission entry (master.cf lines, chroot off).
 _BASE_SERVICES = """\
@@ -229,7 +229,6 @@ default_process_limit = {DEFAULT_PROCESS_LIMIT}
 maillog_file = {root}/log/maillog
 maillog_file_prefixes = {root}/log
 smtpd_authorized_xclient_hosts = 127.0.0.0/8
-smtpd_client_event_limit_exceptions = 127.0.0.0/8
 smtpd_peername_lookup = no
 default_transport = discard
 relay_transport = discard
@@ -239,8 +238,16 @@ biff = no
 """
         if "\nmynetworks =" not in "\n" + self.export.main_cf:
             instance += "mynetworks = 127.0.0.0/8\n"  # Postfix's default would take this host's networks
-        (root / "etc" / "main.cf").write_text(instance + "\n" + self.export.main_cf + self.main_cf_extra)
         entry = self.export.master_cf.replace("submission inet", f"127.0.0.1:{self.port} inet", 1)
+        # The twin's clients connect from 127.0.0.1 and become themselves with XCLIENT,
+        # which runs the pre-banner restrictions again for the client they play: let
+        # 127.0.0.1 through the first run (it is the only one that sees 127.0.0.1).
+        pre_banner = f"-o smtpd_client_restrictions=${parameter_prefix(self.policy)}_client_restrictions"
+        if "smtpd_delay_reject=no" in entry and pre_banner in entry:
+            instance += ("simsub_twin_client_restrictions = check_client_access inline:{ 127.0.0.1=OK }, "
+                         f"${parameter_prefix(self.policy)}_client_restrictions\n")
+            entry = entry.replace(pre_banner, "-o smtpd_client_restrictions=$simsub_twin_client_restrictions")
+        (root / "etc" / "main.cf").write_text(instance + "\n" + self.export.main_cf + self.main_cf_extra)
         (root / "etc" / "master.cf").write_text(_set_maxproc(entry, self.process_limit) + _BASE_SERVICES
                                                 + self.master_cf_extra)
         # Postfix waits (up to about 2 s, in 300 ms naps) until a configuration file is

@@ -10,9 +10,13 @@ client sends it and each reply counts as received ``h`` after it arrived, so a
 loopback connection behaves like the client's network path.
 
 Its disguise comes from XCLIENT (Postfix's XCLIENT_README): right after the
-banner it sets NAME (``[UNAVAILABLE]`` for a client without reverse DNS), ADDR
-and LOGIN, which makes smtpd treat the session as that client, logged in.  The
-model's AUTH round trip is played as a NOOP.  Client times are seconds since
+first banner it sets NAME (``[UNAVAILABLE]`` for a client without reverse DNS),
+ADDR and LOGIN, which makes smtpd start the session again as that client,
+logged in: anvil counts the new address, the pre-banner restrictions
+(``smtpd_delay_reject = no``) run for it, and the reply to XCLIENT is the
+client's banner (smtpd.c: ``xclient_cmd`` jumps back to the start of
+``smtpd_proto``).  The private instance lets 127.0.0.1 itself through the
+pre-banner restrictions.  The model's AUTH round trip is played as a NOOP.  Client times are seconds since
 the start of the run (``clock()``).
 """
 
@@ -235,22 +239,28 @@ async def _dialogue(link: _Link, result: RealSession, client: Client, account: s
         link.hang_up(link.h + 0.001)
         result.client_end = quit_at
 
-    # Banner: waited for at most connect_timeout from the connection attempt.
-    banner = await link.wait(link.expect(), result.arrival, client.connect_timeout)
-    if banner is None:
+    # The first banner is for 127.0.0.1 (the instance lets it through any pre-banner
+    # restriction); waited for at most connect_timeout from the connection attempt.
+    first = await link.wait(link.expect(), result.arrival, client.connect_timeout, emulate=False)
+    if first is None:
         give_up(Step.QUEUE, result.arrival + client.connect_timeout)  # ABANDONED or TIMEOUT: the monitor tells
+        return
+    if first[0] != 220:
+        raise RuntimeError(f"the private Postfix greeted 127.0.0.1 with {first[0]}, not 220")
+
+    # The disguise.  XCLIENT makes smtpd start the session again as that client: anvil
+    # counts its address, the pre-banner restrictions run for it, and the reply to
+    # XCLIENT is its banner (220), or their refusal, or anvil's 421.  The client's round
+    # trip is emulated on this reply, its banner.
+    name = "[UNAVAILABLE]" if client.hostname == "unknown" else client.hostname
+    banner = await link.wait(link.send(f"XCLIENT NAME={xtext(name)} ADDR={client.address} LOGIN={xtext(account)}",
+                                       delayed=False), result.arrival, client.connect_timeout)
+    if banner is None:
+        give_up(Step.BANNER, result.arrival + client.connect_timeout)
         return
     code, result.banner_at = banner
     if (outcome := _refusal(code)) is not None:
         return refused(Step.BANNER, outcome)
-
-    # The disguise: not part of the model's dialogue, so no round trip is emulated.
-    name = "[UNAVAILABLE]" if client.hostname == "unknown" else client.hostname
-    reply = await link.wait(link.send(f"XCLIENT NAME={xtext(name)} ADDR={client.address} LOGIN={xtext(account)}",
-                                      delayed=False), clock(), 30.0, emulate=False)
-    if reply is None or reply[0] != 220:
-        raise RuntimeError(f"XCLIENT refused by the private Postfix (reply {reply}); is 127.0.0.1 in "
-                           "smtpd_authorized_xclient_hosts?")
 
     helo = client.hostname if client.hostname != "unknown" else f"[{client.address}]"
     # Every command with its reply and when the client moved on from it: a talker
