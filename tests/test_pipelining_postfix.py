@@ -178,3 +178,24 @@ def test_twin_agrees_on_talkers_against_reject_unauth_pipelining(policy, bots_th
         assert result.real_metrics["spam_accepted"] == bots and flagged == 0
     else:
         assert result.real_metrics["spam_accepted"] == 0 and flagged == bots
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy, talkers_through", [("pregreet-1s", True), ("pregreet-ehlo", False)])
+def test_twin_agrees_on_pre_banner_policies(policy, talkers_through):
+    """scenarios/twin-pregreet.toml: XCLIENT reruns the pre-banner restrictions for the played
+    client; may-2012's pregreet-1s lets talkers through, a check at EHLO after 4 s does not."""
+    from simsub.scenario import load_scenario
+    from simsub.twin.run import run_twin
+
+    scenario = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "twin-pregreet.toml")
+    result = run_twin(scenario, policy)
+    disagree = [f"{r['metric']}: postfix {r['postfix']} model {r['model']}" for r in result.rows if not r["agrees"]]
+    assert not disagree, disagree
+    talkers = next(p.count for p in result.scenario.populations if p.name == "talkers")  # one message each
+    flagged = result.maillog.count("improper command pipelining after EHLO")
+    assert result.real_metrics["bot_sessions_aborted"] > 0  # the hangers hung up during the sleep
+    if talkers_through:
+        assert result.real_metrics["spam_accepted"] == talkers and flagged == 0
+    else:
+        assert result.real_metrics["spam_accepted"] == 0 and flagged == talkers

@@ -253,19 +253,23 @@ async def _dialogue(link: _Link, result: RealSession, client: Client, account: s
     # XCLIENT is its banner (220), or their refusal, or anvil's 421.  The client's round
     # trip is emulated on this reply, its banner.
     name = "[UNAVAILABLE]" if client.hostname == "unknown" else client.hostname
-    banner = await link.wait(link.send(f"XCLIENT NAME={xtext(name)} ADDR={client.address} LOGIN={xtext(account)}",
-                                       delayed=False), result.arrival, client.connect_timeout)
-    if banner is None:
-        give_up(Step.BANNER, result.arrival + client.connect_timeout)
-        return
-    code, result.banner_at = banner
-    if (outcome := _refusal(code)) is not None:
-        return refused(Step.BANNER, outcome)
-
-    helo = client.hostname if client.hostname != "unknown" else f"[{client.address}]"
+    banner_future = link.send(f"XCLIENT NAME={xtext(name)} ADDR={client.address} LOGIN={xtext(account)}",
+                              delayed=False)
+    banner = await link.wait(banner_future, result.arrival, client.connect_timeout)
     # Every command with its reply and when the client moved on from it: a talker
     # settles its session from these at the end (see _settle_talker).
     moves: list[tuple[Step, asyncio.Future, float]] = []
+    if banner is None:
+        if not client.talks:
+            give_up(Step.BANNER, result.arrival + client.connect_timeout)
+            return
+        moves.append((Step.BANNER, banner_future, result.arrival + client.connect_timeout))  # talks on
+    else:
+        code, result.banner_at = banner
+        if (outcome := _refusal(code)) is not None:
+            return refused(Step.BANNER, outcome)
+
+    helo = client.hostname if client.hostname != "unknown" else f"[{client.address}]"
 
     async def command(step: Step, line: str | None):
         """Send (``line`` None: the message body, answered at end of data), wait as the client
