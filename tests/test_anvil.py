@@ -121,3 +121,25 @@ def test_bad_anvil_keys_name_the_key(anvil, key, words):
     with pytest.raises(ScenarioError) as err:
         make_scenario([bot()], mta={"anvil": anvil})
     assert err.value.key == key and words in str(err.value)
+
+
+def test_library_anvil_spread_stops_bots_behind_few_addresses_not_spread_ones():
+    """scenarios/anvil-spread.toml, 30 min: the message rate limit cuts the botnet behind
+    4 addresses to at most 4 x limit messages a minute and leaves the spread one alone."""
+    from simsub.scenario import load_scenario
+
+    def spam(rate):
+        scenario = load_scenario("scenarios/anvil-spread.toml", {"message_rate": rate, "horizon": "30m"})
+        m = simsub.run(scenario, seed=587).messages
+        accepted = m[m["outcome"] == "accepted"]
+        return accepted.groupby("population", observed=True)["recipients_accepted"].sum().to_dict(), accepted
+
+    off, _ = spam(0)
+    on, accepted = spam(10)
+    assert on["spread"] == off["spread"] > 0
+    assert on["concentrated"] < off["concentrated"] / 2
+    # The bots send from 15 min on, from 4 addresses; anvil's windows last at least 60 s, so
+    # the 15 minutes hold at most 16 of them, each letting 10 messages per address through.
+    # (Sessions still running at the horizon end after it: count those started before it.)
+    concentrated = accepted[(accepted["population"] == "concentrated") & (accepted["first_attempt_s"] < 1800)]
+    assert 0 < len(concentrated) <= 4 * 10 * 16
