@@ -121,3 +121,22 @@ def test_rate_window_starts_at_the_first_connection_and_ends_on_whole_seconds(po
     assert all(c == p or n for c, p, n in zip(codes, predicted, near)), list(zip(times, codes, predicted))
     assert codes.count(220) >= 4 and codes.count(421) >= 4  # two windows, each refusing
     assert math.floor(times[-1]) - math.floor(times[0]) > UNIT + 1
+
+
+@pytest.mark.slow
+def test_twin_agrees_on_anvil_limits():
+    """scenarios/twin-anvil.toml: 3 messages per address per window, 4 connections per address."""
+    from pathlib import Path
+
+    from simsub.scenario import load_scenario
+    from simsub.twin.run import run_twin
+
+    scenario = load_scenario(Path(__file__).resolve().parents[1] / "scenarios" / "twin-anvil.toml")
+    result = run_twin(scenario, "limits")
+    disagree = [f"{r['metric']}: postfix {r['postfix']} model {r['model']}" for r in result.rows if not r["agrees"]]
+    assert not disagree, disagree
+    # Two NAT addresses x 3 messages, and 3 + 0 of each parallel bot's five (one refused at
+    # connect, one at MAIL: its address had sent 3 already) -- all in one 60 s window.
+    assert result.real_metrics["spam_accepted"] == 2 * 3 + 2 * 3
+    assert result.maillog.count("Connection concurrency limit exceeded: 5 from") == 2
+    assert "Message delivery request rate limit exceeded: 4 from" in result.maillog
