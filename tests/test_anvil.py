@@ -143,3 +143,18 @@ def test_library_anvil_spread_stops_bots_behind_few_addresses_not_spread_ones():
     # (Sessions still running at the horizon end after it: count those started before it.)
     concentrated = accepted[(accepted["population"] == "concentrated") & (accepted["first_attempt_s"] < 1800)]
     assert 0 < len(concentrated) <= 4 * 10 * 16
+
+
+def test_export_writes_the_limits_that_differ_from_postfix_defaults():
+    from simsub.postfix.export import export_policy
+
+    plain = export_policy(make_scenario([bot()]), "none")
+    assert "smtpd_client_" not in plain.master_cf and "anvil_rate_time_unit" not in plain.main_cf
+    scenario = make_scenario([bot()], mta={"anvil": {"connection_count_limit": 10, "message_rate_limit": 30,
+                                                     "rate_time_unit": "120s", "exceptions": []}})
+    export = export_policy(scenario, "none")
+    assert "  -o smtpd_client_connection_count_limit=10\n" in export.master_cf
+    assert "  -o smtpd_client_message_rate_limit=30\n" in export.master_cf
+    assert "  -o smtpd_client_event_limit_exceptions=\n" in export.master_cf
+    assert "smtpd_client_recipient_rate_limit" not in export.master_cf  # Postfix's default (off)
+    assert "\nanvil_rate_time_unit = 120s\n" in export.main_cf
