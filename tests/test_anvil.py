@@ -158,3 +158,13 @@ def test_export_writes_the_limits_that_differ_from_postfix_defaults():
     assert "  -o smtpd_client_event_limit_exceptions=\n" in export.master_cf
     assert "smtpd_client_recipient_rate_limit" not in export.master_cf  # Postfix's default (off)
     assert "\nanvil_rate_time_unit = 120s\n" in export.main_cf
+
+
+def test_scenario_reference_documents_every_anvil_key():
+    from pathlib import Path
+
+    from simsub.scenario import loader
+
+    text = (Path(__file__).resolve().parents[1] / "scenarios" / "README.md").read_text(encoding="utf-8")
+    section = text.split("### `[mta.anvil]`", 1)[1].split("\n## ", 1)[0]
+    assert not [k for k in loader._ANVIL if f"| `{k}` |" not in section]
