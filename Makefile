@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-all bench reference postfix api-docs clean
+.PHONY: demo test test-slow test-all bench reference tools postfix pflogsumm postfwd api-docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/simsub compare
 
-test: $(STAMP) postfix
+test: $(STAMP) tools
 	$(BIN)/python -m pytest
 
 test-slow: $(STAMP)
@@ -52,12 +52,44 @@ postfix:
 	  echo "      Postfix will be skipped (as root: apt-get install postfix postfix-pcre; see README)"; \
 	fi
 
+# Every outside program the tests use against the real thing: Postfix, pflogsumm (reads a
+# run's maillog), postfwd (the peer of simsub policyd).  Debian packages, as root only.
+tools: postfix pflogsumm postfwd
+
 # The API reference for people who script simsub (notebooks), from the docstrings:
 # results/api/index.html.
 API_MODULES := simsub simsub.scenario simsub.workload simsub.analysis simsub.experiments simsub.report
 api-docs: $(STAMP)
 	$(BIN)/python -m pdoc --docformat restructuredtext -o results/api $(API_MODULES)
 	@echo "API reference: results/api/index.html"
+
+# Debian's pflogsumm, the Postfix log summariser, for the test that reads the maillog of a
+# simulated run (`simsub run --maillog`) with it.  Without root or apt-get it only says so,
+# and that test is skipped with that reason.
+pflogsumm:
+	@if command -v pflogsumm >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's pflogsumm for the maillog test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q pflogsumm >/dev/null \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pflogsumm >/dev/null; }; \
+	else \
+	  echo "note: pflogsumm is not installed and this is not root with apt-get: the maillog test that"; \
+	  echo "      runs it will be skipped (as root: apt-get install pflogsumm)"; \
+	fi
+
+# Debian's postfwd, the peer `simsub policyd` is compared with (tests/test_policyd_postfwd.py and
+# `python -m benchmarks.policyd`).  The package starts nothing (STARTUP=0 in /etc/default/postfwd);
+# the tests run private instances on loopback.  Without root or apt-get it only says so.
+postfwd:
+	@if [ -x /usr/sbin/postfwd2 ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's postfwd for the policyd comparison tests"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfwd >/dev/null \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfwd >/dev/null; }; \
+	else \
+	  echo "note: postfwd is not installed and this is not root with apt-get: the comparison with postfwd"; \
+	  echo "      will be skipped (as root: apt-get install postfwd)"; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -25,8 +25,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("distributions", "files"),  # random quantities of a scenario; result folders written atomically
     ("policy",),  # Postfix restrictions, maps and policy services (shared by model and daemon)
     ("scenario",),  # TOML -> validated Scenario
-    ("estimate", "postfix", "maillog", "policyd"),  # what reads a scenario without simulating it
-    ("workload",),  # who the clients are and what they send (synthetic today, traces tomorrow)
+    ("estimate", "postfix", "maillog"),  # what reads a scenario without simulating it
+    ("workload", "policyd"),  # who the clients are and what they send; the policy services served live
     ("model",),  # the SimPy model: simulates and records, computes no statistic
     ("analysis",),  # tables, summary, statistics, invariants of one run
     ("api",),  # run(): simulate + tabulate

@@ -244,3 +244,19 @@ def test_ctrl_c_stops_every_postfix_process_and_leaves_nothing_behind(tmp_path):
     assert set(temp.glob("simsub-postfix-*")) == before_dirs
     assert not out.exists() and not list(tmp_path.glob(".twin.partial-*"))
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["throttle", "spread"])
+def test_twin_agrees_on_policy_services_answered_by_simsub_policyd(policy):
+    """Patient bots sharing one stolen login, under a per-login limit or a distinct-address
+    detector: the twin starts simsub policyd beside its Postfix, and Postfix accepts and
+    defers exactly the model's counts (3 bot messages through, 27 deferred)."""
+    scenario = load_scenario(REPO / "scenarios" / "twin-throttles.toml")
+    assert unsupported_policy_reason(scenario, policy) is None
+    result = run_twin(scenario, policy)
+    _assert_agreement(result)
+    assert result.real_metrics["spam_accepted"] == 3
+    # Postfix asked the daemon and deferred what it answered: one 4xx per RCPT of each deferred session.
+    refusals = [line for line in result.maillog.splitlines() if "NOQUEUE: reject: RCPT" in line and " 450 " in line]
+    assert len(refusals) >= 27, result.maillog[-2000:]

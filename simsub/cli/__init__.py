@@ -13,11 +13,11 @@ import sys
 from ..version import __version__
 from ..errors import ScenarioError
 from ..experiments.execute import Interrupted
-from . import experiments, postfix, run
+from . import calibrate, experiments, maillog, policyd, postfix, replay, run
 from .options import ArgumentError, Parser
 
 #: The modules that add subcommands, in the order ``simsub --help`` lists them.
-COMMAND_MODULES = (run, experiments, postfix)
+COMMAND_MODULES = (run, experiments, postfix, policyd, maillog, calibrate, replay)
 
 EPILOG = """examples:
   simsub run                                   the built-in may-2012 scenario, its default policy

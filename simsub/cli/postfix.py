@@ -185,6 +185,12 @@ def _instructions(export, map_dir: str, command: str, checked: bool) -> str:
         "  3. replace the submission entry of /etc/postfix/master.cf with master.cf (add your TLS settings,",
         "     e.g. -o smtpd_tls_security_level=encrypt)",
         "  4. postfix check && postfix reload   (pcre maps need no postmap; smtpd reads them when it starts)",
+    ]
+    if export.daemon:
+        lines += ["  5. the policy server, before the reload: pip install 'simsub[policyd]'; mkdir -p /etc/simsub &&",
+                  "     cp policyd/*.toml /etc/simsub/; cp policyd/simsub-policyd.service /etc/systemd/system/ &&",
+                  "     systemctl enable --now simsub-policyd  (log-only at first: see the unit's comments, docs/policyd.md)"]
+    lines += [
         "",
         "Checked with `postfix check` in a private instance." if checked else
         "Not checked here: run `simsub export-postfix --check ...` as root with Postfix installed.",

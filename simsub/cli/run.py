@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ def add_commands(sub) -> dict:
                      help="verify the run's conservation laws (one outcome per message, recipients accounted for, "
                      "busy slots within the limit, time running forward); SIMSUB_CHECK=1 does it for every run")
     budget_arguments(run)
+    maillog_arguments(run)
 
     check = sub.add_parser("check", help="validate a scenario file and list its policies",
                            description="Validate a scenario (with any --set overrides) without running it.")
@@ -70,6 +72,7 @@ class Progress:
 def command_run(args) -> int:
     from ..api import run
     from ..files import check_output_target
+    from ..report.maillog import write_maillog
     from ..report.run_folder import write_run
 
     scenario = load_scenario_from(args)
@@ -84,9 +87,17 @@ def command_run(args) -> int:
     progress = Progress(f"{scenario.name}/{policy}", not args.quiet)
     result = run(scenario, policy=policy, seed=seed, progress=progress, check=True if args.check else None)
     progress.done()
-    folder = write_run(result, out, command_line(args))
+    maillog = maillog_path(args)
+    # A maillog that goes into the result folder is written inside it, before the folder appears.
+    extra = (lambda staging: write_maillog(result, staging / "maillog", maillog_options(args))) \
+        if maillog == Path("maillog") else None
+    folder = write_run(result, out, command_line(args), extra=extra)
+    if maillog is not None and extra is None:
+        write_maillog(result, maillog, maillog_options(args))
     if not args.quiet:
         print(format_summary(result.summary))
+    if maillog is not None:
+        print(f"maillog: {folder / 'maillog' if extra else maillog}")
     print(f"results: {folder}")
     return 0
 
@@ -139,3 +150,42 @@ def command_check(args) -> int:
     return 0
 
 
+
+
+# ---------------------------------------------------------------------------- --maillog
+def maillog_arguments(parser) -> None:
+    """``--maillog [FILE]`` and its look options (simsub.report.maillog)."""
+    from ..report.maillog import DEFAULT_START, MaillogOptions
+
+    parser.add_argument("--maillog", nargs="?", const="", default=None, metavar="FILE",
+                        help="also write a Postfix-format maillog of the run, to FILE (gzip if it ends in .gz) or "
+                        "to 'maillog' in the result folder")
+    parser.add_argument("--maillog-start", metavar="DATE", type=_maillog_start, default=DEFAULT_START,
+                        help="wall-clock time of simulated time 0, UTC unless a zone is given "
+                        "(default 2012-05-15T00:00:00Z)")
+    parser.add_argument("--maillog-host", metavar="NAME", default=MaillogOptions.host,
+                        help=f"host name in every line (default {MaillogOptions.host})")
+    parser.add_argument("--maillog-rfc3339", action="store_true",
+                        help="RFC 3339 time stamps with microseconds instead of classic syslog 'May 15 00:00:01'")
+
+
+def _maillog_start(text: str):
+    from ..report.maillog import parse_start
+
+    try:
+        return parse_start(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def maillog_path(args) -> Path | None:
+    """Where --maillog asks for the log: None (not asked), ``maillog`` (in the result folder), or a file."""
+    if args.maillog is None:
+        return None
+    return Path(args.maillog) if args.maillog else Path("maillog")
+
+
+def maillog_options(args):
+    from ..report.maillog import MaillogOptions
+
+    return MaillogOptions(start=args.maillog_start, host=args.maillog_host, rfc3339=args.maillog_rfc3339)

@@ -33,6 +33,11 @@ class ScenarioSource:
 
 def scenario_source(scenario: str | Path | None, overrides: dict[str, Any] | None) -> ScenarioSource:
     raw, label = read_scenario_file(scenario)
+    trace = raw.get("trace")
+    if scenario is not None and isinstance(trace, dict) and isinstance(trace.get("tables"), str):
+        # Runs rebuild the scenario from this data in other processes and folders: a replayed
+        # trace's tables are named from the scenario file's folder, as when it is loaded.
+        raw = {**raw, "trace": {**trace, "tables": str(Path(scenario).parent / trace["tables"])}}
     overrides = dict(overrides or {})
     return ScenarioSource(raw, label, overrides, build_scenario(raw, label, overrides))
 

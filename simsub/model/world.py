@@ -22,6 +22,7 @@ import simpy
 from ..scenario.types import Population, Scenario
 from ..workload.clients import AccountNames, AccountPool, Client
 from ..workload.rng import Streams
+from ..workload.trace import TraceClients, load_trace
 from ..workload.synthetic import (bot_first_start, client_populations, next_bot_message, recipient_destinations,
                                   stolen_accounts, user_arrivals)
 from .anvil import Anvil
@@ -119,12 +120,37 @@ class World:
             self.queue.start()
         if self.operator is not None:
             self.operator.start()
+        trace = self.scenario.trace
         for i, population in enumerate(self.scenario.populations):
-            if population.is_bot:
+            if trace is not None and population.name in (trace.users, trace.bots):
+                self.env.process(self._replay(i, population))
+            elif population.is_bot:
                 self._start_bots(i, population)
             else:
                 self.env.process(self._dispatch_users(i, population))
         self.env.process(self._sampler())
+
+    def _replay(self, index: int, population: Population):
+        """The logged submissions that replace ``population`` (:mod:`simsub.workload.trace`):
+        each arrives at its logged time (open loop, bots included) from its logged client
+        and login; a legitimate one retries like the population's users, a bot's does not."""
+        env = self.env
+        spec = self.scenario.trace
+        trace = load_trace(str(spec.tables), spec.digest, spec.flagged)
+        part = trace.bots if population.is_bot else trace.users
+        clients = TraceClients(self.scenario, index, population, part, self.streams)
+        self.users[population.name] = clients
+        retries = 0 if population.is_bot else population.retries
+        self.active += 1
+        for t, n, account, recipients in zip(part.t_s.tolist(), part.client.tolist(), part.account,
+                                             part.recipients.tolist()):
+            if t >= self.scenario.horizon:
+                break
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            self.active += 1
+            env.process(self._user_message(clients.client(n), recipients, None, account, retries))
+        self.active -= 1
 
     def _dispatch_users(self, index: int, population: Population):
         env = self.env
@@ -143,25 +169,31 @@ class World:
             env.process(self._user_message(users.client(n), r, split))
         self.active -= 1
 
-    def _user_message(self, client: Client, recipients: int, split: dict[int, int] | None):
+    def _user_message(self, client: Client, recipients: int, split: dict[int, int] | None,
+                      account: str | None = None, retries: int | None = None):
+        """One legitimate message: sessions until it is accepted, refused for good, or out of
+        retries (default: its population's).  ``account``: the login, default the client's own."""
         env = self.env
         population = self.scenario.populations[client.population]
+        if retries is None:
+            retries = population.retries
+        account = client.sasl_username if account is None else account
         first = env.now
         message_id = self.next_message_id()
         attempts = 0
         slot_wait = policy_delay = 0.0
         while True:
             attempts += 1
-            result = yield from smtp_session(self, client, client.sasl_username, message_id, recipients, True)
+            result = yield from smtp_session(self, client, account, message_id, recipients, True)
             slot_wait += result.slot_wait
             policy_delay += result.policy_delay
-            if not result.outcome.temporary or attempts > population.retries:
+            if not result.outcome.temporary or attempts > retries:
                 break
             yield env.timeout(max(result.client_end - env.now, 0.0) + population.retry_interval)
         if split is not None:
-            self.to_queue(result, message_id, Kind.LEGIT, client.sasl_username, True, split, client.half_rtt)
+            self.to_queue(result, message_id, Kind.LEGIT, account, True, split, client.half_rtt)
         self.recorder.message(
-            message_id, client.population, client.number, client.origin, self.recorder.account_code(client.sasl_username),
+            message_id, client.population, client.number, client.origin, self.recorder.account_code(account),
             recipients, first, result.client_end, result.accepted_at, attempts, result.outcome, result.step,
             result.recipients_accepted, ideal_duration(recipients, client.half_rtt, self.reply_time),
             slot_wait, policy_delay,

@@ -32,6 +32,10 @@ from typing import Iterable, Protocol
 
 from .pcre_map import MapSyntaxError, PcreMap
 
+#: Count modes of a rate-limit service that only make sense at some stages: the
+#: recipient count of a message is only known from DATA on.
+COUNT_STAGES = {"recipients_at_data": ("data", "end_of_data")}
+
 
 class Result(enum.IntEnum):
     DUNNO = 0
@@ -64,6 +68,8 @@ class Request(Protocol):
     message_id: int
     recipient_count: int
     decisions: dict
+    # Optional: ``sender`` (the envelope sender).  The model's requests have none;
+    # a service keyed on it then uses ``sasl_username`` (see services._sender).
 
     def pipelining_seen(self, t: float) -> bool: ...
 
@@ -341,7 +347,13 @@ class Compiler:
             hint = _suggest(argument, self.service_names)
             defined = ", ".join(sorted(self.service_names)) or "none"
             raise PolicyConfigError(key, f"policy service {argument!r} is not defined in this policy's services (defined: {defined}){hint}")
-        per_recipient = stage == "rcpt" and getattr(self.services[argument], "count", "messages") == "recipients"
+        count = getattr(self.services[argument], "count", "messages")
+        stages = COUNT_STAGES.get(count)
+        if stages and stage not in stages:
+            raise PolicyConfigError(key, f"policy service {argument!r} counts {count}, which Postfix only knows at "
+                                         f"DATA: use it in data_restrictions or end_of_data_restrictions, not at the "
+                                         f"{stage} stage")
+        per_recipient = stage == "rcpt" and count == "recipients"
         return PolicyServiceCall(argument, stage, per_recipient)
 
     def action(self, text: str, key: str, line: int | None, stage: str) -> Item:

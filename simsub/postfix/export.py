@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from ..policy.policy import LIST_KEYS, Policy
 from ..policy.pcre_map import closing_delimiter, logical_lines
 from ..policy.restrictions import tokenize
-from ..policy.services import DistinctSpec, RateLimitSpec
+from ..policy.services import COUNT_TEXT, DistinctSpec, RateLimitSpec
+from . import policyd_deploy as deploy
 from ..scenario.types import AnvilLimits, Scenario
 
 #: simsub list key -> Postfix parameter.
@@ -53,11 +54,13 @@ class PostfixExport:
     maps: dict[str, str]  # file name (NAME.pcre) -> contents
     services: dict[str, str]  # service name -> inet:127.0.0.1:PORT
     notes: list[str] = field(default_factory=list)  # what Postfix alone does not do
+    daemon: dict[str, str] = field(default_factory=dict)  # policyd/... files: unit, scenario, command
 
     def files(self) -> dict[str, str]:
         """Every file to write, by path relative to the export folder."""
         files = {"main.cf": self.main_cf, "master.cf": self.master_cf}
         files.update({f"maps/{name}": text for name, text in self.maps.items()})
+        files.update(self.daemon)
         return files
 
 
@@ -67,17 +70,20 @@ def parameter_prefix(policy: str) -> str:
 
 
 def export_policy(scenario: Scenario, policy_name: str, *, map_dir: str = "/etc/postfix/simsub",
-                  listen: str = "submission", process_limit: int | None = None) -> PostfixExport:
+                  listen: str = "submission", process_limit: int | None = None,
+                  policy_endpoint: str = f"inet:127.0.0.1:{POLICY_SERVICE_PORT}") -> PostfixExport:
     """The Postfix configuration of ``scenario.policies[policy_name]``.
 
     ``map_dir``: where the map files will live on the server (absolute path);
     ``listen``: the master.cf service name or ``address:port``;
-    ``process_limit``: the entry's maxproc (default: the scenario's ``mta.process_limit``).
+    ``process_limit``: the entry's maxproc (default: the scenario's ``mta.process_limit``);
+    ``policy_endpoint``: where ``simsub policyd`` answers the policy's services.
     Raises :class:`ExportError` for a policy that Postfix would refuse to run.
     """
     policy = scenario.policies[policy_name]
     prefix = parameter_prefix(policy_name)
-    ports = {name: f"inet:127.0.0.1:{POLICY_SERVICE_PORT + i}" for i, name in enumerate(sorted(policy.services))}
+    # One daemon answers every service; several are told apart by policy_context.
+    ports = deploy.service_arguments(policy, policy_endpoint) if policy.services else {}
     _check_can_refuse(policy)
 
     main = [f"# simsub policy {policy_name!r} of scenario {scenario.name!r}, exported by simsub export-postfix.",
@@ -99,6 +105,8 @@ def export_policy(scenario: Scenario, policy_name: str, *, map_dir: str = "/etc/
                                       ("smtpd_error_sleep_time", mta.error_sleep_time, 1.0)):
         if value != default:
             overrides.append(f"{parameter}={value:g}s" if parameter.endswith("time") else f"{parameter}={value}")
+    if policy.services:
+        overrides += [f"{parameter}={value}" for parameter, value, _why in deploy.CLIENT_OVERRIDES]
     overrides += _anvil_overrides(mta.anvil)
     if mta.anvil.rate_time_unit != 60.0:
         main += ["# anvil's rate window (read by anvil(8), so main.cf, not master.cf)",
@@ -121,9 +129,13 @@ def export_policy(scenario: Scenario, policy_name: str, *, map_dir: str = "/etc/
     notes = []
     for name, port in ports.items():
         spec = policy.services[name]
-        note = f"check_policy_service {port} (service {name!r}): {service_contract(spec)}"
+        note = (f"check_policy_service {port} (service {name!r}): {service_contract(spec)} "
+                "`simsub policyd` answers it with the model's own counter (policyd/simsub-policyd.service).")
         notes.append(note)
         main += [f"# {line}" for line in _wrap(note)]
+    for problem in deploy.placement_problems(policy):
+        notes.append(problem)
+        main += [f"# WARNING: {line}" for line in _wrap(problem)]
     main_cf = "\n".join(main).rstrip() + "\n"
 
     maxproc = scenario.mta.process_limit if process_limit is None else process_limit
@@ -135,16 +147,18 @@ def export_policy(scenario: Scenario, policy_name: str, *, map_dir: str = "/etc/
     master += [f"  -o {o}" for o in overrides]
     master_cf = "\n".join(master) + "\n"
 
-    return PostfixExport(policy_name, main_cf, master_cf, maps, ports, notes)
+    daemon = _daemon_files(scenario, policy_name, policy_endpoint) if policy.services else {}
+    return PostfixExport(policy_name, main_cf, master_cf, maps, {name: policy_endpoint for name in ports}, notes,
+                         daemon)
 
 
 def service_contract(spec: RateLimitSpec | DistinctSpec) -> str:
     """What a policy daemon must answer to stand in for a simsub service, in one sentence."""
     action = "reject and disable the account" if spec.action == "LOCK" else f"answer action={spec.action}"
     if isinstance(spec, RateLimitSpec):
-        per = "message (at its first RCPT)" if spec.count == "messages" else "recipient"
-        return (f"count one per {per} for each {spec.key}, at most {spec.limit:g} {spec.count} in a "
-                f"{spec.algorithm} window of {spec.window:g} s; beyond it {action}, else DUNNO "
+        per = COUNT_TEXT[spec.count]
+        return (f"count one per {per} for each {spec.key_text}, at most {spec.limit:g} {spec.count} in a "
+                f"{spec.algorithm_text} of {spec.window:g} s; beyond it {action}, else DUNNO "
                 "(e.g. policyd-rate-limit or postfwd).")
     return (f"count the distinct {spec.distinct} values each sasl_username logs in from over the last "
             f"{spec.window:g} s; above {spec.limit} {action}, else DUNNO (one decision per message).")
@@ -162,6 +176,23 @@ def _anvil_overrides(anvil) -> list[str]:
     if anvil.exceptions is not None:  # None: Postfix's default, $mynetworks
         out.append("smtpd_client_event_limit_exceptions=" + ",".join(str(n) for n in anvil.exceptions))
     return out
+
+
+def _daemon_files(scenario: Scenario, policy_name: str, endpoint: str) -> dict[str, str]:
+    """The daemon's unit, its command line and the scenario it reads (overrides resolved)."""
+    import shlex
+
+    import tomli_w
+
+    file_name = re.sub(r"[^A-Za-z0-9._-]+", "_", scenario.name) + ".toml"
+    command = deploy.daemon_command(f"{deploy.SCENARIO_DIR}/{file_name}", policy_name, endpoint)
+    resolved = dict(scenario.raw)
+    resolved["scenario"] = {**resolved.get("scenario", {}), "default_policy": policy_name}
+    toml = ("# The scenario simsub policyd reads (overrides applied); install as "
+            f"{deploy.SCENARIO_DIR}/{file_name}\n" + tomli_w.dumps(resolved, multiline_strings=True))
+    return {"policyd/simsub-policyd.service": deploy.systemd_unit(command, scenario.name, policy_name),
+            f"policyd/{file_name}": toml,
+            "policyd/command.txt": shlex.join(command) + "\n"}
 
 
 def _check_can_refuse(policy: Policy) -> None:

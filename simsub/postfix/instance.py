@@ -99,15 +99,19 @@ class PrivatePostfix:
     max(process_limit, default_process_limit), as in Postfix, with
     default_process_limit left at Postfix's 100 (it also caps every other
     service: a small value there slows the instance down).  ``keep``: leave the
-    folder for inspection.  ``main_cf_extra``, ``master_cf_extra``: text appended
-    to main.cf and master.cf (probes: more listeners with other settings on one
-    instance; ``{port}`` in master_cf_extra is replaced by further free ports,
-    listed in ``extra_ports``).
+    folder for inspection.  ``policy_endpoint``: where its check_policy_service
+    lines point (``inet:127.0.0.1:PORT`` of a running ``simsub policyd``).
+    ``main_cf_extra``, ``master_cf_extra``: text appended to main.cf and
+    master.cf (probes: more listeners with other settings on one instance;
+    ``{port}`` in master_cf_extra is replaced by further free ports, listed in
+    ``extra_ports``).
     """
 
     def __init__(self, scenario: Scenario, policy: str, *, port: int | None = None, process_limit: int = 100,
-                 keep: bool = False, start: bool = True, main_cf_extra: str = "", master_cf_extra: str = ""):
+                 keep: bool = False, start: bool = True, policy_endpoint: str | None = None,
+                 main_cf_extra: str = "", master_cf_extra: str = ""):
         self.scenario = scenario
+        self.policy_endpoint = policy_endpoint  # where `simsub policyd` answers (default: export's 10040)
         self.main_cf_extra = main_cf_extra
         self.extra_ports: list[int] = []
         self.master_cf_extra = _fill_ports(master_cf_extra, self.extra_ports)
@@ -202,8 +206,9 @@ class PrivatePostfix:
     # ------------------------------------------------------------------ internals
     def _write_configuration(self) -> None:
         root = self.root
+        extra = {"policy_endpoint": self.policy_endpoint} if self.policy_endpoint else {}
         self.export = export_policy(self.scenario, self.policy, map_dir=str(root / "etc" / "maps"),
-                                    process_limit=self.process_limit)
+                                    process_limit=self.process_limit, **extra)
         for sub in ("etc", "etc/maps", "queue", "data", "log"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         postfix = pwd.getpwnam("postfix")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import tomli_w
 
@@ -16,8 +17,10 @@ FILES = ("summary.json", "messages.csv.gz", "timeseries.csv", "scenario.toml", "
 QUEUE_FILES = ("deliveries.csv.gz", "events.csv", "queue.png", "delivery_latency.png")
 
 
-def write_run(result: Result, target: Path, command: str | None = None) -> Path:
-    """Write summary, tables, resolved scenario and charts of ``result`` to ``target``."""
+def write_run(result: Result, target: Path, command: str | None = None,
+              extra: Callable[[Path], None] | None = None) -> Path:
+    """Write summary, tables, resolved scenario and charts of ``result`` to ``target``;
+    ``extra(folder)`` writes more files into the folder before it appears."""
     summary = dict(result.summary)
     if command:
         summary["run"] = {**summary["run"], "command": command}
@@ -45,6 +48,8 @@ def write_run(result: Result, target: Path, command: str | None = None) -> Path:
                         folder / "queue.png")
             delivery_latency_chart(result.timeseries, result.events, intervals, names,
                                    f"Legitimate delivery latency — {title}", folder / "delivery_latency.png")
+        if extra is not None:
+            extra(folder)
         with open(folder / "summary.json", "w", encoding="utf-8") as fh:
             json.dump(summary, fh, indent=2, sort_keys=False)
             fh.write("\n")

@@ -8,6 +8,7 @@ expected; unknown keys get a "did you mean" suggestion.
 from __future__ import annotations
 
 import copy
+import hashlib
 import difflib
 import ipaddress
 import math
@@ -25,8 +26,8 @@ from ..policy.ratelimit import ALGORITHMS
 from ..units import format_duration, parse_duration
 from .files import check_depth, default_scenario_path, one_line, read_scenario_file
 from .params import ParamError, check_params, check_value, substitute, substitute_text, undeclared
-from .types import (MTA, AnvilLimits, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig, ReputationList, Scenario,
-                    population_default)
+from .types import (MTA, TRACE_FILES, AnvilLimits, Destination, OperatorConfig, Origin, Outcomes, Population,
+                    QueueConfig, ReputationList, Scenario, TraceSpec, population_default)
 
 _MISSING = object()
 
@@ -315,7 +316,8 @@ class Loader:
 
 # --------------------------------------------------------------------------- scenario
 _TOP = ("scenario", "origins", "populations", "mta", "policies", "queue", "destinations", "reputation", "operator",
-        "params")
+        "trace", "params")
+_TRACE = ("tables", "users", "bots", "flagged", "sha256")
 _SCENARIO = ("name", "description", "horizon", "seed", "default_policy", "bin")
 _ORIGIN = ("hostname", "rtt", "mynetworks", "network", "description")
 _POPULATION_COMMON = ("name", "kind", "count", "origins", "recipients", "patience", "connect_timeout",
@@ -326,8 +328,11 @@ _MTA = ("process_limit", "backlog", "reply_time", "soft_error_limit", "hard_erro
         "anvil")
 _ANVIL = ("connection_count_limit", "connection_rate_limit", "message_rate_limit", "recipient_rate_limit",
           "auth_rate_limit", "rate_time_unit", "exceptions")
-_POLICY = ("description", "smtpd_delay_reject", "maps", "services") + LIST_KEYS
-_SERVICE = ("type", "key", "count", "limit", "window", "algorithm", "action", "description")
+_POLICY = ("description", "smtpd_delay_reject", "maps", "services", "policyd") + LIST_KEYS  # policyd: the daemon's own settings
+_SERVICE = ("type", "key", "count", "limit", "window", "algorithm", "action", "strict", "burst", "overrides",
+            "description")
+#: Service keys that only one algorithm has.
+_ALGORITHM_ONLY = {"strict": "exim", "burst": "leaky_bucket"}
 _DISTINCT_SERVICE = ("type", "key", "distinct", "limit", "window", "action", "description")
 #: Shortest interval of a periodic process (deferred-queue scans, operator checks): shorter ones
 #: flood the event queue and, once the clock is large, stop advancing it (t + interval == t).
@@ -458,6 +463,10 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
         loader.fail("scenario.default_policy", f"no policy named {default_policy!r} (have: {', '.join(policies)}){_hint(default_policy, policies)}")
 
     queue, destinations, reputation, operator = _behind_the_front_end(loader, top)
+    trace = _trace(loader, top, populations, file, queue is not None)
+    if trace is not None:  # the resolved data names the tables by content, so cached runs follow them
+        resolution.raw["trace"] = {**resolution.raw["trace"], "tables": str(trace.tables.resolve()),
+                                   "sha256": trace.digest}
 
     return Scenario(
         name=name,
@@ -474,11 +483,54 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
         destinations=destinations,
         reputation=reputation,
         operator=operator,
+        trace=trace,
         source=file,
         raw=resolution.raw,
         label=source,
         params=resolution.params,
     )
+
+
+def _trace(loader: Loader, top: Section, populations: list[Population], file: Path | None,
+           has_queue: bool) -> TraceSpec | None:
+    """``[trace]``: a parsed maillog whose submissions replace a user and a bot population."""
+    if not top.has("trace"):
+        return None
+    section = top.table("trace", _TRACE)
+    if has_queue:
+        loader.fail("trace", "a replayed maillog covers the front end only: remove [queue] (and [[destinations]], "
+                    "[reputation], [operator]) from a scenario with [trace]")
+    folder = Path(section.string("tables"))
+    if not folder.is_absolute() and file is not None:
+        folder = Path(file).parent / folder
+    missing = [name for name in TRACE_FILES if not (folder / name).is_file()]
+    if missing:
+        loader.fail(section.key("tables"), f"{folder} is not a folder of parsed maillog tables (missing "
+                    f"{', '.join(missing)}; make one with: simsub maillog parse LOG... --out {folder})")
+    by_name = {p.name: p for p in populations}
+    chosen = {}
+    for key, kind in (("users", "user"), ("bots", "bot")):
+        name = section.string(key) if section.has(key) else None
+        if name is not None and (name not in by_name or by_name[name].kind != kind):
+            have = [p.name for p in populations if p.kind == kind]
+            loader.fail(section.key(key), f"no {kind} population named {name!r} (have: {', '.join(have) or 'none'})")
+        chosen[key] = name
+    if chosen["users"] is None and chosen["bots"] is None:
+        loader.fail("trace", "name the population the logged mail replaces: users = \"NAME\" and/or bots = \"NAME\"")
+    flagged = section.raw("flagged", [])
+    if not isinstance(flagged, list) or not all(isinstance(a, str) and a for a in flagged):
+        loader.fail(section.key("flagged"), "expected a list of logins, e.g. [\"alice\", \"bob\"]")
+    if flagged and chosen["bots"] is None:
+        loader.fail(section.key("flagged"), "flagged logins replay as bots: name the bot population (bots = \"NAME\")")
+    digest = hashlib.sha256()
+    for name in TRACE_FILES:
+        digest.update(name.encode())
+        digest.update((folder / name).read_bytes())
+    stated = section.string("sha256") if section.has("sha256") else None
+    if stated is not None and stated != digest.hexdigest():
+        loader.fail(section.key("sha256"), f"the tables in {folder} changed since this scenario was written "
+                    "(their sha256 differs); remove the key to accept the new tables")
+    return TraceSpec(folder, chosen["users"], chosen["bots"], frozenset(flagged), digest.hexdigest())
 
 
 def _origin(origins: Section, name: str, index: int) -> Origin:
@@ -643,20 +695,61 @@ def _policy(loader: Loader, section: Section, name: str):
                 action=s.string("action", "DEFER", choices=ACTIONS),
             )
             continue
-        s = Section(loader, where, body, _SERVICE)
-        services[service_name] = RateLimitSpec(
-            name=service_name,
-            key=s.string("key", "sasl_username", choices=KEYS),
-            count=s.string("count", "messages", choices=COUNTS),
-            limit=s.number("limit", minimum=0, exclusive=True),
-            window=s.duration("window", minimum=MIN_WINDOW_S),  # t // window must stay finite
-            algorithm=s.string("algorithm", "fixed", choices=tuple(ALGORITHMS)),
-            action=s.string("action", "DEFER", choices=ACTIONS),
-        )
+        services[service_name] = _ratelimit_service(loader, Section(loader, where, body, _SERVICE), service_name)
     try:
         return compile_policy(name, delay_reject, lists, dict(maps_raw), services)
     except PolicyConfigError as exc:
         loader.fail(section.key(exc.key), str(exc))
+
+
+def _ratelimit_service(loader: Loader, s: Section, name: str) -> RateLimitSpec:
+    algorithm = s.string("algorithm", "fixed", choices=tuple(ALGORITHMS))
+    for option, owner in _ALGORITHM_ONLY.items():
+        if s.has(option) and algorithm != owner:
+            loader.fail(s.key(option), f"only algorithm {owner!r} has {option!r} (this service's algorithm is {algorithm!r})")
+    limit = s.number("limit", minimum=0, exclusive=True)
+    return RateLimitSpec(
+        name=name,
+        key=_service_key(loader, s),
+        count=s.string("count", "messages", choices=COUNTS),
+        limit=limit,
+        window=s.duration("window", minimum=MIN_WINDOW_S),  # t // window must stay finite
+        algorithm=algorithm,
+        action=s.string("action", "DEFER", choices=ACTIONS),
+        strict=s.boolean("strict", False),
+        burst=s.number("burst", minimum=0, exclusive=True) if s.has("burst") else None,
+        overrides=_overrides(loader, s),
+    )
+
+
+def _service_key(loader: Loader, s: Section) -> str | tuple[str, ...]:
+    """``key``: one request attribute, or a list of them counted per combination."""
+    value = s.raw("key", "sasl_username")
+    if isinstance(value, str):
+        return s.string("key", "sasl_username", choices=KEYS)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        loader.fail(s.key("key"), f"expected one of {', '.join(KEYS)} or a list of them, got {_show(value)}")
+    for field in value:
+        if field not in KEYS:
+            loader.fail(s.key("key"), f"expected a list of {', '.join(KEYS)}, got {field!r}{_hint(field, KEYS)}")
+    if len(set(value)) < len(value):
+        loader.fail(s.key("key"), f"lists an attribute twice: {value}")
+    return value[0] if len(value) == 1 else tuple(value)
+
+
+def _overrides(loader: Loader, s: Section) -> tuple[tuple[str, float], ...]:
+    """``overrides = { "listowner1" = 2000 }``: key values with their own limit."""
+    table = s.raw("overrides", {})
+    if not isinstance(table, dict):
+        loader.fail(s.key("overrides"), f"expected a table of key value = limit, e.g. {{ \"listowner1\" = 2000 }}, got {_show(table)}")
+    section = Section(loader, s.key("overrides"), table, tuple(table))
+    result = []
+    for value, limit in table.items():
+        where = section.key(value)
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not _finite(limit) or limit <= 0:
+            loader.fail(where, f"expected a limit > 0 for this key value, got {_show(limit)}")
+        result.append((value, float(limit)))
+    return tuple(result)
 
 
 # --------------------------------------------------------------------------- behind the front end

@@ -45,7 +45,7 @@ RESERVED = {
 }
 # The loader's top-level tables (``loader._TOP``; a test keeps the two equal).
 _TOP_TABLES = ("scenario", "origins", "populations", "mta", "policies", "queue", "destinations", "reputation",
-               "operator", "params")
+               "operator", "trace", "params")
 ESCAPE_HINT = "write $${ for a literal ${"
 
 

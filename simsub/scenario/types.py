@@ -177,6 +177,23 @@ class OperatorConfig:
     request_delisting: bool
 
 
+#: The parsed-maillog tables a replayed trace reads (``simsub maillog parse`` writes them).
+TRACE_FILES = ("sessions.csv.gz", "messages.csv.gz", "rejects.csv.gz")
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    """A replayed maillog (``[trace]``): the logged submissions replace two populations.
+
+    See docs/replay.md and :mod:`simsub.workload.trace`."""
+
+    tables: Path  # folder of parsed maillog tables
+    users: str | None  # the user population whose clients and mail the log's legitimate mail replaces
+    bots: str | None  # the bot population whose sessions the flagged accounts' mail replaces
+    flagged: frozenset[str]  # logins whose logged mail is the bots'
+    digest: str  # sha256 of the table files (part of every run key)
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -193,6 +210,7 @@ class Scenario:
     destinations: tuple[Destination, ...] = ()
     reputation: dict[str, ReputationList] = field(default_factory=dict)
     operator: OperatorConfig | None = None
+    trace: TraceSpec | None = None  # None: every population is synthetic
     source: Path | None = None
     raw: dict = field(default_factory=dict, repr=False)  # the resolved TOML data: overrides applied, ${name} substituted, [params] as used
     label: str = ""  # how errors name the file ("may-2012.toml (built-in)", or the path as given)

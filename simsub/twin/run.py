@@ -12,12 +12,14 @@ the clients and the monitor saw; compare (:mod:`simsub.twin.compare`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 import socket
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .compare import comparison_rows, twin_metrics
 from ..errors import ScenarioError
@@ -81,7 +83,11 @@ def run_twin(scenario: Scenario, policy: str, *, duration: float | None = None, 
     duration = default_duration(scenario) if duration is None else duration
     base = twin_scenario(scenario, duration=duration, scale=scale, start=start)
     started = time.monotonic()
-    with PrivatePostfix(base, policy, process_limit=base.mta.process_limit, keep=keep) as postfix:
+    with contextlib.ExitStack() as stack:
+        daemon = _policy_daemon(base, policy, stack)
+        endpoint = {"policy_endpoint": f"inet:{daemon.server.address}"} if daemon else {}
+        postfix = stack.enter_context(PrivatePostfix(base, policy, process_limit=base.mta.process_limit, keep=keep,
+                                                     **endpoint))
         reply_time = probe_reply_time(postfix.port)
         twin = dataclasses.replace(base, mta=dataclasses.replace(base.mta, reply_time=reply_time))
         model = Recorder()
@@ -90,6 +96,10 @@ def run_twin(scenario: Scenario, policy: str, *, duration: float | None = None, 
         monitor = SocketMonitor(postfix.port).start()
         try:
             player = Player(twin, seed, "127.0.0.1", postfix.port, monitor.watch)
+            if daemon:
+                # The daemon's services count on the run's clock, as the model's do on simulated
+                # time: seconds since the player started (windows and decay agree with the model).
+                daemon.clock = lambda: time.monotonic() - player.started_at
             asyncio.run(player.play(progress))
             # Let the last smtpd finish the sleep it started for a client that hung up.
             _wait_idle(monitor, timeout=max(60.0, 2 * duration))
@@ -116,6 +126,36 @@ def run_twin(scenario: Scenario, policy: str, *, duration: float | None = None, 
     if info.end_s > 3 * duration:
         result.notes.append(f"sessions in flight at the horizon ran until {info.end_s:.0f} s in the model")
     return result
+
+
+class _Daemon:
+    """``simsub policyd`` beside the private Postfix; its services count on ``clock``,
+    which the run sets once the player knows when it started."""
+
+    def __init__(self, server):
+        self.server = server
+        self.clock: Callable[[], float] = lambda: 0.0
+
+    def now(self) -> float:
+        return self.clock()
+
+
+def _policy_daemon(scenario: Scenario, policy: str, stack: contextlib.ExitStack) -> _Daemon | None:
+    """For a policy with services: ``simsub policyd`` serving the same service objects on a free
+    loopback port (in a thread of this process), so the private Postfix asks it as production
+    would; None for a policy without services."""
+    compiled = scenario.policies[policy]
+    if not compiled.services:
+        return None
+    from ..policyd.adapter import Origins
+    from ..policyd.server import Config, PolicyServer
+    from ..policyd.thread import ServerThread
+
+    daemon = _Daemon(None)
+    server = PolicyServer(Config(listen="127.0.0.1:0", clock=lambda: daemon.now(), budget=0.0),
+                          lambda: (compiled, Origins.of_scenario(scenario)))
+    daemon.server = stack.enter_context(ServerThread(server))
+    return daemon
 
 
 def probe_reply_time(port: int, commands: int = 20) -> float:

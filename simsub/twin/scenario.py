@@ -79,14 +79,8 @@ def twin_scenario(scenario: Scenario, *, duration: float, scale: float = 1.0, st
 def unsupported_policy_reason(scenario: Scenario, policy: str) -> str | None:
     """Why the twin cannot play ``policy`` faithfully, or None.
 
-    Policy services need a daemon Postfix does not have.  (Restrictions before
-    the banner are played: XCLIENT runs them again for the client the twin
-    plays, see :mod:`simsub.twin.smtp`.)
+    Policy services are answered by ``simsub policyd`` beside the instance
+    (:mod:`simsub.twin.run`), and restrictions before the banner are played:
+    XCLIENT runs them again for the client the twin plays (:mod:`simsub.twin.smtp`).
     """
-    compiled = scenario.policies[policy]
-    if compiled.services:
-        names = ", ".join(sorted(compiled.services))
-        return (f"policy {policy!r} consults the policy service(s) {names}, which Postfix cannot answer alone; the "
-                "twin compares policies made of Postfix restrictions and pcre maps (export-postfix shows what such a "
-                "daemon must decide)")
     return None

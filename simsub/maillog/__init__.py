@@ -1,0 +1,1 @@
+"""Postfix maillogs: read a server's own log into tidy tables (and fit and replay it)."""

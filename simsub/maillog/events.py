@@ -1,0 +1,203 @@
+"""The Postfix messages the parser reads, one small parser per kind.
+
+Each function takes the text after ``program[pid]: `` and returns the fields of
+that kind of line, or None when the text is not of that kind.  The formats are
+Postfix's own (smtpd.c, smtpd_check.c, smtpd_sasl_proto.c, qmgr_active.c,
+log_adhoc.c, anvil.c); examples are in docs/maillog.md and in
+tests/fixtures/maillog/.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: The daemons of a Postfix system (the last part of a syslog_name such as postfix/submission/smtpd).
+POSTFIX_PROGRAMS = frozenset((
+    "smtpd", "smtp", "lmtp", "qmgr", "oqmgr", "cleanup", "pickup", "local", "virtual", "pipe", "discard",
+    "error", "retry", "bounce", "defer", "trace", "anvil", "scache", "tlsmgr", "tlsproxy", "postscreen",
+    "dnsblog", "verify", "proxymap", "proxywrite", "master", "postfix-script", "postsuper", "sendmail",
+    "postdrop", "showq", "flush", "qmqpd", "spawn", "postlogd", "postqueue", "postmap", "postalias",
+    "postconf", "postmulti", "postlog", "postfix",
+))
+#: Programs whose ``QUEUEID: to=<...>`` lines are delivery attempts.
+DELIVERY_PROGRAMS = frozenset(("smtp", "lmtp", "local", "virtual", "pipe", "discard", "error", "retry"))
+
+#: The SMTP commands counted on a disconnect line → the sessions columns (ok, tried) or (value,).
+DISCONNECT_COUNTS = {
+    "ehlo": ("ehlo",), "helo": ("helo",), "starttls": ("starttls",), "auth": ("auth_ok", "auth_tried"),
+    "mail": ("mail_ok", "mail_tried"), "rcpt": ("rcpt_ok", "rcpt_tried"), "data": ("data_ok", "data_tried"),
+    "rset": ("rset",), "quit": ("quit",), "commands": ("commands_ok", "commands_tried"),
+}
+
+#: The count columns of the sessions table, in its order.
+SESSION_COUNTS = tuple(column for columns in DISCONNECT_COUNTS.values() for column in columns)
+_COUNT_SLOTS = {name: tuple(SESSION_COUNTS.index(c) for c in columns) for name, columns in DISCONNECT_COUNTS.items()}
+_CLIENT = re.compile(r"(.*?)\[([^\]]*)\](?::\d+)?")
+_DELIVERY = re.compile(
+    r"to=<(.*?)>,(?: orig_to=<(.*?)>,)? relay=([^,]*),(?: conn_use=\d+,)? delay=([\d.]+)"
+    r"(?:, delays=([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+))?(?:, dsn=([\d.]+))?, status=([\w-]+) ?(.*)")
+_REJECT = re.compile(r"([\w-]+): (\S+) from (.*?)\[([^\]]*)\](?::\d+)?: (.*)")
+_REPLY = re.compile(r"(?:(\d{3}) )?(?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)", re.S)
+_TAIL_FIELD = re.compile(r"(\w+)=(?:<(.*?)>|(\S*))")
+_SASL_FAILED = re.compile(r"(.*?)\[([^\]]*)\](?::\d+)?: SASL (\S+) authentication failed:? ?(.*)")
+_ANVIL = re.compile(r"statistics: max (.+?) (\d{1,18})(?:/\d+s)?(?: for \((.*)\))? at (\w{3} [ \d]\d \d\d:\d\d:\d\d)")
+_QMGR_FROM = re.compile(r"from=<(.*?)>, size=(\d{1,18}), nrcpt=(\d{1,18})")  # 64-bit integers at most
+#: The verbs of smtpd access-restriction and milter actions that name a stage (``NOQUEUE: reject: RCPT from``).
+REJECT_ACTIONS = frozenset(("reject", "reject_warning", "hold", "discard", "milter-reject", "milter-discard",
+                            "milter-hold"))
+
+
+def client(text: str) -> tuple[str, str]:
+    """``name[address]`` (``unknown[2001:db8::1]`` too) → (name, address); ("", "") if not one."""
+    m = _CLIENT.match(text)
+    return (m[1], m[2]) if m else ("", "")
+
+
+def disconnect_counts(text: str) -> tuple[int, ...] | None:
+    """``ehlo=1 auth=0/1 ... commands=3/4`` → the sessions table's count columns (SESSION_COUNTS order,
+    0 for a command not used); None when the line has no counts (Postfix before 3.0 logged none)."""
+    # A server's sessions repeat a few dialogues over and over: remember the answers.
+    try:
+        return _counts_seen[text]
+    except KeyError:
+        pass
+    if len(_counts_seen) > 10_000:
+        _counts_seen.clear()
+    counts = _counts_seen[text] = _disconnect_counts(text)
+    return counts
+
+
+_counts_seen: dict[str, tuple[int, ...] | None] = {}
+
+
+def _disconnect_counts(text: str) -> tuple[int, ...] | None:
+    counts = [0] * len(SESSION_COUNTS)
+    seen = False
+    for token in text.split():
+        name, eq, value = token.partition("=")
+        slots = _COUNT_SLOTS.get(name)
+        if slots is None:
+            continue  # noop, xclient, bdat, vrfy, ...: only in commands=
+        ok, _, tried = value.partition("/")
+        if not ok.isdigit() or (tried and not tried.isdigit()) or len(ok) > 9 or len(tried) > 9:
+            return None  # not Postfix's counts (and beyond the table's 64-bit integers)
+        counts[slots[0]] = int(ok)
+        if len(slots) == 2:
+            counts[slots[1]] = int(tried) if tried else counts[slots[0]]
+        seen = True
+    return tuple(counts) if seen else None
+
+
+def after_command(text: str) -> tuple[str, str]:
+    """``RCPT from host[addr]`` or ``DATA (0 bytes) from host[addr]`` → ("RCPT", "host[addr]")."""
+    command, _, rest = text.partition(" ")
+    _, _, who = rest.rpartition(" from ")
+    return command, who
+
+
+def submission_client(text: str) -> tuple[str, str, str, str]:
+    """``client=name[addr], sasl_method=LOGIN, sasl_username=alice`` → (name, address, method, user)."""
+    fields = text.split(", ")
+    name, address = client(fields[0][7:])
+    method = user = ""
+    for field in fields[1:]:
+        if field.startswith("sasl_method="):
+            method = field[12:]
+        elif field.startswith("sasl_username="):
+            user = field[14:]
+    return name, address, method, user
+
+
+def delivery(text: str):
+    """``to=<r>, [orig_to=<o>,] relay=..., delay=.., delays=a/b/c/d, dsn=.., status=.. (detail)``
+    → (to, orig_to, relay, delay, a, b, c, d, dsn, status, detail) with numbers as floats (NaN if absent)."""
+    m = _DELIVERY.match(text)
+    if not m:
+        return None
+    nan = float("nan")
+    detail = m[11]
+    if detail[:1] == "(" and detail[-1:] == ")":
+        detail = detail[1:-1]
+    return (m[1], m[2] or "", m[3], float(m[4]),
+            float(m[5]) if m[5] else nan, float(m[6]) if m[6] else nan,
+            float(m[7]) if m[7] else nan, float(m[8]) if m[8] else nan,
+            m[9] or "", m[10], detail)
+
+
+def reject(text: str):
+    """``reject: RCPT from host[addr]: 450 4.7.1 <x>: why; from=<s> to=<r> proto=ESMTP helo=<h>``
+    → (action, stage, name, address, code, dsn, reason, sender, recipient, helo); None if not one."""
+    m = _REJECT.match(text)
+    if not m or m[1] not in REJECT_ACTIONS:
+        return None
+    body = m[5]
+    cut = body.rfind("; from=<")
+    if cut < 0:
+        cut = body.rfind("; proto=")
+    fields = {}
+    if cut >= 0:
+        for f in _TAIL_FIELD.finditer(body, cut + 2):
+            fields[f[1]] = f[2] if f[2] is not None else f[3]
+        body = body[:cut]
+    reply = _REPLY.match(body)  # milter-reject and hold lines may have no code, or no code and no dsn
+    code, dsn, reason = int(reply[1] or -1), reply[2] or "", reply[3]
+    return (m[1], m[2], m[3], m[4], code, dsn, reason, fields.get("from", ""), fields.get("to", ""),
+            fields.get("helo", ""))
+
+
+def sasl_failure(text: str):
+    """``host[addr]: SASL LOGIN authentication failed: why[, sasl_username=u]``
+    → (name, address, method, reason, username); None if not one."""
+    m = _SASL_FAILED.match(text)
+    if not m:
+        return None
+    reason, user = m[4], ""
+    cut = reason.rfind(", sasl_username=")
+    if cut >= 0:
+        reason, user = reason[:cut], reason[cut + 16:]
+    return m[1], m[2], m[3], reason, user
+
+
+def anvil(text: str):
+    """``statistics: max connection rate 1/60s for (submission:203.0.113.41) at Mar  9 00:14:37``
+    → (statistic, value, client, at-stamp); None if not one."""
+    m = _ANVIL.match(text)
+    if not m:
+        return None
+    return m[1], int(m[2]), m[3] or "", m[4]
+
+
+def qmgr_from(text: str):
+    """``from=<s>, size=600, nrcpt=3 (queue active)`` → (sender, size, nrcpt); None if not one."""
+    m = _QMGR_FROM.match(text)
+    return (m[1], int(m[2]), int(m[3])) if m else None
+
+
+def is_queue_id(text: str) -> bool:
+    """Short (hex, e.g. 446B520C200) or long (e.g. 4Lx2Yk0Jv8z3hC1) Postfix queue ids."""
+    return 5 <= len(text) <= 20 and text.isalnum() and text.isascii()
+
+
+_EXIM = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [+-]\d{4})?(?: \[\d+\])? "
+                   r"(?:[0-9A-Za-z]{6}-[0-9A-Za-z]{6,11}-[0-9A-Za-z]{2,4} |Start queue run|exim |SMTP connection)")
+
+
+def describe_foreign(first_line: str) -> str:
+    """What a file without syslog stamps looks like, from its first line (for error messages)."""
+    shown = first_line[:60] + ("..." if len(first_line) > 60 else "")
+    if _EXIM.match(first_line):
+        return f"this looks like an Exim log (line 1: {shown!r}); simsub reads Postfix logs"
+    return (f"line 1 is {shown!r}; expected a stamp like 'Mar  9 00:14:37' or '2026-03-09T00:14:37.123456+09:00' "
+            "then a host and a program")
+
+
+def describe_programs(programs: list[str]) -> str:
+    """", from sendmail, sm-mta (a Sendmail log?)" for the programs of a log without Postfix lines."""
+    if not programs:
+        return ""
+    text = f" (programs: {', '.join(programs[:5])}{', ...' if len(programs) > 5 else ''}"
+    if any(p.split("/")[-1] in ("sendmail", "sm-mta", "sm-msp-queue") for p in programs):
+        text += ": this looks like a Sendmail log"
+    elif any(p.startswith("exim") for p in programs):
+        text += ": this looks like an Exim log"
+    return text + ")"

@@ -1,0 +1,541 @@
+"""One pass over Postfix logs → sessions, messages, recipients, rejects, AUTH failures, anvil.
+
+The join: an smtpd process is a (host, syslog service, pid); ``connect from``
+starts a session on it (a new ``connect from`` on the same key starts the next
+session: pid reuse), ``disconnect from`` ends it.  ``QUEUEID: client=`` starts a
+message on the session's process; qmgr's ``from=… size=… nrcpt=…`` and
+``removed`` lines complete it by queue id (short or long ids; an id seen again
+after ``removed`` is a new message).  Delivery lines (``to=<…>, … status=…``)
+are rows of their own, keyed by queue id.
+
+Memory: only open sessions and messages still in the queue are kept; finished
+rows go to :class:`~simsub.maillog.tables.Buffers`, which hand them on in chunks.
+A message whose client hung up before the end of DATA is never queued (no qmgr
+line follows): it is written out ``LIMBO_S`` seconds of log time after its
+session ended (a day if cleanup had already logged it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from . import events
+from .lines import (GZIP_ERRORS, MAX_LINE, ClassicClock, LogError, LogFile, MONTHS, Rfc3339Clock, epoch, file_years,
+                    first_time, open_log, scan)
+from .events import SESSION_COUNTS
+from .tables import Buffers, FrameSink
+
+#: s of log time after a session's end before its never-queued messages are written out.
+LIMBO_S = 600.0
+#: ... and when cleanup had logged the message (it may wait in the incoming queue that long).
+LIMBO_CLEANED_S = 86400.0
+#: A step back in time larger than this (s) counts as timestamps going backwards
+#: (syslog daemons interleave processes' lines by up to about a second).
+BACKWARDS_TOLERANCE_S = 1.0
+#: Distinct other programs counted by name; the rest are counted together.
+MAX_PROGRAM_KINDS = 20
+#: Lines between two progress reports.
+PROGRESS_EVERY = 65536
+_NO_COUNTS = (-1,) * len(SESSION_COUNTS)
+DIGITS = frozenset("0123456789")
+NAN = math.nan
+
+
+@dataclass
+class ParsedLog:
+    """The tables of docs/maillog.md and ``stats`` (lines read, used, skipped by kind, ...)."""
+    sessions: pd.DataFrame
+    messages: pd.DataFrame
+    recipients: pd.DataFrame
+    rejects: pd.DataFrame
+    auth_failures: pd.DataFrame
+    anvil: pd.DataFrame
+    stats: dict = field(default_factory=dict)
+
+
+class _Session:
+    __slots__ = ("id", "host", "service", "pid", "connect_s", "name", "address", "method", "user", "end",
+                 "lost_after", "messages")
+
+    def __init__(self, sid, host, service, pid, connect_s, name="", address=""):
+        self.id, self.host, self.service, self.pid, self.connect_s = sid, host, service, pid, connect_s
+        self.name, self.address = name, address
+        self.method = self.user = self.lost_after = ""
+        self.end = "disconnect"
+        self.messages: list[_Message] = []
+
+
+class _Message:
+    __slots__ = ("qid", "session_id", "accepted_s", "name", "address", "user", "sender", "size", "nrcpt",
+                 "cleaned", "ended")
+
+    def __init__(self, qid, session_id, accepted_s, name, address, user):
+        self.qid, self.session_id, self.accepted_s = qid, session_id, accepted_s
+        self.name, self.address, self.user = name, address, user
+        self.sender, self.size, self.nrcpt = "", -1, -1
+        self.cleaned = self.ended = False  # cleanup logged it; its session has ended
+
+
+class Parser:
+    """The join state machine; feed it files in time order, then :meth:`finish`."""
+
+    def __init__(self, buffers: Buffers, progress=None):
+        self.out = buffers
+        self.progress = progress
+        self.sessions: dict[tuple, _Session] = {}
+        self.messages: dict[str, _Message] = {}
+        self.limbo: deque = deque()  # (deadline_s, message) of ended sessions' unqueued messages
+        self.limbo_cleaned: deque = deque()
+        self.next_session = 0
+        self.skipped: Counter = Counter()
+        self.tags: dict[str, tuple] = {}
+        self.handlers = {"smtpd": self.smtpd, "qmgr": self.qmgr, "oqmgr": self.qmgr, "anvil": self.anvil,
+                         "cleanup": self.cleanup}
+        for program in events.DELIVERY_PROGRAMS:
+            self.handlers[program] = self.delivery
+        self.lines_read = 0
+        self.bytes_done = 0
+        self.bytes_total = 0
+        self.first_s = math.inf
+        self.latest_s = -math.inf
+        self.backwards = 0
+        self.backwards_first = ""  # file: line of the first step back
+        self.backwards_max = 0.0
+        self.without_connect = 0
+        self.unfinished = 0
+        self.never_queued = 0
+        self.services: Counter = Counter()  # smtpd sessions per service
+        self.files: list[dict] = []
+        self.warnings: list[str] = []
+        self._t = 0.0  # the current line's time, for handlers that need "now"
+        self._clock = None
+
+    # ------------------------------------------------------------------ the pass
+    def feed(self, log: LogFile, year: int | None) -> None:
+        """Parse one file; ``year``: the year of its first classic stamp."""
+        given_year = year
+        if year is None:  # a file of RFC 3339 stamps: a stray classic one is in the year of its first
+            year = datetime.fromtimestamp(first_time(log, None), tz=timezone.utc).year
+        classic = ClassicClock(year)
+        seconds_of = classic.cache.get  # the clock's cache, looked up inline: most lines hit it
+        rfc = Rfc3339Clock()
+        self._clock = rfc if log.format == "rfc3339" else classic  # anvil's local "at" times need its offset
+        tags, tag_info, skipped, progress = self.tags, self._tag, self.skipped, self.progress
+        latest, first = self.latest_s, self.first_s
+        postfix = other = not_syslog = overlong = 0
+        overlong_first = 0
+        number = 0
+        text, raw = open_log(log.path)
+        truncated = None
+        try:
+            with text:
+                for number, line in enumerate(text, start=1):
+                    if len(line) > MAX_LINE:
+                        overlong += 1
+                        overlong_first = overlong_first or number
+                        continue
+                    try:
+                        if line[0] in DIGITS:
+                            stamp, _, rest = line.partition(" ")
+                            t = rfc(stamp)
+                        else:
+                            key = line[:15]
+                            t = seconds_of(key) or classic(key)
+                            if line[15] == " ":
+                                rest = line[16:]
+                            else:  # a fraction of a second after the stamp
+                                cut = line.index(" ", 15)
+                                t += float(line[15:cut])
+                                rest = line[cut + 1:]
+                        host, tag, msg = rest.split(" ", 2)
+                        msg = msg.rstrip()
+                    except (ValueError, IndexError, KeyError, TypeError):
+                        not_syslog += 1
+                        continue
+                    info = tags.get(tag) or tag_info(tag)
+                    if t < latest:
+                        if t < latest - BACKWARDS_TOLERANCE_S:
+                            self._backwards(log, number, latest - t)
+                    else:
+                        latest = t
+                    if t < first:
+                        first = t
+                    handler, service, pid, is_postfix = info
+                    if is_postfix:
+                        postfix += 1
+                        self._t = t
+                        try:
+                            handler(t, host, service, pid, msg)
+                        except (ValueError, IndexError, KeyError):  # e.g. delay=1.2.3: a line no Postfix writes
+                            skipped["postfix line not understood"] += 1
+                    else:
+                        other += 1
+                        handler()
+                    if progress and number % PROGRESS_EVERY == 0:
+                        progress(self.lines_read + number, self.bytes_done + raw.tell(), self.bytes_total,
+                                 log.name)
+        except GZIP_ERRORS as exc:
+            truncated = exc
+        except OSError as exc:
+            raise LogError(log.name, number + 1, f"cannot read it: {exc.strerror or exc}") from None
+        finally:
+            raw.close()
+        self.latest_s, self.first_s = latest, first
+        self.lines_read += number
+        self.bytes_done += log.size
+        if not_syslog:
+            skipped["not a syslog line"] += not_syslog
+        if overlong:
+            skipped["line too long"] += overlong
+            self.warnings.append(f"{log.name}: line {overlong_first}: longer than {MAX_LINE} characters, not a "
+                                 f"syslog line: skipped ({overlong} such lines)")
+        if truncated is not None:
+            self.warnings.append(f"{log.name}: line {number + 1}: the gzip data ends early or is damaged "
+                                 f"({_gzip_reason(truncated)}): the {number} lines before are used")
+        self.files.append({"path": log.name, "format": log.format or "", "year": given_year, "lines": number,
+                           "postfix_lines": postfix, "other_program_lines": other, "not_syslog_lines": not_syslog,
+                           "truncated": truncated is not None})
+
+    def _backwards(self, log: LogFile, number: int, step: float) -> None:
+        self.backwards += 1
+        if not self.backwards_first:
+            self.backwards_first = f"{log.name}: line {number}"
+        self.backwards_max = max(self.backwards_max, step)
+
+    def _tag(self, tag: str) -> tuple:
+        """``postfix/submission/smtpd[123]:`` → (handler, service, pid, is_postfix), cached."""
+        name, pid = tag[:-1] if tag.endswith(":") else tag, -1
+        if name.endswith("]") and "[" in name:
+            name, _, number = name[:-1].partition("[")
+            number = number.partition(".")[0]
+            pid = int(number) if number.isdigit() and len(number) <= 9 else -1
+        service, _, program = name.rpartition("/")
+        if service and program in events.POSTFIX_PROGRAMS:
+            handler = self.handlers.get(program) or self._counter(f"postfix {program} (not tabulated)")
+            info = (handler, service, pid, True)
+        else:
+            programs = {k for k in self.skipped if k.startswith("other program: ")}
+            kind = f"other program: {name}"
+            if kind not in programs and len(programs) >= MAX_PROGRAM_KINDS:
+                kind = "other program: (more programs)"
+            info = (self._counter(kind), "", pid, False)
+        if len(self.tags) > 50_000:  # a cache: pids make tags of long logs countless
+            self.tags.clear()
+        self.tags[tag] = info
+        return info
+
+    def _counter(self, kind: str):
+        skipped = self.skipped
+
+        def count(*_args):
+            skipped[kind] += 1
+        count.kind = kind
+        return count
+
+    # ------------------------------------------------------------------ smtpd
+    def _session(self, host: str, service: str, pid: int) -> _Session:
+        """The open session of an smtpd process, or one whose connect is before the log's start."""
+        s = self.sessions.get((host, service, pid))
+        if s is None:
+            s = self._open(host, service, pid, NAN)
+            self.without_connect += 1
+        return s
+
+    def _open(self, host, service, pid, t, name="", address="") -> _Session:
+        s = _Session(self.next_session, host, service, pid, t, name, address)
+        self.next_session += 1
+        self.sessions[(host, service, pid)] = s
+        self.services[service] += 1
+        return s
+
+    def smtpd(self, t, host, service, pid, msg):
+        if msg.startswith("connect from "):
+            old = self.sessions.pop((host, service, pid), None)
+            if old is not None:  # the same pid again without a disconnect line between
+                self._end(old, NAN, None, "unfinished")
+            self._open(host, service, pid, t, *events.client(msg[13:]))
+        elif msg.startswith("disconnect from "):
+            s = self.sessions.pop((host, service, pid), None)
+            if s is None:
+                s = self._open(host, service, pid, NAN)
+                self.without_connect += 1
+                del self.sessions[(host, service, pid)]
+            who, _, counts = msg[16:].partition(" ")
+            name, address = events.client(who)
+            if address:  # XCLIENT may have changed who the client is since the connect
+                s.name, s.address = name, address
+            self._end(s, t, events.disconnect_counts(counts), s.end)
+            self._sweep(t)
+        elif msg.startswith("lost connection after ") or msg.startswith("timeout after "):
+            lost = msg[0] == "l"
+            command, _ = events.after_command(msg[22 if lost else 14:])
+            s = self._session(host, service, pid)
+            s.end, s.lost_after = ("lost" if lost else "timeout"), command
+        elif msg.startswith("NOQUEUE: "):
+            r = events.reject(msg[9:])
+            if r is None:
+                self.skipped["postfix smtpd (not tabulated)"] += 1
+            else:
+                self._reject(t, self._session(host, service, pid).id, "NOQUEUE", r)
+        elif msg.startswith("warning: "):
+            failure = events.sasl_failure(msg[9:])
+            if failure is None:
+                self.skipped["postfix smtpd warning (not tabulated)"] += 1
+                return
+            name, address, method, reason, user = failure
+            s = self._session(host, service, pid)
+            self.out.add("auth_failures", (t, s.id, name, address, method, reason, user))
+        else:
+            qid, sep, rest = msg.partition(": ")
+            if not sep or not events.is_queue_id(qid):
+                self.skipped["postfix smtpd (not tabulated)"] += 1
+            elif rest.startswith("client="):
+                self._message(t, self._session(host, service, pid), qid, rest)
+            else:
+                r = events.reject(rest)
+                if r is None:
+                    self.skipped["postfix smtpd (not tabulated)"] += 1
+                else:
+                    self._reject(t, self._session(host, service, pid).id, qid, r)
+
+    def _message(self, t, s: _Session, qid: str, text: str) -> None:
+        name, address, method, user = events.submission_client(text)
+        old = self.messages.pop(qid, None)
+        if old is not None:  # a short queue id used again before its removal was logged
+            self._write_message(old, NAN)
+        if user and not s.user:
+            s.method, s.user = method, user
+        if address and not s.address:
+            s.name, s.address = name, address
+        m = _Message(qid, s.id, t, name, address, user)
+        self.messages[qid] = m
+        s.messages.append(m)
+
+    def _reject(self, t, session_id: int, qid: str, r: tuple) -> None:
+        """A row of rejects from :func:`events.reject`'s fields."""
+        action, stage, name, address, code, dsn, reason, sender, recipient, helo = r
+        self.out.add("rejects", (t, session_id, qid, stage, code, dsn, reason, name, address, sender,
+                                 recipient, helo, action))
+
+    def _end(self, s: _Session, t: float, counts: tuple | None, end: str) -> None:
+        if end == "unfinished":
+            self.unfinished += 1
+        self.out.add("sessions", (s.id, s.host, s.service, s.pid, s.connect_s, t, s.name, s.address,
+                                  s.method, s.user, end, s.lost_after) + (counts or _NO_COUNTS))
+        deadline = (t if t == t else self._t) + LIMBO_S
+        for m in s.messages:
+            m.ended = end != "unfinished"  # a client that left: what it began and did not end is lost
+            if m.nrcpt < 0 and self.messages.get(m.qid) is m:
+                self.limbo.append((deadline, m))
+
+    def _sweep(self, now: float) -> None:
+        """Write out the messages that were never queued (their limbo is over)."""
+        limbo = self.limbo
+        while limbo and limbo[0][0] < now:
+            _, m = limbo.popleft()
+            if m.nrcpt >= 0 or self.messages.get(m.qid) is not m:
+                continue
+            if m.cleaned:
+                self.limbo_cleaned.append((now + LIMBO_CLEANED_S - LIMBO_S, m))
+                continue
+            del self.messages[m.qid]
+            self.never_queued += m.ended
+            self._write_message(m, NAN)
+        limbo = self.limbo_cleaned
+        while limbo and limbo[0][0] < now:
+            _, m = limbo.popleft()
+            if m.nrcpt < 0 and self.messages.get(m.qid) is m:
+                del self.messages[m.qid]
+                self.never_queued += m.ended
+                self._write_message(m, NAN)
+
+    def _write_message(self, m: _Message, removed: float) -> None:
+        self.out.add("messages", (m.qid, m.session_id, m.accepted_s, m.name, m.address, m.user, m.sender, m.size,
+                                  m.nrcpt, removed))
+
+    # ------------------------------------------------------------------ queue and delivery
+    def qmgr(self, t, host, service, pid, msg):
+        qid, sep, rest = msg.partition(": ")
+        m = self.messages.get(qid) if sep else None
+        if m is None:
+            self.skipped["postfix qmgr: message not received by smtpd in this log"] += 1
+        elif rest.startswith("from="):
+            queued = events.qmgr_from(rest)
+            if queued is None:  # e.g. from=<>, status=expired, returned to sender
+                self.skipped["postfix qmgr (not tabulated)"] += 1
+            elif m.nrcpt < 0:  # later from= lines are the same message leaving the deferred queue
+                m.sender, m.size, m.nrcpt = queued
+        elif rest == "removed":
+            del self.messages[qid]
+            self._write_message(m, t)
+        else:
+            self.skipped["postfix qmgr (not tabulated)"] += 1
+
+    def cleanup(self, t, host, service, pid, msg):
+        qid, sep, rest = msg.partition(": ")
+        m = self.messages.get(qid) if sep else None
+        r = events.reject(rest) if rest.startswith("milter-") else None
+        if r is not None:
+            self._reject(t, m.session_id if m else -1, qid, r)
+            return
+        if m is not None and rest.startswith("message-id="):
+            m.cleaned = True
+            return
+        self.skipped["postfix cleanup (not tabulated)"] += 1
+
+    def delivery(self, t, host, service, pid, msg):
+        qid, sep, rest = msg.partition(": ")
+        d = events.delivery(rest) if sep and rest.startswith("to=<") else None
+        if d is None:
+            self.skipped["postfix delivery agent (not tabulated)"] += 1
+            return
+        self.out.add("recipients", (qid, t) + d)
+
+    def anvil(self, t, host, service, pid, msg):
+        a = events.anvil(msg)
+        if a is None:
+            self.skipped["postfix anvil (not tabulated)"] += 1
+            return
+        statistic, value, client, at = a
+        self.out.add("anvil", (t, statistic, value, service, client,
+                               _at_time(at, t, getattr(self._clock, "last_offset", 0.0))))
+
+    # ------------------------------------------------------------------ the end
+    def finish(self) -> None:
+        """Write out what is still open: sessions as "unfinished", messages without ``removed``."""
+        for s in self.sessions.values():
+            self._end(s, NAN, None, "unfinished")
+        self.sessions.clear()
+        for m in self.messages.values():
+            if m.nrcpt < 0 and m.ended:
+                self.never_queued += 1
+            self._write_message(m, NAN)
+        self.messages.clear()
+        self.out.finish()
+
+    def stats(self) -> dict:
+        skipped = dict(sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0])))
+        counts = self.out.counts
+        return {
+            "lines_read": self.lines_read,
+            "lines_used": self.lines_read - sum(skipped.values()),
+            "skipped_by_kind": skipped,
+            "sessions": counts["sessions"],
+            "sessions_unfinished": self.unfinished,
+            "sessions_without_connect": self.without_connect,
+            "sessions_by_service": dict(sorted(self.services.items())),
+            "messages": counts["messages"],
+            "messages_never_queued": self.never_queued,
+            "recipients": counts["recipients"],
+            "rejects": counts["rejects"],
+            "auth_failures": counts["auth_failures"],
+            "anvil": counts["anvil"],
+            "first_s": self.first_s if self.first_s != math.inf else None,
+            "last_s": self.latest_s if self.latest_s != -math.inf else None,
+            "time_backwards": {"lines": self.backwards, "first": self.backwards_first,
+                               "largest_step_s": self.backwards_max},
+            "files": self.files,
+            "warnings": self.warnings,
+        }
+
+
+def _at_time(stamp: str, t: float, offset: float) -> float:
+    """The epoch seconds of anvil's ``at Mon dd hh:mm:ss`` (local time ``offset`` s east of UTC, like
+    the line's stamp): the latest such time not after the line's."""
+    try:
+        t += offset
+        year = datetime.fromtimestamp(t, tz=timezone.utc).year
+        month, day = MONTHS[stamp[:3]], int(stamp[4:6])
+        seconds = int(stamp[7:9]) * 3600 + int(stamp[10:12]) * 60 + int(stamp[13:15])
+        at = epoch(year, month, day, seconds)
+        return (epoch(year - 1, month, day, seconds) if at > t + 86400 else at) - offset
+    except (KeyError, ValueError, OverflowError, OSError):
+        return NAN
+
+
+def _gzip_reason(exc: Exception) -> str:
+    return "truncated" if isinstance(exc, EOFError) else str(exc) or type(exc).__name__
+
+
+# ---------------------------------------------------------------- files in, tables out
+def order_files(paths, year: int | None = None) -> tuple[list[tuple[LogFile, int | None]], list[str]]:
+    """Scan ``paths`` and put them in time order (by first stamp): [(file, year of its classic stamps)].
+
+    Files with no syslog line are left out with a warning, unless none has one (LogError)."""
+    logs = [scan(Path(p), str(p)) for p in paths]
+    if not logs:
+        raise LogError("maillog", None, "no log file given")
+    usable = [log for log in logs if log.format]
+    warnings = [f"{log.name}: {_why_unusable(log)}: skipped" for log in logs if not log.format]
+    if not usable:
+        log = logs[0]
+        raise LogError(log.name, 1 if not log.empty else None, _why_unusable(log))
+    years = file_years(usable, year)
+    usable.sort(key=lambda log: (first_time(log, years.get(log.name)), -log.rotation, log.name))
+    return [(log, years.get(log.name)) for log in usable], warnings
+
+
+def _why_unusable(log: LogFile) -> str:
+    if log.empty:
+        return "empty (no lines)"
+    return f"not a syslog log: {events.describe_foreign(log.first_text)}"
+
+
+def check_usable(stats: dict, names: list[str]) -> None:
+    """Raise LogError when the log holds nothing to tabulate (no Postfix line, or no smtpd session and
+    no message); add a warning when no session is on a submission service."""
+    files = stats["files"]
+    if not any(f["postfix_lines"] for f in files):
+        where = files[0]["path"] if files else names[0]
+        programs = [k.removeprefix("other program: ") for k in stats["skipped_by_kind"] if k.startswith("other ")]
+        what = events.describe_programs(programs)
+        raise LogError(where, None, f"no Postfix line among {stats['lines_read']:,} lines{what}; expected lines "
+                       "like 'Mar  9 00:14:37 host postfix/smtpd[123]: connect from ...'")
+    if not stats["sessions"] and not stats["messages"]:
+        raise LogError(files[0]["path"], None, f"no smtpd session and no received message among "
+                       f"{sum(f['postfix_lines'] for f in files):,} Postfix lines (no 'connect from', no "
+                       "'QUEUEID: client=' line): nothing to tabulate")
+    services = stats["sessions_by_service"]
+    if services and not any("submission" in s for s in services):
+        stats["warnings"].append(
+            f"no session on a service named *submission* (services: {', '.join(services)}); calibrate and replay "
+            "take sessions with AUTH as submission sessions")
+
+
+def parse_into(paths, buffers: Buffers, year: int | None = None, progress=None) -> dict:
+    """Parse ``paths`` into ``buffers``; return the stats (raises LogError on unusable input)."""
+    ordered, warnings = order_files(paths, year)
+    parser = Parser(buffers, progress)
+    parser.warnings.extend(warnings)
+    parser.bytes_total = sum(log.size for log, _ in ordered)
+    for log, log_year in ordered:
+        parser.feed(log, log_year)
+    parser.finish()
+    stats = parser.stats()
+    if parser.backwards:
+        tb = stats["time_backwards"]
+        stats["warnings"].append(f"{tb['first']}: time goes backwards ({tb['lines']:,} lines earlier than one before "
+                                 f"them by more than {BACKWARDS_TOLERANCE_S:g} s, at most {tb['largest_step_s']:g} "
+                                 "s): are files repeated or out of order? durations may be wrong")
+    check_usable(stats, [str(p) for p in paths])
+    return stats
+
+
+def parse_maillog(paths, year: int | None = None, progress=None) -> ParsedLog:
+    """Parse Postfix logs (plain or gzip, any order) into DataFrames; see docs/maillog.md.
+
+    ``year``: the year of the earliest classic stamp (default: from the files' modification
+    times).  ``progress(lines, bytes_done, bytes_total, file)`` is called now and then.
+    Raises :class:`~simsub.maillog.lines.LogError` for input with nothing to tabulate."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    sink = FrameSink()
+    stats = parse_into(paths, Buffers(sink), year, progress)
+    tables = sink.result()
+    return ParsedLog(**tables, stats=stats)

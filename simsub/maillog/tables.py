@@ -1,0 +1,140 @@
+"""The parsed tables' columns, and row buffers that hand chunks of rows to a sink.
+
+Rows are tuples in the order of the table's columns.  A buffer keeps at most
+``CHUNK`` rows; each full chunk goes to the sink, which either makes it a
+DataFrame and keeps it (:class:`FrameSink`, for
+:func:`~simsub.maillog.parse.parse_maillog`) or appends it to a gzip CSV file
+(:class:`CsvSink`, for the command: memory stays flat however long the log).
+Types: ``f`` float (NaN when missing), ``i`` int (-1 when missing), ``s`` text
+("" when missing).  In the CSV files floats are written exactly (Python's
+shortest repr) and a missing float is ``nan``; :func:`read_tables` reads a
+folder back into the same DataFrames.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .events import SESSION_COUNTS as _COUNTS
+
+#: table → ((column, type), ...), see docs/maillog.md for what each column means.
+SCHEMA: dict[str, tuple[tuple[str, str], ...]] = {
+    "sessions": (("session_id", "i"), ("host", "s"), ("service", "s"), ("pid", "i"), ("connect_s", "f"),
+                 ("disconnect_s", "f"), ("client_name", "s"), ("client_address", "s"), ("sasl_method", "s"),
+                 ("sasl_username", "s"), ("end", "s"), ("lost_after", "s")) + tuple((c, "i") for c in _COUNTS),
+    "messages": (("queue_id", "s"), ("session_id", "i"), ("accepted_s", "f"), ("client_name", "s"),
+                 ("client_address", "s"), ("sasl_username", "s"), ("sender", "s"), ("size", "i"), ("nrcpt", "i"),
+                 ("removed_s", "f")),
+    "recipients": (("queue_id", "s"), ("t_s", "f"), ("recipient", "s"), ("orig_recipient", "s"), ("relay", "s"),
+                   ("delay_s", "f"), ("delay_before_qmgr_s", "f"), ("delay_in_qmgr_s", "f"),
+                   ("delay_connect_s", "f"), ("delay_transmit_s", "f"), ("dsn", "s"), ("status", "s"),
+                   ("detail", "s")),
+    "rejects": (("t_s", "f"), ("session_id", "i"), ("queue_id", "s"), ("stage", "s"), ("code", "i"), ("dsn", "s"),
+                ("reason", "s"), ("client_name", "s"), ("client_address", "s"), ("sender", "s"),
+                ("recipient", "s"), ("helo", "s"), ("action", "s")),
+    "auth_failures": (("t_s", "f"), ("session_id", "i"), ("client_name", "s"), ("client_address", "s"),
+                      ("sasl_method", "s"), ("reason", "s"), ("sasl_username", "s")),
+    "anvil": (("t_s", "f"), ("statistic", "s"), ("value", "i"), ("service", "s"), ("client", "s"),
+              ("at_s", "f")),
+}
+#: Rows per chunk: enough to make writing cheap, few enough that the six buffers stay small.
+CHUNK = 5_000
+_DTYPES = {"f": np.float64, "i": np.int64, "s": object}
+
+
+def columns(table: str) -> list[str]:
+    return [name for name, _ in SCHEMA[table]]
+
+
+def frame(table: str, rows: list[tuple]) -> pd.DataFrame:
+    """A DataFrame of ``rows`` with the table's columns and types (also when there are none)."""
+    names = columns(table)
+    df = pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame({n: [] for n in names})
+    return df.astype({name: _DTYPES[kind] for name, kind in SCHEMA[table]})
+
+
+class FrameSink:
+    """Keeps every chunk; :meth:`result` is one DataFrame per table."""
+
+    def __init__(self):
+        self.chunks: dict[str, list[pd.DataFrame]] = {table: [] for table in SCHEMA}
+
+    def write(self, table: str, rows: list[tuple]) -> None:
+        self.chunks[table].append(frame(table, rows))
+
+    def result(self) -> dict[str, pd.DataFrame]:
+        return {table: pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else
+                (chunks[0] if chunks else frame(table, [])) for table, chunks in self.chunks.items()}
+
+    def close(self) -> None:
+        pass
+
+
+class CsvSink:
+    """Appends each chunk to ``FOLDER/TABLE.csv.gz`` (header once; gzip without a time stamp, so the
+    same log gives the same bytes)."""
+
+    def __init__(self, folder: Path):
+        self.files = {}
+        for table in SCHEMA:
+            raw = open(Path(folder) / f"{table}.csv.gz", "wb")
+            gz = gzip.GzipFile(filename="", mode="wb", compresslevel=1, fileobj=raw, mtime=0)
+            text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(columns(table))
+            self.files[table] = (raw, text, writer)
+
+    def write(self, table: str, rows: list[tuple]) -> None:
+        self.files[table][2].writerows(rows)
+
+    def close(self) -> None:
+        for raw, text, _ in self.files.values():
+            text.close()
+            raw.close()
+        self.files = {}
+
+
+class Buffers:
+    """One row buffer per table, flushed to ``sink`` chunk by chunk; ``counts`` rows per table."""
+
+    def __init__(self, sink):
+        self.sink = sink
+        self.rows: dict[str, list[tuple]] = {table: [] for table in SCHEMA}
+        self.counts = {table: 0 for table in SCHEMA}
+
+    def add(self, table: str, row: tuple) -> None:
+        rows = self.rows[table]
+        rows.append(row)
+        if len(rows) >= CHUNK:
+            self.flush(table)
+
+    def flush(self, table: str) -> None:
+        rows = self.rows[table]
+        if rows:
+            self.counts[table] += len(rows)
+            self.sink.write(table, rows)
+            self.rows[table] = []
+
+    def finish(self) -> None:
+        for table in SCHEMA:
+            self.flush(table)
+
+
+def read_tables(folder: Path, names=None) -> dict[str, pd.DataFrame]:
+    """The tables a :class:`CsvSink` wrote to ``folder`` (all, or those in ``names``), with their
+    types ("" stays "", nan is NaN)."""
+    tables = {}
+    for table, spec in SCHEMA.items():
+        if names is not None and table not in names:
+            continue
+        dtypes = {name: _DTYPES[kind] if kind != "s" else str for name, kind in spec}
+        na = {name: ["nan"] for name, kind in spec if kind == "f"}
+        tables[table] = pd.read_csv(Path(folder) / f"{table}.csv.gz", dtype=dtypes, keep_default_na=False,
+                                    na_values=na).astype({name: _DTYPES[kind] for name, kind in spec})
+    return tables
