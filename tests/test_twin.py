@@ -62,13 +62,6 @@ def test_policies_the_twin_cannot_play_say_why(may2012):
     assert unsupported_policy_reason(may2012, "throttle-100h") is None  # simsub policyd answers its service
 
 
-def test_twin_command_refuses_such_a_policy_before_touching_postfix(capsys, tmp_path):
-    assert main(["twin", "--policy", "pregreet-1s", "--out", str(tmp_path / "t")]) == 2
-    err = capsys.readouterr().err
-    assert "policies.pregreet-1s" in err and "before the banner" in err
-    assert not (tmp_path / "t").exists()
-
-
 def test_xtext_encodes_what_xclient_cannot_carry():
     assert xtext("alice") == "alice"
     assert xtext("a+b=c d") == "a+2Bb+3Dc+20d"
