@@ -90,9 +90,10 @@ CASES = {
     "data-check-first/data-and-message-in-one-packet": (
         "data-check-first", ENVELOPE + [Send("DATA\n" + MESSAGE), Reply(), Reply()] + QUIT,
         [220, 250, 250, 250, 503, 221], (4, None, SLEEP)),
-    # DATA and the message both sent during the RCPT's sleep: both there when smtpd reads DATA.
+    # DATA and the message both sent during the RCPT's sleep (at a quarter and half of it):
+    # both there when smtpd reads DATA.
     "rcpt-sleep-data-check/data-and-message-during-rcpt-sleep": (
-        "rcpt-sleep-data-check", [Reply(), EHLO, Reply(), MAIL, Reply(), RCPT, Pause(EARLY), DATA, Pause(EARLY),
+        "rcpt-sleep-data-check", [Reply(), EHLO, Reply(), MAIL, Reply(), RCPT, Pause(EARLY / 2), DATA, Pause(EARLY / 2),
                                   Send(MESSAGE), Reply(), Reply(), Reply()] + QUIT, [220, 250, 250, 250, 503, 221], (4, SLEEP, None)),
     "rcpt-sleep-data-check/data-during-rcpt-sleep": (
         "rcpt-sleep-data-check", [Reply(), EHLO, Reply(), MAIL, Reply(), RCPT, Pause(EARLY), DATA, Reply(), Reply(),
