@@ -16,7 +16,9 @@ logged in: anvil counts the new address, the pre-banner restrictions
 (``smtpd_delay_reject = no``) run for it, and the reply to XCLIENT is the
 client's banner (smtpd.c: ``xclient_cmd`` jumps back to the start of
 ``smtpd_proto``).  The private instance lets 127.0.0.1 itself through the
-pre-banner restrictions.  The model's AUTH round trip is played as a NOOP.  Client times are seconds since
+pre-banner restrictions.  The model's AUTH round trip is played as RSET,
+not NOOP: smtpd looks for pipelined input after reading NOOP (like EHLO and
+DATA), and not after AUTH or RSET.  Client times are seconds since
 the start of the run (``clock()``).
 """
 
@@ -287,7 +289,7 @@ async def _dialogue(link: _Link, result: RealSession, client: Client, account: s
             give_up(step, sent + patience)
         return reply
 
-    for step, line in ((Step.EHLO, f"EHLO {helo}"), (Step.AUTH, "NOOP"),
+    for step, line in ((Step.EHLO, f"EHLO {helo}"), (Step.AUTH, "RSET"),
                        (Step.MAIL, f"MAIL FROM:<{xtext(account)}@example.invalid>")):
         reply = await command(step, line)
         if reply is None:
