@@ -150,12 +150,14 @@ PREGREET = {"smtpd_delay_reject": False, "client_restrictions": ["sleep 1", "rej
 @pytest.mark.parametrize(
     "on_timeout, connect_timeout, outcome, step",
     [
-        ("talk", "0.5s", "rejected", "banner"),  # talks at 0.5 s, before the banner: caught
+        # Talks at 0.5 s, during the sleep: Postfix 3.7 looked for early input only when it
+        # took the connection, before the sleep, so the check finds no flag (docs/model.md).
+        ("talk", "0.5s", "accepted", "quit"),
         ("talk", "2s", "accepted", "quit"),  # waits for the banner: passes
         ("disconnect", "0.5s", "timeout", "banner"),  # hangs up during the pre-banner sleep
     ],
 )
-def test_pregreet_sleep_catches_clients_that_talk_early(on_timeout, connect_timeout, outcome, step):
+def test_pregreet_sleep_does_not_catch_clients_that_talk_during_it(on_timeout, connect_timeout, outcome, step):
     scenario = make_scenario([bot(on_timeout=on_timeout, connect_timeout=connect_timeout, patience="1s")],
                              policies={"pregreet": PREGREET})
     _, msg, session = only_session(scenario, "pregreet")
@@ -164,6 +166,32 @@ def test_pregreet_sleep_catches_clients_that_talk_early(on_timeout, connect_time
     if outcome == "timeout":
         # smtpd finishes its 1 s sleep and the banner before it notices the hang-up
         assert session.slot_hold_s == pytest.approx(max(1.0 + RT, 0.5 + H))
+
+
+#: What does catch early talkers on Postfix 3.7: a sleep before the banner long enough that a
+#: talker's second command is there when smtpd reads its EHLO, and the check at EHLO.
+PREGREET_AT_EHLO = {"smtpd_delay_reject": False, "client_restrictions": ["sleep 3"],
+                    "helo_restrictions": ["reject_unauth_pipelining"]}
+
+
+@pytest.mark.parametrize("patience, outcome, step", [
+    ("1s", "rejected", "ehlo"),  # EHLO sent at 0.5 s, the next command at 1.5 s: both there at 3 s
+    ("5s", "accepted", "quit"),  # the next command would leave at 5.5 s: only EHLO is there at 3 s
+])
+def test_talker_is_caught_when_its_next_command_is_there_as_smtpd_reads_ehlo(patience, outcome, step):
+    scenario = make_scenario([bot(on_timeout="talk", connect_timeout="0.5s", patience=patience)],
+                             policies={"p": PREGREET_AT_EHLO})
+    _, msg, _ = only_session(scenario, "p")
+    assert (msg.outcome, msg.step) == (outcome, step)
+
+
+def test_message_sent_during_a_sleep_after_data_is_not_improper_pipelining():
+    """Postfix 3.7 flags input only when it reads DATA; a bot that sends its message during
+    the data restrictions' sleep (after it was read) passes reject_unauth_pipelining."""
+    data_sleep = {"data_restrictions": ["sleep 5", "reject_unauth_pipelining"]}
+    scenario = make_scenario([bot(recipients=2, patience="1s", on_timeout="talk")], policies={"d": data_sleep})
+    _, msg, _ = only_session(scenario, "d")
+    assert msg.outcome == "accepted" and msg.policy_delay_s == pytest.approx(5.0)
 
 
 def test_pregreet_sleep_runs_once_per_session_with_delay_reject_no():

@@ -241,8 +241,10 @@ def _bots_scenario(policy: str):
                 "services": {"rl": {"type": "ratelimit", "key": "sasl_username", "count": "messages",
                                     "limit": 20, "window": "10m", "action": "DEFER"}},
             },
-            "pregreet": {"smtpd_delay_reject": False,
-                         "client_restrictions": ["permit_mynetworks", "sleep 1", "reject_unauth_pipelining"]},
+            # Postfix 3.7 flags early talkers when it reads EHLO (docs/model.md), so the
+            # check stands at EHLO, after a pre-banner sleep longer than connect_timeout + patience.
+            "pregreet": {"smtpd_delay_reject": False, "client_restrictions": ["permit_mynetworks", "sleep 5"],
+                         "helo_restrictions": ["permit_mynetworks", "reject_unauth_pipelining"]},
         },
         mta={"process_limit": 8, "backlog": 4},
         horizon="30m", default_policy=policy,

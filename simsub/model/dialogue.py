@@ -13,10 +13,15 @@ Conventions (all times in seconds of simulated time):
 * On a timeout a ``disconnect`` client hangs up; the server notices only when it
   finishes its current step (the end of the sleep) or when the FIN arrives,
   whichever is later, so the smtpd slot stays busy until then.
-* On a timeout a ``talk`` client sends its next command anyway.  Doing so before
-  the banner, before the EHLO reply or before the 354 reply to DATA is the
-  improper pipelining that ``reject_unauth_pipelining`` detects; the server sees
-  it when the early bytes arrive (``h`` after they were sent).
+* On a timeout a ``talk`` client sends its next command anyway.  Postfix 3.7
+  (smtpd.c, ``smtpd_flag_ill_pipelining``; probed in docs/model.md) flags such
+  improper pipelining only at the moment it *reads* EHLO or DATA: if the
+  client's next command has arrived by then, the session is flagged for good
+  and every later ``reject_unauth_pipelining`` rejects.  Bytes that arrive
+  after the read — during a sleep of the restrictions that follow it — are
+  never flagged.  (smtpd also looks once when it takes the connection, before
+  the pre-banner restrictions; a simulated client never sends before it has a
+  smtpd, so that look finds nothing.)
 * Clients do not pipeline RCPT TO: each recipient costs one round trip.
 * After the final reply the client sends QUIT and does not wait for the 221;
   the server frees its slot after handling QUIT.
@@ -48,7 +53,7 @@ class Dialogue:
     __slots__ = (
         "arrival", "h", "reply_time", "patience", "connect_timeout", "talks",
         "next_send", "server_free", "flag_time", "client_left", "server_end",
-        "last_receipt", "_wait_from", "_wait_limit", "_wait_strict", "_greeted",
+        "last_receipt", "_greeted",
     )
 
     def __init__(self, arrival: float, slot_time: float, half_rtt: float, reply_time: float,
@@ -61,14 +66,10 @@ class Dialogue:
         self.talks = talks
         self.next_send = arrival  # placeholder until the banner arrives
         self.server_free = slot_time
-        self.flag_time = INF  # earliest arrival of improperly pipelined input
+        self.flag_time = INF  # server time smtpd flagged improper pipelining (INF: not yet)
         self.client_left: float | None = None
         self.server_end: float | None = None
         self.last_receipt = arrival
-        # The wait in progress, for pipelining checks made during a sleep.
-        self._wait_from = arrival
-        self._wait_limit = connect_timeout
-        self._wait_strict = True
         self._greeted = False
 
     # ---------------------------------------------------------------- queries
@@ -79,11 +80,8 @@ class Dialogue:
         return max(self.next_send + self.h, self.server_free)
 
     def pipelining_seen(self, t: float) -> bool:
-        """Has improperly pipelined input reached the server by server time ``t``?"""
-        if self.flag_time <= t:
-            return True
-        return (self.talks and self._wait_strict
-                and self._wait_from + self._wait_limit + self.h <= t)
+        """Had smtpd flagged improper pipelining by server time ``t``?"""
+        return self.flag_time <= t
 
     @property
     def ended(self) -> bool:
@@ -97,24 +95,22 @@ class Dialogue:
         """
         sent = self.server_free + delay + self.reply_time
         self._greeted = True
-        return self._reply(self.arrival, sent, self.connect_timeout, strict=True)
+        return self._reply(self.arrival, sent, self.connect_timeout)
 
     def prepare(self, strict: bool = False) -> float:
-        """Announce the next command before its restrictions are evaluated, so
-        that ``pipelining_seen`` knows which reply the client is waiting for.
+        """smtpd reads the next command, before its restrictions are evaluated
+        (``strict``: EHLO or DATA, where smtpd looks for input behind it).
         Returns the server time at which handling starts."""
         if not self._greeted:
-            return self.server_free  # the wait for the banner is already set up
-        self._wait_from, self._wait_limit, self._wait_strict = self.next_send, self.patience, strict
-        return max(self.next_send + self.h, self.server_free)
+            return self.server_free  # the pre-banner restrictions run when smtpd takes the connection
+        return self._read(strict)
 
     def command(self, delay: float, strict: bool = False) -> bool:
         """One command and its reply.  ``strict``: the client must wait for the
         reply before sending more (EHLO, DATA).  Returns False if the client hung up."""
         sent_at = self.next_send
-        self._wait_from, self._wait_limit, self._wait_strict = sent_at, self.patience, strict
-        start = max(sent_at + self.h, self.server_free)
-        return self._reply(sent_at, start + delay + self.reply_time, self.patience, strict)
+        start = self._read(strict)
+        return self._reply(sent_at, start + delay + self.reply_time, self.patience)
 
     def repeat(self, count: int, delay: float) -> bool:
         """``count`` identical pipelinable commands (RCPT TO), in closed form."""
@@ -163,7 +159,19 @@ class Dialogue:
         return False
 
     # ---------------------------------------------------------------- internals
-    def _reply(self, waiting_since: float, sent: float, limit: float, strict: bool) -> bool:
+    def _read(self, strict: bool) -> float:
+        """smtpd reads the command the client sent last; returns when.  Reading EHLO
+        or DATA, it flags improper pipelining if the client's next command is
+        already there: a talker sends it ``patience`` after this one unless the
+        reply came first, and the reply is sent after this read, so it is there
+        exactly when ``sent + patience + h`` is not later than the read."""
+        sent_at = self.next_send
+        start = max(sent_at + self.h, self.server_free)
+        if strict and self.talks and sent_at + self.patience + self.h <= start < self.flag_time:
+            self.flag_time = start
+        return start
+
+    def _reply(self, waiting_since: float, sent: float, limit: float) -> bool:
         receipt = sent + self.h
         self.server_free = sent
         if receipt - waiting_since <= limit:
@@ -174,8 +182,6 @@ class Dialogue:
         if self.talks:
             self.next_send = gave_up
             self.last_receipt = receipt
-            if strict:
-                self.flag_time = min(self.flag_time, gave_up + self.h)
             return True
         self.client_left = gave_up
         self.server_end = max(sent, gave_up + self.h)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..policy.restrictions import Result, Stage, Verdict
 from ..workload.clients import Client
+from .anvil import AUTH, MAIL, RCPT
 from .dialogue import Dialogue
 from .outcomes import Outcome, Step
 from .smtpd import GRANTED, REFUSED
@@ -23,6 +24,8 @@ from .smtpd import GRANTED, REFUSED
 NAN = math.nan
 _NO_VERDICT = Verdict()
 _REFUSAL = {Result.REJECT: Outcome.REJECTED, Result.DEFER: Outcome.DEFERRED}
+#: A command anvil's rate limit refuses: 450 4.7.1, no restriction evaluated.
+_ANVIL_DEFER = Verdict(result=Result.DEFER, reason="anvil rate limit")
 
 
 @dataclass(slots=True)
@@ -122,6 +125,13 @@ def _verdict_on_time(env, stage: Stage, tx: Transaction, state, strict: bool = F
     return stage.evaluate(tx, start, state)
 
 
+def _catch_up(env, t: float):
+    """Generator: let simulated time reach server time ``t``, so that counters shared
+    between sessions (anvil's) are updated in time order."""
+    if t > env.now:
+        yield env.timeout(t - env.now)
+
+
 def _refuse_recipients(tx: Transaction, verdict: Verdict, recipients: int) -> tuple[bool, int]:
     """RCPT TO × ``recipients``, each refused (4xx/5xx): each is an error, so the
     first ones go at full speed, then smtpd waits before every reply, and at the
@@ -200,16 +210,29 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     outcome = None
     accepted_rcpts = 0
     accepted_at = NAN
+    anvil = world.anvil
+    counted = not anvil.exempt(client)  # smtpd_client_event_limit_exceptions
+
+    # anvil's connection limits come first: 421 instead of the banner, before any restriction.
+    step = Step.BANNER
+    anvil_handle = None
+    if counted:
+        anvil_handle, refused = anvil.connect(client.address, start)
+        if refused:
+            alive = dialogue.banner(0.0)
+            if alive:  # the 421, and smtpd closes the connection
+                outcome = Outcome.DEFERRED
+                dialogue.server_end, dialogue.client_left = dialogue.server_free, dialogue.last_receipt
 
     # Banner: with smtpd_delay_reject = no the client list runs before it.
-    step = Step.BANNER
-    v = _verdict_now(stages["connect"], "connect", tx, state, strict=True)
-    if v is None:
-        v = yield from _verdict_on_time(env, stages["connect"], tx, state, strict=True)
-    tx.note(v)
-    alive = dialogue.banner(v.delay)
-    if alive:
-        outcome = _REFUSAL.get(v.result)
+    if outcome is None and not dialogue.ended:
+        v = _verdict_now(stages["connect"], "connect", tx, state, strict=True)
+        if v is None:
+            v = yield from _verdict_on_time(env, stages["connect"], tx, state, strict=True)
+        tx.note(v)
+        alive = dialogue.banner(v.delay)
+        if alive:
+            outcome = _REFUSAL.get(v.result)
 
     if alive and outcome is None:
         step = Step.EHLO
@@ -218,21 +241,32 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
 
     if alive and outcome is None:
         step = Step.AUTH
-        alive = dialogue.command(0.0)
-        if alive and world.account_locked(account):
-            outcome = Outcome.AUTH_FAILED
-        tx.sasl_username = account
+        if counted and anvil.limited(AUTH):
+            yield from _catch_up(env, dialogue.prepare())
+        if counted and anvil.limited(AUTH) and anvil.event(client.address, AUTH, dialogue.prepare()):
+            alive, outcome = _answer(tx, _ANVIL_DEFER, False)
+        else:
+            alive = dialogue.command(0.0)
+            if alive and world.account_locked(account):
+                outcome = Outcome.AUTH_FAILED
+            tx.sasl_username = account
 
     if alive and outcome is None:
         step = Step.MAIL
-        alive, outcome = (_command_now(stages["mail"], "mail", tx, state)
-                          or (yield from _command_on_time(env, stages["mail"], tx, state)))
+        if counted and anvil.limited(MAIL):
+            yield from _catch_up(env, dialogue.prepare())
+        if counted and anvil.limited(MAIL) and anvil.event(client.address, MAIL, dialogue.prepare()):
+            alive, outcome = _answer(tx, _ANVIL_DEFER, False)
+        else:
+            alive, outcome = (_command_now(stages["mail"], "mail", tx, state)
+                              or (yield from _command_on_time(env, stages["mail"], tx, state)))
 
     if alive and outcome is None:
         step = Step.RCPT
         stage = stages["rcpt"]
         rejected = deferred = 0
-        if stage.same_for_each_recipient:
+        anvil_rcpt = counted and anvil.limited(RCPT)  # each RCPT counted, and refused beyond the rate
+        if stage.same_for_each_recipient and not anvil_rcpt:
             # One verdict for all recipients; closed-form timeline.
             v = _verdict_now(stage, "rcpt", tx, state)
             if v is None:
@@ -248,16 +282,23 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
                 alive = dialogue.repeat(recipients, v.delay + tx.error_pause())
                 accepted_rcpts = recipients
         else:
-            # A verdict per recipient (a service counting recipients, or a
-            # pipelining check); only the first needs the clock to catch up.
-            v = _verdict_now(stage, "rcpt", tx, state)
-            if v is None:
-                v = yield from _verdict_on_time(env, stage, tx, state)
+            # A verdict per recipient (a service counting recipients, a pipelining
+            # check, anvil's recipient rate); only the first needs the clock to catch up.
+            if anvil_rcpt:
+                yield from _catch_up(env, dialogue.prepare())
+            first = True
             for i in range(recipients):
                 if tx.too_many_errors:  # smtpd answers 421 and hangs up
                     alive = dialogue.server_hangup(tx.error_pause())
                     break
-                if i:
+                if anvil_rcpt and anvil.event(client.address, RCPT, dialogue.prepare()):
+                    v = _ANVIL_DEFER  # 450 4.7.1 before any restriction
+                elif first:
+                    first = False
+                    v = _verdict_now(stage, "rcpt", tx, state)
+                    if v is None:
+                        v = yield from _verdict_on_time(env, stage, tx, state)
+                else:
                     v = _NO_VERDICT if tx.discarded else stage.evaluate(tx, dialogue.prepare(), state)
                 tx.note(v)
                 if not dialogue.command(v.delay + tx.error_pause()):
@@ -297,6 +338,8 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     elif not alive:
         outcome = Outcome.TIMEOUT
     world.pool.release_at(dialogue.server_end)
+    if anvil_handle is not None:
+        anvil.close(anvil_handle, dialogue.server_end)
     world.last_end = max(world.last_end, dialogue.server_end, dialogue.client_left)
     slot_wait = start - arrival
     world.recorder.session(client.population, arrival, outcome, slot_wait, dialogue.server_end - start)

@@ -25,6 +25,7 @@ from ..workload.rng import Streams
 from ..workload.trace import TraceClients, load_trace
 from ..workload.synthetic import (bot_first_start, client_populations, next_bot_message, recipient_destinations,
                                   stolen_accounts, user_arrivals)
+from .anvil import Anvil
 from .dialogue import ideal_duration
 from .operator import Operator
 from .outcomes import Outcome
@@ -70,6 +71,7 @@ class World:
         self.reply_time = scenario.mta.reply_time
         mta = scenario.mta
         self.error_limits = ErrorLimits(mta.soft_error_limit, mta.hard_error_limit, mta.error_sleep_time)
+        self.anvil = Anvil(mta.anvil)
         self.recorder = recorder
         self.streams = Streams(seed)
         self.progress = progress

@@ -22,7 +22,7 @@ from ..policy.pcre_map import closing_delimiter, logical_lines
 from ..policy.restrictions import tokenize
 from ..policy.services import COUNT_TEXT, DistinctSpec, RateLimitSpec
 from . import policyd_deploy as deploy
-from ..scenario.types import Scenario
+from ..scenario.types import AnvilLimits, Scenario
 
 #: simsub list key -> Postfix parameter.
 POSTFIX_PARAMETER = {key: f"smtpd_{key}" for key in LIST_KEYS}
@@ -107,6 +107,10 @@ def export_policy(scenario: Scenario, policy_name: str, *, map_dir: str = "/etc/
             overrides.append(f"{parameter}={value:g}s" if parameter.endswith("time") else f"{parameter}={value}")
     if policy.services:
         overrides += [f"{parameter}={value}" for parameter, value, _why in deploy.CLIENT_OVERRIDES]
+    overrides += _anvil_overrides(mta.anvil)
+    if mta.anvil.rate_time_unit != 60.0:
+        main += ["# anvil's rate window (read by anvil(8), so main.cf, not master.cf)",
+                 f"anvil_rate_time_unit = {mta.anvil.rate_time_unit:g}s", ""]
     for key in LIST_KEYS:
         if key not in policy.lists:
             continue
@@ -161,6 +165,19 @@ def service_contract(spec: RateLimitSpec | DistinctSpec) -> str:
 
 
 # ---------------------------------------------------------------- internals
+def _anvil_overrides(anvil) -> list[str]:
+    """smtpd's per-client limits where the scenario differs from Postfix's defaults."""
+    out = []
+    for key in ("connection_count_limit", "connection_rate_limit", "message_rate_limit", "recipient_rate_limit",
+                "auth_rate_limit"):
+        value = getattr(anvil, key)
+        if value != getattr(AnvilLimits(), key):
+            out.append(f"smtpd_client_{key}={value}")
+    if anvil.exceptions is not None:  # None: Postfix's default, $mynetworks
+        out.append("smtpd_client_event_limit_exceptions=" + ",".join(str(n) for n in anvil.exceptions))
+    return out
+
+
 def _daemon_files(scenario: Scenario, policy_name: str, endpoint: str) -> dict[str, str]:
     """The daemon's unit, its command line and the scenario it reads (overrides resolved)."""
     import shlex

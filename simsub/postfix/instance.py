@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from ..scenario.types import Scenario
-from .export import PostfixExport, export_policy
+from .export import PostfixExport, export_policy, parameter_prefix
 
 #: Services the instance needs besides the submission entry (master.cf lines, chroot off).
 _BASE_SERVICES = """\
@@ -101,12 +101,20 @@ class PrivatePostfix:
     service: a small value there slows the instance down).  ``keep``: leave the
     folder for inspection.  ``policy_endpoint``: where its check_policy_service
     lines point (``inet:127.0.0.1:PORT`` of a running ``simsub policyd``).
+    ``main_cf_extra``, ``master_cf_extra``: text appended to main.cf and
+    master.cf (probes: more listeners with other settings on one instance;
+    ``{port}`` in master_cf_extra is replaced by further free ports, listed in
+    ``extra_ports``).
     """
 
     def __init__(self, scenario: Scenario, policy: str, *, port: int | None = None, process_limit: int = 100,
-                 keep: bool = False, start: bool = True, policy_endpoint: str | None = None):
+                 keep: bool = False, start: bool = True, policy_endpoint: str | None = None,
+                 main_cf_extra: str = "", master_cf_extra: str = ""):
         self.scenario = scenario
         self.policy_endpoint = policy_endpoint  # where `simsub policyd` answers (default: export's 10040)
+        self.main_cf_extra = main_cf_extra
+        self.extra_ports: list[int] = []
+        self.master_cf_extra = _fill_ports(master_cf_extra, self.extra_ports)
         self.policy = policy
         self.export: PostfixExport | None = None
         self.port = port or free_port()
@@ -226,7 +234,6 @@ default_process_limit = {DEFAULT_PROCESS_LIMIT}
 maillog_file = {root}/log/maillog
 maillog_file_prefixes = {root}/log
 smtpd_authorized_xclient_hosts = 127.0.0.0/8
-smtpd_client_event_limit_exceptions = 127.0.0.0/8
 smtpd_peername_lookup = no
 default_transport = discard
 relay_transport = discard
@@ -236,9 +243,18 @@ biff = no
 """
         if "\nmynetworks =" not in "\n" + self.export.main_cf:
             instance += "mynetworks = 127.0.0.0/8\n"  # Postfix's default would take this host's networks
-        (root / "etc" / "main.cf").write_text(instance + "\n" + self.export.main_cf)
         entry = self.export.master_cf.replace("submission inet", f"127.0.0.1:{self.port} inet", 1)
-        (root / "etc" / "master.cf").write_text(_set_maxproc(entry, self.process_limit) + _BASE_SERVICES)
+        # The twin's clients connect from 127.0.0.1 and become themselves with XCLIENT,
+        # which runs the pre-banner restrictions again for the client they play: let
+        # 127.0.0.1 through the first run (it is the only one that sees 127.0.0.1).
+        pre_banner = f"-o smtpd_client_restrictions=${parameter_prefix(self.policy)}_client_restrictions"
+        if "smtpd_delay_reject=no" in entry and pre_banner in entry:
+            instance += ("simsub_twin_client_restrictions = check_client_access inline:{ 127.0.0.1=OK }, "
+                         f"${parameter_prefix(self.policy)}_client_restrictions\n")
+            entry = entry.replace(pre_banner, "-o smtpd_client_restrictions=$simsub_twin_client_restrictions")
+        (root / "etc" / "main.cf").write_text(instance + "\n" + self.export.main_cf + self.main_cf_extra)
+        (root / "etc" / "master.cf").write_text(_set_maxproc(entry, self.process_limit) + _BASE_SERVICES
+                                                + self.master_cf_extra)
         # Postfix waits (up to about 2 s, in 300 ms naps) until a configuration file is
         # older than its own start, lest it read a file being written: date them back.
         past = time.time() - 60
@@ -282,6 +298,19 @@ biff = no
         except (OSError, ValueError, IndexError, TypeError):
             return None
         return pid if _alive(pid) else None
+
+
+def _fill_ports(text: str, ports: list[int]) -> str:
+    """``text`` with each ``{port}`` replaced by a new free loopback port (appended to ``ports``)."""
+    parts = text.split("{port}")
+    out = parts[0]
+    for part in parts[1:]:
+        port = free_port()
+        while port in ports:  # the kernel may hand out a just-closed port again
+            port = free_port()
+        ports.append(port)
+        out += f"{ports[-1]}{part}"
+    return out
 
 
 def _set_maxproc(entry: str, maxproc: int) -> str:

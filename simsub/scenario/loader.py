@@ -26,8 +26,8 @@ from ..policy.ratelimit import ALGORITHMS
 from ..units import format_duration, parse_duration
 from .files import check_depth, default_scenario_path, one_line, read_scenario_file
 from .params import ParamError, check_params, check_value, substitute, substitute_text, undeclared
-from .types import (MTA, TRACE_FILES, Destination, OperatorConfig, Origin, Outcomes, Population, QueueConfig,
-                    ReputationList, Scenario, TraceSpec, population_default)
+from .types import (MTA, TRACE_FILES, AnvilLimits, Destination, OperatorConfig, Origin, Outcomes, Population,
+                    QueueConfig, ReputationList, Scenario, TraceSpec, population_default)
 
 _MISSING = object()
 
@@ -324,7 +324,10 @@ _POPULATION_COMMON = ("name", "kind", "count", "origins", "recipients", "patienc
                       "on_timeout", "description")
 _POPULATION_USER = ("messages_per_day", "diurnal", "retries", "retry_interval")
 _POPULATION_BOT = ("start", "stop", "accounts", "accounts_from", "parallel", "pause", "ramp", "forged_sender")
-_MTA = ("process_limit", "backlog", "reply_time", "soft_error_limit", "hard_error_limit", "error_sleep_time")
+_MTA = ("process_limit", "backlog", "reply_time", "soft_error_limit", "hard_error_limit", "error_sleep_time",
+        "anvil")
+_ANVIL = ("connection_count_limit", "connection_rate_limit", "message_rate_limit", "recipient_rate_limit",
+          "auth_rate_limit", "rate_time_unit", "exceptions")
 _POLICY = ("description", "smtpd_delay_reject", "maps", "services", "policyd") + LIST_KEYS  # policyd: the daemon's own settings
 _SERVICE = ("type", "key", "count", "limit", "window", "algorithm", "action", "strict", "burst", "overrides",
             "description")
@@ -360,6 +363,29 @@ def _whole_seconds(section, name: str, default: str) -> float:
     if seconds != int(seconds):
         section.loader.fail(section.key(name), f"expected whole seconds, as Postfix takes them, got {seconds:g} s")
     return seconds
+
+
+def _anvil(section) -> AnvilLimits:
+    """``[mta.anvil]``: anvil's per-client limits; see scenarios/README.md."""
+    default = AnvilLimits()
+    limits = {name: section.integer(name, getattr(default, name)) for name in _ANVIL[:5]}
+    unit = section.duration("rate_time_unit", "60s", minimum=1.0)
+    if unit != int(unit):
+        section.loader.fail(section.key("rate_time_unit"), f"expected whole seconds, as Postfix takes them, got {unit:g} s")
+    raw = section.raw("exceptions", "mynetworks")
+    exceptions = None
+    if raw != "mynetworks":
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            section.loader.fail(section.key("exceptions"), 'expected "mynetworks" or a list of address ranges '
+                                f'such as ["192.0.2.0/24"] ([] = nobody is exempt), got {_show(raw)}')
+        networks = []
+        for i, text in enumerate(raw):
+            try:
+                networks.append(ipaddress.ip_network(text, strict=False))
+            except ValueError as exc:
+                section.loader.fail(f"{section.key('exceptions')}[{i}]", f"expected an address range, {exc}")
+        exceptions = tuple(networks)
+    return AnvilLimits(**limits, rate_time_unit=unit, exceptions=exceptions)
 
 
 def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path | None = None) -> Scenario:
@@ -419,6 +445,7 @@ def build_scenario(raw: dict, source: str, overrides: dict[str, Any], file: Path
         soft_error_limit=mta_section.integer("soft_error_limit", 10, minimum=1),
         hard_error_limit=mta_section.integer("hard_error_limit", 20, minimum=1),
         error_sleep_time=_whole_seconds(mta_section, "error_sleep_time", "1s"),
+        anvil=_anvil(mta_section.table("anvil", _ANVIL, {})),
     )
 
     _check_bot_cycles(loader, populations, origins, mta)

@@ -70,6 +70,27 @@ def population_default(name: str):
 
 
 @dataclass(frozen=True)
+class AnvilLimits:
+    """smtpd's per-client limits, counted by anvil(8) per client address (Postfix names
+    without the ``smtpd_client_`` prefix; 0 = no limit; Postfix's defaults)."""
+
+    connection_count_limit: int = 50  # concurrent connections (smtpd_client_connection_count_limit)
+    connection_rate_limit: int = 0  # connections per time unit
+    message_rate_limit: int = 0  # MAIL FROM commands per time unit
+    recipient_rate_limit: int = 0  # RCPT TO commands per time unit
+    auth_rate_limit: int = 0  # AUTH commands per time unit
+    rate_time_unit: float = 60.0  # s, anvil_rate_time_unit (whole seconds)
+    # smtpd_client_event_limit_exceptions: None = $mynetworks (Postfix's default),
+    # else these networks (empty: nobody is exempt).
+    exceptions: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
+
+    @property
+    def rates(self) -> bool:
+        return bool(self.connection_rate_limit or self.message_rate_limit or self.recipient_rate_limit
+                    or self.auth_rate_limit)
+
+
+@dataclass(frozen=True)
 class MTA:
     """The submission service (master.cf entry) and smtpd's speed."""
 
@@ -82,6 +103,7 @@ class MTA:
     soft_error_limit: int = 10  # smtpd_soft_error_limit
     hard_error_limit: int = 20  # smtpd_hard_error_limit
     error_sleep_time: float = 1.0  # s, smtpd_error_sleep_time
+    anvil: AnvilLimits = AnvilLimits()  # [mta.anvil]
 
 
 @dataclass(frozen=True)

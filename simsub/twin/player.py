@@ -15,6 +15,7 @@ sessions themselves are real (:mod:`simsub.twin.smtp`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 from dataclasses import dataclass
 
@@ -68,6 +69,7 @@ class Player:
         self.messages: list[RealMessage] = []
         self.started_at = math.nan  # loop.time() at the start of the run (monotonic s)
         self._next_message = 0
+        self._settling: list[asyncio.Task] = []  # talkers' sessions settling after their QUIT
 
     async def play(self, progress=None) -> None:
         """Play every population until the horizon, then let every session finish."""
@@ -84,9 +86,10 @@ class Player:
             ticker = asyncio.create_task(self._tick(target, progress))
         try:
             await asyncio.gather(*tasks)
+            await asyncio.gather(*self._settling)  # talkers' sessions still waiting for replies
             await target.close_all()
         finally:
-            for task in tasks:
+            for task in tasks + self._settling:
                 task.cancel()
             if progress is not None:
                 ticker.cancel()
@@ -140,18 +143,30 @@ class Player:
             account, recipients, pause = draw
             message = self._new_message()
             first = target.clock()
-            result = await self._session(target, bot, account, message, recipients, False)
-            self._record(message, bot, account, recipients, first, result, 1)
-            if result.outcome == Outcome.AUTH_FAILED:
-                accounts.drop(account)
-            next_start = max(result.client_end, target.clock()) + pause
+            # A talker is done when it has said QUIT, before smtpd has answered everything
+            # (then the session settles in the background, as in the model, where the
+            # talker's next session does not wait for replies it never waited for).
+            left = asyncio.get_running_loop().create_future()
+            session = asyncio.create_task(self._session(target, bot, account, message, recipients, False, left))
+            await asyncio.wait({session, left}, return_when=asyncio.FIRST_COMPLETED)
+            record = functools.partial(self._record, message, bot, account, recipients, first)
+            if not session.done():
+                self._settling.append(session)
+                session.add_done_callback(lambda task, record=record: task.cancelled() or record(task.result(), 1))
+                next_start = max(left.result(), target.clock()) + pause
+            else:
+                result = session.result()
+                record(result, 1)
+                if result.outcome == Outcome.AUTH_FAILED:
+                    accounts.drop(account)
+                next_start = max(result.client_end, target.clock()) + pause
             if next_start >= stop:
                 return
             await _sleep_until(target.clock, next_start)
 
     # ---------------------------------------------------------------- bookkeeping
-    async def _session(self, target, client, account, message, recipients, all_or_nothing) -> RealSession:
-        result = await play_session(target, client, account, message, recipients, all_or_nothing)
+    async def _session(self, target, client, account, message, recipients, all_or_nothing, left=None) -> RealSession:
+        result = await play_session(target, client, account, message, recipients, all_or_nothing, left)
         self.sessions.append(result)
         return result
 

@@ -171,6 +171,12 @@ def probe_reply_time(port: int, commands: int = 20) -> float:
             s.sendall(b"NOOP\r\n")
             _reply(reader)
             times.append(time.perf_counter() - t)
+        # The players disguise themselves with XCLIENT: make sure the instance allows it.
+        s.sendall(b"XCLIENT NAME=probe.simsub.invalid\r\n")
+        code = _reply(reader)
+        if code != 220:
+            raise PostfixError(f"XCLIENT refused by the private Postfix (reply {code}); is 127.0.0.1 in "
+                               "smtpd_authorized_xclient_hosts?")
         s.sendall(b"QUIT\r\n")
     return statistics.median(times)
 

@@ -79,15 +79,8 @@ def twin_scenario(scenario: Scenario, *, duration: float, scale: float = 1.0, st
 def unsupported_policy_reason(scenario: Scenario, policy: str) -> str | None:
     """Why the twin cannot play ``policy`` faithfully, or None.
 
-    The twin's client reaches its disguise with XCLIENT after the first banner,
-    so restrictions that run before the banner (``smtpd_delay_reject = no``
-    with client restrictions) would judge 127.0.0.1 instead of the client it
-    plays.  Policy services are answered by ``simsub policyd`` beside the instance
-    (:mod:`simsub.twin.run`).
+    Policy services are answered by ``simsub policyd`` beside the instance
+    (:mod:`simsub.twin.run`), and restrictions before the banner are played:
+    XCLIENT runs them again for the client the twin plays (:mod:`simsub.twin.smtp`).
     """
-    compiled = scenario.policies[policy]
-    if not compiled.stages["connect"].empty:
-        return (f"policy {policy!r} runs client restrictions before the banner (smtpd_delay_reject = no); the twin's "
-                "client can only set its name and address with XCLIENT after the banner, so Postfix would judge "
-                "127.0.0.1 instead")
     return None

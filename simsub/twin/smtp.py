@@ -10,9 +10,15 @@ client sends it and each reply counts as received ``h`` after it arrived, so a
 loopback connection behaves like the client's network path.
 
 Its disguise comes from XCLIENT (Postfix's XCLIENT_README): right after the
-banner it sets NAME (``[UNAVAILABLE]`` for a client without reverse DNS), ADDR
-and LOGIN, which makes smtpd treat the session as that client, logged in.  The
-model's AUTH round trip is played as a NOOP.  Client times are seconds since
+first banner it sets NAME (``[UNAVAILABLE]`` for a client without reverse DNS),
+ADDR and LOGIN, which makes smtpd start the session again as that client,
+logged in: anvil counts the new address, the pre-banner restrictions
+(``smtpd_delay_reject = no``) run for it, and the reply to XCLIENT is the
+client's banner (smtpd.c: ``xclient_cmd`` jumps back to the start of
+``smtpd_proto``).  The private instance lets 127.0.0.1 itself through the
+pre-banner restrictions.  The model's AUTH round trip is played as RSET,
+not NOOP: smtpd looks for pipelined input after reading NOOP (like EHLO and
+DATA), and not after AUTH or RSET.  Client times are seconds since
 the start of the run (``clock()``).
 """
 
@@ -89,6 +95,7 @@ class _Link:
         self.loop = asyncio.get_running_loop()
         self.pending: deque[asyncio.Future] = deque()
         self.task = asyncio.create_task(self._read())
+        self.left: asyncio.Future | None = None  # set to the time a talker is done talking
 
     def expect(self) -> asyncio.Future:
         """A future for the next reply (code, arrival time; code None if the connection was lost)."""
@@ -188,8 +195,12 @@ def _refusal(code: int | None) -> Outcome | None:
 
 
 async def play_session(target: SmtpTarget, client: Client, account: str, message: int, recipients: int,
-                       all_or_nothing: bool) -> RealSession:
-    """Play one session now; see the module docstring."""
+                       all_or_nothing: bool, left: asyncio.Future | None = None) -> RealSession:
+    """Play one session now; see the module docstring.
+
+    ``left``: a future that a talking client resolves with its client-clock time
+    when it has said QUIT, before it waits for the replies it has not read yet
+    (the model's talker is gone then and its next session may start)."""
     clock = target.clock
     arrival = clock()
     result = RealSession(message, client.population, arrival, Outcome.REFUSED, Step.QUEUE, arrival, connected=False)
@@ -206,6 +217,7 @@ async def play_session(target: SmtpTarget, client: Client, account: str, message
     if target.watch is not None:
         result.trace = target.watch(result.client_port)
     link = _Link(reader, writer, client.half_rtt, clock, target.open)
+    link.left = left
     try:
         await _dialogue(link, result, client, account, recipients, all_or_nothing)
     finally:
@@ -229,27 +241,37 @@ async def _dialogue(link: _Link, result: RealSession, client: Client, account: s
         link.hang_up(link.h + 0.001)
         result.client_end = quit_at
 
-    # Banner: waited for at most connect_timeout from the connection attempt.
-    banner = await link.wait(link.expect(), result.arrival, client.connect_timeout)
-    if banner is None:
+    # The first banner is for 127.0.0.1 (the instance lets it through any pre-banner
+    # restriction); waited for at most connect_timeout from the connection attempt.
+    first = await link.wait(link.expect(), result.arrival, client.connect_timeout, emulate=False)
+    if first is None:
         give_up(Step.QUEUE, result.arrival + client.connect_timeout)  # ABANDONED or TIMEOUT: the monitor tells
         return
-    code, result.banner_at = banner
-    if (outcome := _refusal(code)) is not None:
-        return refused(Step.BANNER, outcome)
+    if first[0] != 220:
+        raise RuntimeError(f"the private Postfix greeted 127.0.0.1 with {first[0]}, not 220")
 
-    # The disguise: not part of the model's dialogue, so no round trip is emulated.
+    # The disguise.  XCLIENT makes smtpd start the session again as that client: anvil
+    # counts its address, the pre-banner restrictions run for it, and the reply to
+    # XCLIENT is its banner (220), or their refusal, or anvil's 421.  The client's round
+    # trip is emulated on this reply, its banner.
     name = "[UNAVAILABLE]" if client.hostname == "unknown" else client.hostname
-    reply = await link.wait(link.send(f"XCLIENT NAME={xtext(name)} ADDR={client.address} LOGIN={xtext(account)}",
-                                      delayed=False), clock(), 30.0, emulate=False)
-    if reply is None or reply[0] != 220:
-        raise RuntimeError(f"XCLIENT refused by the private Postfix (reply {reply}); is 127.0.0.1 in "
-                           "smtpd_authorized_xclient_hosts?")
-
-    helo = client.hostname if client.hostname != "unknown" else f"[{client.address}]"
+    banner_future = link.send(f"XCLIENT NAME={xtext(name)} ADDR={client.address} LOGIN={xtext(account)}",
+                              delayed=False)
+    banner = await link.wait(banner_future, result.arrival, client.connect_timeout)
     # Every command with its reply and when the client moved on from it: a talker
     # settles its session from these at the end (see _settle_talker).
     moves: list[tuple[Step, asyncio.Future, float]] = []
+    if banner is None:
+        if not client.talks:
+            give_up(Step.BANNER, result.arrival + client.connect_timeout)
+            return
+        moves.append((Step.BANNER, banner_future, result.arrival + client.connect_timeout))  # talks on
+    else:
+        code, result.banner_at = banner
+        if (outcome := _refusal(code)) is not None:
+            return refused(Step.BANNER, outcome)
+
+    helo = client.hostname if client.hostname != "unknown" else f"[{client.address}]"
 
     async def command(step: Step, line: str | None):
         """Send (``line`` None: the message body, answered at end of data), wait as the client
@@ -267,7 +289,7 @@ async def _dialogue(link: _Link, result: RealSession, client: Client, account: s
             give_up(step, sent + patience)
         return reply
 
-    for step, line in ((Step.EHLO, f"EHLO {helo}"), (Step.AUTH, "NOOP"),
+    for step, line in ((Step.EHLO, f"EHLO {helo}"), (Step.AUTH, "RSET"),
                        (Step.MAIL, f"MAIL FROM:<{xtext(account)}@example.invalid>")):
         reply = await command(step, line)
         if reply is None:
@@ -336,6 +358,8 @@ async def _settle_talker(link: _Link, result: RealSession, moves: list, recipien
     way.  (The real talker did send the commands after a refusal it had not seen
     yet; smtpd answered them with errors the model does not count.)"""
     link.write("QUIT")
+    if link.left is not None and not link.left.done():
+        link.left.set_result(link.clock())
     pending = [future for _, future, _ in moves if not future.done()]
     if pending:
         await asyncio.wait(pending, timeout=600.0)
