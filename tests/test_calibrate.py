@@ -250,3 +250,13 @@ def test_horizon_runs_to_the_hour_of_the_last_session(last, hours, outside):
     assert cal.traffic.horizon_s == hours * 3600
     assert cal.legit_messages == 101 - outside
     assert any("outside the horizon" in n for n in cal.header) == bool(outside)
+
+
+def test_the_own_origin_keeps_the_real_mynetworks_range():
+    """permit_mynetworks, the export's mynetworks and a replay of the log (which tells own
+    clients by address) must see the network the admin gave, not an invented one."""
+    rng = np.random.default_rng(5)
+    cal = calibrate(parsed_log(user_sessions(rng, _accounts(rng, 200, 6.0))), OPTIONS)
+    assert cal.origins["own"].values["network"] == MYNETWORKS
+    assert cal.origins["own"].values["mynetworks"] is True
+    assert cal.origins["unknown"].values["network"] != MYNETWORKS

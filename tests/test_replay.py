@@ -250,3 +250,27 @@ def test_replay_detect_flags_only_stolen_logins(tmp_path, capsys):
                  "--policy", "tarpit", "--replications", "1", "--workers", "1", "--out", str(out)]) == 0
     flagged = set(simsub.load_scenario(out / "scenario.toml").trace.flagged)
     assert flagged and flagged <= set(STOLEN)
+
+
+def test_replay_drops_the_base_scenarios_other_populations(tmp_path):
+    """The log holds all of the server's mail: a base with a second user population (a
+    calibrated scenario's volume classes) must not send that population's mail again."""
+    tables = tmp_path / "trace"
+    assert main(["maillog", "parse", str(FIXTURES / "twin-sleep3.maillog"), "--year", "2026", "--out", str(tables),
+                 "--quiet"]) == 0
+    base = tmp_path / "base.toml"
+    text = TWIN.read_text().replace("[[populations]]\nname = \"botnet\"", """[[populations]]
+name = "heavy"
+kind = "user"
+count = 5
+origins = { own = 1.0 }
+messages_per_day = 5000
+patience = "60s"
+
+[[populations]]
+name = "botnet\"""", 1)
+    base.write_text(text)
+    assert [p.name for p in simsub.load_scenario(base).populations] == ["subscribers", "heavy", "botnet"]
+    data, scenario = replay_scenario_data(base, tables, STOLEN)
+    assert [p.name for p in scenario.populations] == ["subscribers", "botnet"]
+    assert len(simsub.run(scenario).messages) == 17  # the log's 17 logged-in sessions, nothing drawn

@@ -43,6 +43,9 @@ def replay_scenario_data(base: str | Path | None, tables: Path, flagged: Iterabl
     populations = [p for p in data.get("populations", []) if isinstance(p, dict)]
     users = users or next((p.get("name") for p in populations if p.get("kind") == "user"), None)
     bots = bots or next((p.get("name") for p in populations if p.get("kind") == "bot"), None)
+    # The log holds all of the server's mail: the base's other populations (e.g. the volume
+    # classes of a calibrated scenario) would send theirs a second time.
+    data["populations"] = [p for p in populations if p.get("name") in (users, bots)]
     flagged = sorted(set(flagged))
     data["trace"] = {"tables": str(Path(tables).resolve()), "flagged": flagged}
     if users:

@@ -382,8 +382,15 @@ def _origin(key: str, name: str, traffic: Traffic, sessions: pd.DataFrame, messa
     names = messages.loc[messages["origin"] == name, "client_name"]
     section.set("hostname", _hostname_pattern(names, name, rules), "" if name == "unknown" else
                 f"the most common domain of {names.nunique():,} client names of this class")
-    section.set("network", NETWORKS[key], "the model's address range, one address per client (the log's "
-                "addresses are not reused; address-keyed maps must be rewritten)")
+    if name == "own" and rules.mynetworks:
+        # The own network keeps its real range: permit_mynetworks, the export's mynetworks and a
+        # replay of the log (which tells own clients by address) must all see the same network.
+        largest = max(rules.mynetworks, key=lambda n: n.num_addresses)
+        section.set("network", str(largest), "--mynetworks" + ("" if len(rules.mynetworks) == 1 else
+                    f" (the largest of its {len(rules.mynetworks)} ranges: an origin has one)"))
+    else:
+        section.set("network", NETWORKS[key], "the model's address range, one address per client (the log's "
+                    "addresses are not reused; address-keyed maps must be rewritten)")
     rtts = _session_rtts(sessions[sessions["origin"] == name], messages, options, client)
     if len(rtts) >= MIN_TIMED_SESSIONS:
         if traffic.resolution_s < 1.0:
