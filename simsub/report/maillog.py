@@ -502,7 +502,10 @@ class Writer:
             j_last = j
             if step == cmd and (outcome == "auth_failed" if cmd == "auth" else refused):
                 ok(cmd, 0)
-                events.append((j, failures[cmd]()))
+                line = failures[cmd]()
+                if cmd == "ehlo" and ": 503 " in line:  # smtpd logs what it found waiting behind EHLO
+                    events.append((j, "improper command pipelining after EHLO from {c}: AUTH LOGIN\\r\\n"))
+                events.append((j, line))
             else:
                 ok(cmd)
                 if step == cmd and timeout:
