@@ -20,7 +20,7 @@ from simsub.workload.clients import Client
 from simsub.model.outcomes import Outcome, Step
 from simsub.model.recorder import Recorder
 from simsub.twin.monitor import SocketMonitor, SockDiag, sock_diag_available
-from simsub.twin.scenario import twin_scenario, unsupported_policy_reason
+from simsub.twin.scenario import twin_scenario
 from simsub.twin.smtp import SmtpTarget, play_session, xtext
 
 
@@ -53,13 +53,6 @@ def test_small_populations_keep_at_least_one_member(may2012):
 def test_twin_scenario_refuses_nonsense(may2012, keys, where):
     with pytest.raises(ScenarioError, match=where):
         twin_scenario(may2012, **keys)
-
-
-def test_policies_the_twin_cannot_play_say_why(may2012):
-    assert unsupported_policy_reason(may2012, "selective-1-5s") is None
-    assert unsupported_policy_reason(may2012, "none") is None
-    assert unsupported_policy_reason(may2012, "pregreet-1s") is None  # XCLIENT reruns the pre-banner list
-    assert unsupported_policy_reason(may2012, "throttle-100h") is None  # simsub policyd answers its service
 
 
 def test_xtext_encodes_what_xclient_cannot_carry():

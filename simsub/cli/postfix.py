@@ -103,13 +103,9 @@ def command_twin(args) -> int:
     from ..twin.compare import format_table
     from ..twin.output import TWIN_MARKER, agreement_line, describe, write_twin
     from ..twin.run import default_duration, run_twin
-    from ..twin.scenario import unsupported_policy_reason
 
     scenario = load_scenario_from(args)
     policy = scenario.policy_named(args.policy)
-    reason = unsupported_policy_reason(scenario, policy)
-    if reason:
-        raise ScenarioError(scenario.label or scenario.name, f"policies.{policy}", reason)
     _require_postfix()
     duration = parse_duration(args.duration) if args.duration is not None else default_duration(scenario)
     out = args.out or Path("results") / "twin" / f"{slug(scenario.name)}-{slug(policy)}"

@@ -31,7 +31,7 @@ from ..postfix.instance import PostfixError, PrivatePostfix
 from ..scenario.types import Scenario
 from .monitor import SocketMonitor
 from .player import Player
-from .scenario import twin_scenario, unsupported_policy_reason
+from .scenario import twin_scenario
 
 #: Most sessions a twin run may play: each is a real connection and an asyncio task.
 MAX_SESSIONS = 5000
@@ -76,9 +76,6 @@ def run_twin(scenario: Scenario, policy: str, *, duration: float | None = None, 
     when the private instance cannot run.
     """
     label = scenario.label or scenario.name
-    reason = unsupported_policy_reason(scenario, policy)
-    if reason:
-        raise ScenarioError(label, f"policies.{policy}", reason)
     seed = scenario.seed if seed is None else seed
     duration = default_duration(scenario) if duration is None else duration
     base = twin_scenario(scenario, duration=duration, scale=scale, start=start)

@@ -74,13 +74,3 @@ def twin_scenario(scenario: Scenario, *, duration: float, scale: float = 1.0, st
         reputation={},
         operator=None,
     )
-
-
-def unsupported_policy_reason(scenario: Scenario, policy: str) -> str | None:
-    """Why the twin cannot play ``policy`` faithfully, or None.
-
-    Policy services are answered by ``simsub policyd`` beside the instance
-    (:mod:`simsub.twin.run`), and restrictions before the banner are played:
-    XCLIENT runs them again for the client the twin plays (:mod:`simsub.twin.smtp`).
-    """
-    return None
