@@ -78,7 +78,12 @@ def test_postfix_accepts_and_defers_exactly_what_the_models_services_decide(capl
     got = [{Outcome.ACCEPTED: "accepted", Outcome.DEFERRED: "deferred"}.get(o, o.name) for o in outcomes]
     assert got == expected, log[-3000:]
     assert expected.count("accepted") == 7 and expected.count("deferred") == 5  # both kinds happen
-    assert "Server configuration problem" not in log and "warning" not in log
+    assert "Server configuration problem" not in log
+    # smtpd is the policy client: any trouble talking to the daemon is an smtpd warning. Other
+    # programs' warnings are the host's business (cleanup warns when the file system clock runs
+    # ahead of the local clock, which failed this test once on a shared machine).
+    smtpd_warnings = [line for line in log.splitlines() if "/smtpd[" in line and "warning:" in line]
+    assert smtpd_warnings == []
     assert log.count("Recipient address rejected: msgs: over 3 messages") >= 3  # Postfix sent the daemon's text
     decisions = [r.getMessage() for r in caplog.records if "event=decision " in r.getMessage()]
     assert sum("service=spread" in d for d in decisions) == 2  # bob's 3rd and 4th messages (1 RCPT each)
