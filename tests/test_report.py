@@ -457,6 +457,29 @@ def test_formatting_by_unit():
     assert fmt_duration(754) == "12 min 34 s"
 
 
+def test_identical_runs_say_so_in_words_with_the_rule_of_three_bound_named():
+    """A metric every run gave the same value of reads "same in all n runs"; its rule-of-three bound (which
+    reaches 45 % of the way to the metric's ceiling with 5 runs) is named as such, never shown as if the runs
+    had spread that far — in table cells and in sentences alike."""
+    from simsub.analysis.intervals import RUNS_RULE, T_RULE, interval
+    from simsub.report.advice import interval_cell
+
+    legit = 79_701  # messages: the ceiling of "legit messages never accepted"
+    steady = interval([0, 0, 0, 0, 0], low=0, high=legit)
+    assert steady.rule == RUNS_RULE and steady.high > 0.4 * legit  # what a bare "0 [0, 36,266]" showed
+    row = {"m": steady.mean, "m:low": steady.low, "m:high": steady.high, "m:n": steady.n, "m:rule": steady.rule}
+    assert interval_cell(row, "m", "count") == f"0 (same in all 5 runs; rule of three: ≤ {steady.high:,.0f})"
+    unbounded = interval([0.0] * 5, low=0)  # hours listed: nothing bounds it from above
+    row = {"m": 0.0, "m:low": unbounded.low, "m:high": unbounded.high, "m:n": 5, "m:rule": unbounded.rule}
+    assert interval_cell(row, "m", "hours") == "0.0 h (same in all 5 runs)"
+    p95 = interval([15.0] * 5, low=0)  # a delay every run gave: only the lower side is bounded
+    row = {"m": 15.0, "m:low": p95.low, "m:high": p95.high, "m:n": 5, "m:rule": p95.rule}
+    assert interval_cell(row, "m", "seconds") == f"15.0 s (same in all 5 runs; rule of three: ≥ {p95.low:.1f} s)"
+    spread = interval([1, 2, 3], low=0)
+    row = {"m": spread.mean, "m:low": spread.low, "m:high": spread.high, "m:n": 3, "m:rule": T_RULE}
+    assert interval_cell(row, "m", "count") == fmt_interval(spread.mean, spread.low, spread.high, "count")
+
+
 def test_tune_tie_with_runner_up():
     exp = tune_experiment()
     exp.tune.runner_up_difference = {"mean": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 3}

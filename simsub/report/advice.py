@@ -16,7 +16,7 @@ from ..experiments.ranking import Ranking, rank
 from ..experiments.types import Experiment
 from . import data
 from .data import value
-from .format import fmt_interval, fmt_magnitude, fmt_threshold, fmt_value
+from .format import fmt_interval, fmt_magnitude, fmt_steady, fmt_threshold, fmt_value
 
 BOTS = "spam.bots_succeeding"
 #: A policy "does not stop the bots" when at least this share of them still get spam through.
@@ -29,15 +29,20 @@ def _label(experiment: Experiment, name: str) -> str:
     return data.short_label(data.metric_info(experiment, name))
 
 
-def interval_text(experiment: Experiment, row: Any, name: str) -> str:
-    """"mean [low, high]" for sentences; "mean (the same in all n runs)" where the runs did not vary
-    and nothing bounds the metric, rather than an interval reaching to ∞."""
-    unit = data.metric_info(experiment, name).unit
+def interval_cell(row: Any, name: str, unit: str) -> str:
+    """"mean [low, high]" of metric ``name`` in a wide row (report.data); where every run gave the same
+    value, that in words with the rule-of-three bound named as such (format.fmt_steady) — for tables and
+    sentences alike."""
     mean, low, high = value(row, name), value(row, name + ":low"), value(row, name + ":high")
     rule = row.get(name + ":rule") if hasattr(row, "get") else None
-    if rule == RUNS_RULE and math.isfinite(mean) and not (math.isfinite(low) and math.isfinite(high)):
-        return f"{fmt_value(mean, unit)} (the same in all {int(value(row, name + ':n'))} runs)"
+    if rule == RUNS_RULE:
+        return fmt_steady(mean, low, high, value(row, name + ":n"), unit)
     return fmt_interval(mean, low, high, unit)
+
+
+def interval_text(experiment: Experiment, row: Any, name: str) -> str:
+    """:func:`interval_cell` of ``name`` with the experiment's unit for it."""
+    return interval_cell(row, name, data.metric_info(experiment, name).unit)
 
 
 _interval = interval_text

@@ -15,8 +15,9 @@ from . import data
 from .data import value
 from .document import Bullets, Code, Document, Heading, Image, Link, Paragraph, Table
 from .figures import Figure
+from .advice import interval_cell
 from .findings import findings
-from .format import fmt_diff, fmt_duration, fmt_interval, fmt_param, fmt_threshold, fmt_value
+from .format import fmt_diff, fmt_duration, fmt_param, fmt_threshold, fmt_value
 
 RUNS_CSV = "runs.csv"
 SUMMARY_CSV = "summary.csv"
@@ -212,8 +213,7 @@ def _chunks(name: str, members: list[Metric]) -> list[tuple[str, list[Metric]]]:
 
 
 def _cell(row: Any, metric: Metric) -> str:
-    return fmt_interval(value(row, metric.name), value(row, metric.name + ":low"), value(row, metric.name + ":high"),
-                        metric.unit)
+    return interval_cell(row, metric.name, metric.unit)
 
 
 def _diff_cell(row: Any, metric: Metric) -> str:
@@ -409,7 +409,9 @@ def _how_to_read(experiment: Experiment) -> list:
         "a share of messages then gets the exact binomial bound over all the runs' messages (0 of N delayed: at "
         "most about 3/N, the rule of three), and any other metric the rule of three over runs (at most about 3/n "
         "of runs could give another value; the bound reaches as far as the metric can go, ∞ if nothing bounds "
-        "it). Differences from the baseline are paired — computed seed by seed, policy minus baseline, and the "
+        "it). Such a cell says so in words: in \"0 (same in all 5 runs; rule of three: ≤ B)\" every run gave 0, "
+        "and B is what so few identical runs cannot rule out for the mean, not a value any run reached. "
+        "Differences from the baseline are paired — computed seed by seed, policy minus baseline, and the "
         "interval is taken over those differences — so they are narrower than two separate intervals suggest. "
         "With a single replication there are no intervals.",
         SUBMISSION_VS_DELIVERY,

@@ -108,6 +108,29 @@ def _with_interval(mean: Any, low: Any, high: Any, unit: str, signed: bool) -> s
     return text
 
 
+def fmt_steady(mean: Any, low: Any, high: Any, n: Any, unit: str) -> str:
+    """A metric every one of ``n`` runs gave the same value of, in words: "0 (same in all 5 runs; rule of
+    three: ≤ 36,266)", "15.0 s (same in all 5 runs; rule of three: ≥ 8.2 s)".  The bounds (analysis.intervals' rule of three over runs) reach as far as the metric
+    can go, so bare, "0 [0, 36,266]" reads as if the runs had spread that far; here each finite side is
+    named as the rule's bound, an infinite one (nothing bounds the metric) is left out."""
+    if not _finite(mean):
+        return NA
+    scale = _scale(unit, (mean, low, high))
+    text = _number(mean, scale, False) + scale.suffix
+    runs = f"all {int(float(n))} runs" if _finite(n) else "all runs"
+    lower = _finite(low) and float(low) < float(mean)
+    upper = _finite(high) and float(high) > float(mean)
+    if lower and upper:
+        bound = f"[{_number(low, scale, False)}, {_number(high, scale, False)}]"
+    elif upper:
+        bound = f"≤ {_number(high, scale, False)}{scale.suffix}"
+    elif lower:
+        bound = f"≥ {_number(low, scale, False)}{scale.suffix}"
+    else:
+        return f"{text} (same in {runs})"
+    return f"{text} (same in {runs}; rule of three: {bound})"
+
+
 def fmt_magnitude(mean: Any, low: Any, high: Any, unit: str) -> str:
     """An unsigned amount with its interval, shares spelled out: "0.3 percentage points [0.1, 0.5]"."""
     if not _finite(mean):
