@@ -67,3 +67,12 @@ def may2012():
     from simsub.scenario import default_scenario_path, load_scenario
 
     return load_scenario(default_scenario_path())
+
+
+@pytest.fixture
+def project_like(tmp_path, monkeypatch):
+    """The working directory: a fresh folder with ``scenarios`` linked to the project's (tests/commands.py)."""
+    from tests.commands import make_project_like
+
+    monkeypatch.chdir(make_project_like(tmp_path))
+    return tmp_path
