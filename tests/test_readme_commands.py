@@ -207,9 +207,9 @@ def _marks(command: Command) -> list:
         return marks  # nothing runs here
     if command.kind == "shell" or command.words[0] == "sudo" or "--check" in argv:
         marks.append(pytest.mark.postfix)
-    # Compares (about 8 s each with a pool and a report, also shortened) and the twin (real time) are slow,
-    # as in the test of --help's examples; make demo is a compare.
-    if (argv and argv[0] in ("compare", "twin")) or command.name == "make demo":
+    # The twin plays in real time (about a minute); everything else is shortened to seconds, so make demo,
+    # the Quick start's first command, runs in the default suite.
+    if argv and argv[0] == "twin":
         marks.append(pytest.mark.slow)
     return marks
 
