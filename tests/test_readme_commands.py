@@ -362,5 +362,7 @@ def test_every_readme_python_block_runs(source, project_like, monkeypatch):
         assert result.policy == "selective-1-5s" and len(result.messages) > 0
         assert result.scenario.horizon == 120.0  # the shortening reached the run
     if "experiment" in namespace:
-        assert sorted(namespace["experiment"].runs["policy"].unique()) == ["none", "selective-1-5s"]
+        experiment = namespace["experiment"]
+        assert sorted(experiment.runs["policy"].unique()) == ["none", "selective-1-5s"]
+        assert experiment.replications == 1  # the shortening reached the study
         assert (project_like / "results" / "my-comparison" / "report.html").is_file()
