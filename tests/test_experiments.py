@@ -466,7 +466,7 @@ def test_tune_when_every_run_fails_still_reports(tiny_file, tmp_path, monkeypatc
     monkeypatch.setattr(execute_module, "run_task", broken)
     status = main(["tune", str(tiny_file), "--policy", "tarpit", "--vary", "sleep=0,3", "--require",
                    "spam.reduction>=0.9", "--minimize", "legit.false_delay.mean", "--workers", "1", "--quiet",
-                   "--out", str(tmp_path / "t"), "--cache", str(tmp_path / "c")])
+                   "--replications", "3", "--out", str(tmp_path / "t"), "--cache", str(tmp_path / "c")])
     assert status == 1 and (tmp_path / "t" / "report.md").is_file()
     assert "9 of 9 runs failed" in capsys.readouterr().err  # none once (shared), tarpit at 2 points; 3 seeds
 

@@ -46,7 +46,14 @@ def add_commands(sub) -> dict:
     tune.add_argument("--refine", metavar="N", type=whole_number, default=0,
                       help="after the grid, N rounds of trying points halfway to the best point's neighbours "
                       "(default 0)")
-    _experiment_arguments(tune, replications=3)
+    tune.add_argument("--race", action=argparse.BooleanOptionalAction, default=True,
+                      help="after the first 3 replications, run further ones only at points still in contention: "
+                      "drop a point once it fails a requirement or loses on the objective with confidence (the best "
+                      "point is dropped with probability at most 1 - --confidence; docs/experiments.md, \"Racing\"); "
+                      "--no-race runs every replication at every point (default: --race)")
+    # 10, not a sweep's 3: racing spends them only where the call is close, so the README example costs
+    # what 3 did without racing, and a close call gets the replications that can separate it
+    _experiment_arguments(tune, replications=10)
     return {"compare": command_compare, "sweep": command_sweep, "tune": command_tune}
 
 
@@ -187,6 +194,6 @@ def command_sweep(args) -> int:
 
 def command_tune(args) -> int:
     return _grid_command(args, "tune", require=args.require, minimize=args.minimize, maximize=args.maximize,
-                         refine=args.refine)
+                         refine=args.refine, race=args.race)
 
 

@@ -146,7 +146,7 @@ def code_fingerprint() -> str:
     digest.update(f"{platform.python_version()} numpy {np.__version__} simpy {simpy.__version__}".encode())
     for path in sorted(package.rglob("*.py")):
         relative = path.relative_to(package).as_posix()
-        if relative.startswith(("report/", "experiments/", "cli.py", "output.py")) or "charts" in relative:
+        if relative.startswith(("report/", "experiments/", "cli/", "cli.py", "output.py")) or "charts" in relative:
             continue
         digest.update(relative.encode())
         digest.update(path.read_bytes())

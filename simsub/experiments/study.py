@@ -300,11 +300,13 @@ def sweep(scenario: str | Path | None = None, policy: str | None = None, vary=()
           baseline: str | None = AUTO, seed: int | None = None, workers: int | None = None,
           dask: str | None = None, cache: str | Path | None = None, overrides: dict[str, Any] | None = None,
           progress: bool | None = None, command: str | None = None, confidence: float = 0.95,
-          executor=None, kind: str = "sweep", max_events: float | None = None) -> Experiment:
+          executor=None, kind: str = "sweep", max_events: float | None = None, race=None) -> Experiment:
     """``policy`` (and the baseline) at every point of the grid of ``vary``.
 
     ``vary``: ``{"name": [values]}``, or ``--vary`` texts such as
     ``"foreign_sleep=0:10:1"``; names are ``[params]`` names or dotted keys.
+    ``race``: a :class:`simsub.experiments.racing.Race` (tune): run the points
+    still in contention only (see that module); None runs the full grid.
     """
     started = time.perf_counter()
     check_replications(replications)
@@ -325,6 +327,68 @@ def sweep(scenario: str | Path | None = None, policy: str | None = None, vary=()
     _check_each_varied_name_matters(source, varied)
     root, seeds = _seeds(source, seed, replications)
     planned = _plan(source, chosen, points, seeds, max_events)
-    records, description = _run_all(planned, cache, workers, dask, progress, executor)
+    if race is None:
+        records, description = _run_all(planned, cache, workers, dask, progress, executor)
+    else:
+        own = executor is None
+        executor = executor or open_executor(workers, dask)
+        try:
+            planned, records, description = _race(planned, points, chosen[-1], base, varied, replications, race,
+                                                  lambda batch: _run_all(batch, cache, workers, dask, progress,
+                                                                         executor), source.scenario)
+        finally:
+            if own:
+                executor.close()
     return _experiment(kind, source, chosen, base, varied, replications, root, seeds, planned, records,
                        description, command, started, confidence)
+
+
+def _race(planned: list[_Planned], points: list[dict[str, Any]], policy: str, baseline: str | None,
+          varied: tuple[Varied, ...], replications: int, race, run, scenario: Scenario
+          ) -> tuple[list[_Planned], dict[str, dict], str]:
+    """Run ``planned`` look by look, dropping the points ``race`` rules out (see
+    :mod:`simsub.experiments.racing`); the runs made, their records and the executor's description."""
+    from .racing import Dropped, decide, looks_of
+
+    names = [v.name for v in varied]
+    ident = [tuple(p.get(n) for n in names) for p in points]
+    level = race.begin(len(points), replications)
+    number = len(race.tests) - 1  # 0: the grid, i: the i-th refinement round
+    race.keys_full |= {p.task.key for p in planned}
+    race.policy_runs_full += sum(1 for p in planned if p.policy == policy)
+    bots = None if names else sum(p.count for p in scenario.populations if p.is_bot)
+    looks = looks_of(replications, race.first)
+    active = list(range(len(points)))
+    ran: list[_Planned] = []
+    records: dict[str, dict] = {}
+    description = ""
+    done, look = 0, 0
+    while done < replications and active:
+        # the next look's replication count; one point left (or no look left) runs to the end at once
+        upto = next((n for n in looks if n > done), replications) if len(active) > 1 else replications
+        keep = {ident[i] for i in active}
+        batch = [p for p in planned if tuple(p.point.get(n) for n in names) in keep and done <= p.replication < upto]
+        got, description = run(batch)
+        records.update(got)
+        ran += batch
+        done = upto
+        if done >= replications:
+            break
+        look += 1
+        runs = _runs_table(ran, records, names, baseline)
+        mine = runs[(runs["status"] == "ok") & (runs["policy"] == policy)]
+        samples = []
+        for i in active:
+            mask = pd.Series(True, index=mine.index)
+            for n, v in zip(names, ident[i]):
+                mask &= mine[n] == v
+            samples.append(mine[mask].set_index("seed"))
+        labels = [", ".join(f"{n}={v}" for n, v in zip(names, ident[i])) for i in active]
+        gone = set()
+        for k, reason, why in decide(samples, race.conditions, race.objective, race.direction, level, labels, bots):
+            race.dropped.append(Dropped(dict(points[active[k]]), done, look, reason, why, number))
+            gone.add(active[k])
+        active = [i for i in active if i not in gone]
+    race.keys_run |= {p.task.key for p in ran}
+    race.policy_runs += sum(1 for p in ran if p.policy == policy)
+    return ran, records, description

@@ -19,6 +19,7 @@ from ..analysis.intervals import paired
 from ..errors import ScenarioError
 from ..scenario.types import Scenario
 from .limits import difference_range
+from .racing import Condition, Race
 from .metrics import SPAM_REDUCTION, guess_unit, known_metrics
 from .inputs import AUTO, check_replications, resolve_baseline, scenario_source, varied_parameters
 from .study import sweep
@@ -72,11 +73,16 @@ def check_metric(metric: str, scenario: Scenario, has_baseline: bool, option: st
 
 
 def _best_points(experiment: Experiment, policy: str, requirements: list[Requirement], objective: str,
-                 direction: str) -> pd.DataFrame:
+                 direction: str, race: Race | None = None) -> pd.DataFrame:
+    """One row per grid point, best first: feasible points, among them those racing kept, then by objective."""
     names = [v.name for v in experiment.varied]
     summary = experiment.summary
     columns = names + ["objective_mean"] + [c for i in range(len(requirements))
-                                            for c in (f"req_{i}_mean", f"req_{i}_met")] + ["feasible"]
+                                            for c in (f"req_{i}_mean", f"req_{i}_met")] + ["feasible", "n",
+                                                                                           "dropped"]
+    last = len(race.tests) - 1 if race is not None else -1
+    dropped = {tuple(d.point.get(n) for n in names): f"after {d.replications} replications: {d.why}"
+               for d in (race.dropped if race is not None else []) if d.race == last}
     if not len(summary) or "policy" not in summary:
         return pd.DataFrame(columns=columns)  # every run failed
     mine = summary[summary["policy"] == policy]
@@ -93,14 +99,17 @@ def _best_points(experiment: Experiment, policy: str, requirements: list[Require
             row[f"req_{i}_met"] = requirement.met(mean)
             feasible &= row[f"req_{i}_met"]
         row["feasible"] = bool(feasible) and not math.isnan(row["objective_mean"])
+        row["n"] = int(group.set_index("metric")["n"].get(objective, 0))
+        row["dropped"] = dropped.get(tuple(row[n] for n in names), "")
         rows.append(row)
     points = pd.DataFrame(rows, columns=columns)
     if not len(points):
         return points
     sign = 1.0 if direction == "minimize" else -1.0
     points["_order"] = sign * points["objective_mean"]
-    points = points.sort_values(["feasible", "_order"], ascending=[False, True], kind="stable")
-    return points.drop(columns="_order").reset_index(drop=True)
+    points["_out"] = points["dropped"] != ""  # a point racing dropped has fewer runs: a survivor comes first
+    points = points.sort_values(["feasible", "_out", "_order"], ascending=[False, True, True], kind="stable")
+    return points.drop(columns=["_order", "_out"]).reset_index(drop=True)
 
 
 def _refined_values(varied: tuple[Varied, ...], best: dict[str, Any]) -> tuple[Varied, ...] | None:
@@ -130,14 +139,17 @@ def _refined_values(varied: tuple[Varied, ...], best: dict[str, Any]) -> tuple[V
 
 
 def tune(scenario=None, policy: str | None = None, vary=(), require=(), minimize: str | None = None,
-         maximize: str | None = None, refine: int = 0, replications: int = 3, baseline: str | None = AUTO,
+         maximize: str | None = None, refine: int = 0, replications: int = 10, baseline: str | None = AUTO,
          seed: int | None = None, workers: int | None = None, dask: str | None = None, cache=None,
          overrides: dict[str, Any] | None = None, progress: bool | None = None, command: str | None = None,
-         confidence: float = 0.95, max_events: float | None = None) -> Experiment:
+         confidence: float = 0.95, max_events: float | None = None, race: bool = True) -> Experiment:
     """Search the grid of ``vary`` for the point meeting every ``require`` with the best objective.
 
     ``refine`` rounds then try the points halfway to the best point's
-    neighbours (numeric parameters; whole numbers stay whole).
+    neighbours (numeric parameters; whole numbers stay whole).  ``race``: stop
+    running points that clearly fail a requirement or lose on the objective
+    (:mod:`simsub.experiments.racing`; the true best is dropped with
+    probability at most 1 - ``confidence``); False runs the full grid.
     """
     from .design import grid
     from .execute import open_executor
@@ -158,16 +170,18 @@ def tune(scenario=None, policy: str | None = None, vary=(), require=(), minimize
         raise ScenarioError("--policy", base, "is the baseline the tuning is measured against; choose another "
                             "--policy or --baseline")
 
+    racing = Race([Condition(r.metric, r.op, r.value) for r in requirements], objective, direction,
+                  1.0 - confidence) if race else None
     common = dict(scenario=scenario, policy=policy, replications=replications, baseline=baseline, seed=seed,
                   cache=cache, overrides=overrides, progress=progress, command=command, confidence=confidence,
-                  kind="tune", max_events=max_events)
+                  kind="tune", max_events=max_events, race=racing)
     executor = open_executor(workers, dask)
     try:
         experiment = sweep(vary=varied, executor=executor, **common)
         chosen = experiment.policies[-1]
         rounds = 0
         for round_ in range(1, refine + 1):
-            points = _best_points(experiment, chosen, requirements, objective, direction)
+            points = _best_points(experiment, chosen, requirements, objective, direction, racing)
             if not len(points) or not points.loc[0, "feasible"]:
                 break
             best = {v.name: points.loc[0, v.name] for v in varied}
@@ -183,7 +197,7 @@ def tune(scenario=None, policy: str | None = None, vary=(), require=(), minimize
     finally:
         executor.close()
 
-    points = _best_points(experiment, chosen, requirements, objective, direction)
+    points = _best_points(experiment, chosen, requirements, objective, direction, racing)
     names = [v.name for v in varied]
     feasible = points[points["feasible"]]
     best = {n: feasible.iloc[0][n] for n in names} if len(feasible) else None
@@ -202,7 +216,8 @@ def tune(scenario=None, policy: str | None = None, vary=(), require=(), minimize
         difference = {"mean": mean, "ci_low": low, "ci_high": high, "n": n}
     experiment.tune = TuneOutcome(policy=chosen, require=tuple(r.text for r in requirements), objective=objective,
                                   direction=direction, best=_plain(best), runner_up=_plain(runner), points=points,
-                                  runner_up_difference=difference, refinements=rounds)
+                                  runner_up_difference=difference, refinements=rounds,
+                                  race=racing.record() if racing is not None else None)
     return experiment
 
 

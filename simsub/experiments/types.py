@@ -47,6 +47,8 @@ class TuneOutcome:
     #: {"mean", "ci_low", "ci_high", "n"}; None without a runner-up.
     runner_up_difference: dict[str, float] | None
     refinements: int = 0  # how many refinement rounds added points around the best
+    #: What racing ran and dropped (simsub.experiments.racing.Race.record); None for a full grid.
+    race: dict[str, Any] | None = None
 
 
 @dataclass

@@ -112,9 +112,11 @@ def _intro(experiment: Experiment) -> str:
     failed = len(experiment.failed)
     grid = (f" × {_grid_size(experiment)} grid points" if experiment.varied else "")
     policies = len(experiment.policies)
+    race = _race(experiment)
+    upto = "up to " if race else ""
     text = (f"Scenario {experiment.scenario_name}: {policies} {'policy' if policies == 1 else 'policies'}{grid} × "
-            f"{experiment.replications} {'replication' if experiment.replications == 1 else 'replications'}, "
-            f"{runs:,} runs")
+            f"{upto}{experiment.replications} {'replication' if experiment.replications == 1 else 'replications'}, "
+            f"{runs:,} runs" + (f" (racing; the full grid is {race['full_grid_runs']:,})" if race else ""))
     text += f", of which {failed:,} failed." if failed else ", all completed."
     return text + " Findings come first; what was run, the tables and the charts follow."
 
@@ -156,9 +158,14 @@ def _what_was_run(experiment: Experiment) -> list:
             rows.append([v.name, declared + (f" (refinement added {', '.join(fmt_param(x) for x in added)})"
                                              if added else "")])
         blocks.append(Table(["parameter", "values"], rows))
-        blocks.append(Paragraph("Every combination of these values was run for every policy (the grid)."
-                                if len(experiment.varied) > 1 else
-                                "Every value was run for every policy."))
+        if _race(experiment):
+            blocks.append(Paragraph("Every value (every combination, with several parameters) ran its first "
+                                    "replications; racing then stopped the points that could not win (see "
+                                    "\"Racing\" under the recommendation)."))
+        else:
+            blocks.append(Paragraph("Every combination of these values was run for every policy (the grid)."
+                                    if len(experiment.varied) > 1 else
+                                    "Every value was run for every policy."))
     if experiment.params:
         blocks.append(Paragraph("Scenario parameters before varying:"))
         blocks.append(Bullets([f"{k} = {fmt_param(v)}" for k, v in experiment.params.items()]))
@@ -173,8 +180,10 @@ def _what_was_run(experiment: Experiment) -> list:
     blocks.append(Paragraph(
         f"{experiment.replications} {'replication' if experiment.replications == 1 else 'replications'} from root "
         f"seed {experiment.root_seed}; the seeds of the replications are {shown}. Common random numbers: every "
-        f"{what} ran on the same {len(seeds)} {'seed' if len(seeds) == 1 else 'seeds'}, so the users, their "
-        "messages and the bots are the same in every run and differences are paired, seed by seed."))
+        + (f"{what} ran on the same seeds, in this order (a point racing dropped on the first ones only)"
+           if _race(experiment) else f"{what} ran on the same {len(seeds)} {'seed' if len(seeds) == 1 else 'seeds'}")
+        + ", so the users, their messages and the bots are the same in every run and differences are paired, "
+        "seed by seed."))
     runs = experiment.runs
     cached = int(runs["cached"].astype(bool).sum()) if "cached" in runs.columns and len(runs) else 0
     blocks.append(Bullets([
@@ -315,18 +324,22 @@ def _recommendation(experiment: Experiment, tune: TuneOutcome, table: pd.DataFra
     if tune.refinements:
         items.append(f"refinement rounds: {tune.refinements} (points added around the best)")
     blocks.append(Bullets(items))
+    blocks += _racing(experiment, tune)
     points = tune.points
     if points is None or points.empty:
         return blocks
     names = [n for n in ["policy", *data.varied_names(experiment)] if n in points.columns]
     req_metrics = [data.parse_requirement(t) for t in tune.require]
-    columns = [*names, "meets all", f"{objective.label} (mean)"]
+    raced = tune.race is not None and "n" in points.columns
+    columns = [*names, "meets all", *(["replications"] if raced else []), f"{objective.label} (mean)"]
     for i, text in enumerate(tune.require):
         columns.append(f"{text} (mean, met)")
     rows = []
     for _, row in points.head(TUNE_POINTS_LISTED).iterrows():
         cells = [fmt_param(row[n]) for n in names]
         cells.append("yes" if bool(row.get("feasible", False)) else "no")
+        if raced:
+            cells.append(f"{int(row['n'])}" + (" (dropped)" if row.get("dropped") else ""))
         cells.append(fmt_value(value(row, "objective_mean"), objective.unit))
         for i, parsed in enumerate(req_metrics):
             unit = data.metric_info(experiment, parsed[0]).unit if parsed else "number"
@@ -334,9 +347,50 @@ def _recommendation(experiment: Experiment, tune: TuneOutcome, table: pd.DataFra
             cells.append(f"{fmt_value(value(row, f'req_{i}_mean'), unit)}, {met}")
         rows.append(cells)
     more = len(points) - TUNE_POINTS_LISTED
-    blocks.append(Table(columns, rows, [*["right"] * len(names), "left", "right", *["right"] * len(tune.require)],
+    blocks.append(Table(columns, rows, [*["right"] * len(names), "left", *(["right"] if raced else []), "right",
+                                        *["right"] * len(tune.require)],
                         caption="Grid points, best first" + (f" (the first {TUNE_POINTS_LISTED} of {len(points)})"
                                                              if more > 0 else "")))
+    return blocks
+
+
+def _race(experiment: Experiment) -> dict | None:
+    return experiment.tune.race if experiment.kind == "tune" and experiment.tune is not None else None
+
+
+def _racing(experiment: Experiment, tune: TuneOutcome) -> list:
+    """How many runs racing made against the full grid, and which points it dropped, when and why."""
+    race = tune.race
+    if not race:
+        return []
+    alpha = race["alpha"]
+    tests = ", ".join(f"{m:,}" for m in race["tests"])
+    blocks: list = [Heading(3, "Racing"), Paragraph(
+        f"Every point ran the first {race['first_replications']} replications; after each further replication only "
+        f"the points still in contention ran the next. A point was dropped once a one-sided bound showed that it "
+        f"fails a requirement, or that it is worse on the objective than a point shown to meet every requirement "
+        f"(paired, same seeds). Each such statement errs with probability at most α/M, with α = {alpha:.3g} "
+        f"(1 − confidence) and M = {tests} (the statements that could drop the best point: looks × (requirements × "
+        f"points + points − 1){', per race' if len(race['tests']) > 1 else ''}), so the point with the best "
+        f"expected objective among those meeting the requirements is dropped with probability at most {alpha:.3g} "
+        "(Bonferroni). Points that were not dropped ran every replication: their numbers are the full grid's.")]
+    saved = race["saved"]
+    share = saved / race["full_grid_runs"] if race["full_grid_runs"] else 0.0
+    blocks.append(Bullets([
+        f"runs made: {race['runs']:,} of the full grid's {race['full_grid_runs']:,} ({saved:,} saved, {share:.0%}); "
+        f"of the tuned policy: {race['policy_runs']:,} of {race['policy_runs_full_grid']:,}",
+        f"points dropped: {len(race['dropped'])}"]))
+    if race["dropped"]:
+        names = data.varied_names(experiment)
+        rounds = len(race["tests"]) > 1
+        rows = []
+        for d in race["dropped"]:
+            point = ", ".join(f"{n}={fmt_param(d['point'].get(n))}" for n in names)
+            rows.append([point, *([str(d["race"]) if d["race"] else "grid"] if rounds else []),
+                         str(d["replications"]), d["reason"], d["why"]])
+        blocks.append(Table(["point", *(["race"] if rounds else []), "after replications", "because", "evidence"],
+                            rows, ["left", *(["left"] if rounds else []), "right", "left", "left"],
+                            caption="Points racing dropped, in the order it dropped them"))
     return blocks
 
 

@@ -53,7 +53,8 @@ def experiment_record(experiment: Experiment, findings: list[str]) -> dict:
         tune = experiment.tune
         record["tune"] = {"require": list(tune.require), "objective": tune.objective, "direction": tune.direction,
                           "best": tune.best, "runner_up": tune.runner_up,
-                          "runner_up_difference": tune.runner_up_difference, "refinements": tune.refinements}
+                          "runner_up_difference": tune.runner_up_difference, "refinements": tune.refinements,
+                          "race": tune.race}
     return json_safe(record)
 
 

@@ -272,6 +272,15 @@ def tune_findings(experiment: Experiment, tune: TuneOutcome) -> list[str]:
                f"{data.short_label(data.metric_info(experiment, tune.objective))}"
         among = f"; among them the recommendation has the {goal}" if feasible and tune.best else ""
         out.append(f"{feasible} of {len(points)} grid points met {requirement}{rounds}{among}.")
+    race = tune.race
+    if race:
+        dropped = race["dropped"]
+        by_requirement = sum(1 for d in dropped if d["reason"] == "requirement")
+        out.append(f"Racing made {race['runs']:,} of the full grid's {race['full_grid_runs']:,} runs "
+                   f"({race['saved']:,} saved): it dropped {len(dropped)} "
+                   f"point{'s' if len(dropped) != 1 else ''} early ({by_requirement} failing a requirement, "
+                   f"{len(dropped) - by_requirement} losing on the objective); the best point is dropped with "
+                   f"probability at most {race['alpha']:.0%}.")
     return out
 
 
