@@ -52,7 +52,12 @@ class CalibrateOptions:
     (0 for classic syslog stamps); service: substring of the smtpd
     syslog_name that marks submission; max_classes: most volume classes;
     reply_time: smtpd's time per reply (s) assumed when fitting round trips;
-    bot_patience: the bots' reply timeout (not in a log).
+    bot_patience: the bots' reply timeout (not in a log), a duration text
+    (``"4s"``) or a scenario distribution table (``{"dist": "lognormal",
+    "median": "4s", "sigma": 0.15}``); bot_connect_timeout: how long bots wait
+    for an smtpd to take the connection (same forms; None: not written, so the
+    model uses their patience); bot_on_timeout: what a bot does when a reply
+    is late, ``"disconnect"`` or ``"talk"`` (not in a log either).
     """
 
     mynetworks: str | None = None
@@ -64,7 +69,9 @@ class CalibrateOptions:
     name: str = "calibrated"
     seed: int = 0
     reply_time: float = 0.002
-    bot_patience: str = "60s"
+    bot_patience: str | dict = "60s"
+    bot_connect_timeout: str | dict | None = None
+    bot_on_timeout: str = "disconnect"
     source: str = "log"
 
 
@@ -328,7 +335,11 @@ def _bot_population(name: str, traffic: Traffic, flagged: pd.DataFrame, bots: pd
                 f"{what}, mean {np.mean(per_message):.3g}")
     section.set("patience", options.bot_patience, "not in a log (--bot-patience): how long bots wait for a reply "
                 "shows only under a tarpit, as 'lost connection' after the sleep")
-    section.set("on_timeout", "disconnect")
+    if options.bot_connect_timeout is not None:
+        section.set("connect_timeout", options.bot_connect_timeout, "not in a log (--bot-connect-timeout): how "
+                    "long bots wait for an smtpd to take the connection")
+    section.set("on_timeout", options.bot_on_timeout, "not in a log (--bot-on-timeout): what a bot does when a "
+                "reply is late")
     return section, took
 
 
