@@ -187,6 +187,33 @@ def test_round_trip_mean_survives_whole_second_stamps():
     assert isinstance(fitted, float) and abs(fitted - 0.2) <= Z * se + 1e-4
 
 
+def test_clients_with_many_sessions_keep_their_own_round_trips_through_whole_second_stamps():
+    """List owners (or bots) with 40 sessions each: each one's mean is precise despite the 1 s
+    stamps, so the scenario gets the clients' spread of round trips, not only their average."""
+    rng = np.random.default_rng(20)
+    own = {f"owner{i}": float(rng.uniform(0.1, 0.3)) for i in range(60)}
+    sessions = []
+    for i, (account, rtt) in enumerate(own.items()):
+        for k in range(40):
+            n = int(rng.integers(1, 4))
+            start = T0 + 3600 * rng.uniform(0, 20)
+            end = start + (6 + n) * rtt + (7 + n) * 0.002
+            sessions.append(Session(float(math.floor(start)), *client("unknown", i), account, [n],
+                                    float(math.floor(end) - math.floor(start))))
+    cal = calibrate(parsed_log(sessions), OPTIONS)
+    assert cal.traffic.resolution_s == 1.0
+    rtt = cal.origins["unknown"].values["rtt"]
+    assert rtt["dist"] == "empirical"
+    truth = np.array(list(own.values()))
+    # a client's mean over 40 sessions errs by at most Z · sqrt(1/6 / 40) / 7 ≈ 30 ms, and shrinking
+    # towards the average takes that error's share out of the spread: quantiles within it
+    tolerance = Z * math.sqrt(1 / 6 / 40) / 7
+    for x, f in rtt["points"]:
+        assert abs(x - np.quantile(truth, f)) <= tolerance, (x, f)
+    xs = np.array([x for x, _ in rtt["points"]])
+    assert xs.max() - xs.min() >= 0.5 * (truth.max() - truth.min())  # a spread, not a constant
+
+
 def test_too_few_timed_sessions_fall_back_to_documented_round_trips():
     sessions = [Session(T0 + 60 * i, *client("home", i), f"u{i}", [1], None) for i in range(30)]
     cal = calibrate(parsed_log(sessions), OPTIONS)

@@ -184,3 +184,17 @@ def test_every_postfix_fixture_calibrates_into_a_loadable_scenario(tmp_path, log
     assert main(["calibrate", *[str(FIXTURES / name) for name in logs], "--year", "2025", "--home-domain", "jp",
                  "--out", str(out), "--quiet"]) == 0
     assert simsub.load_scenario(out).populations
+
+
+def test_what_a_log_cannot_tell_about_the_bots_is_given(parser, tmp_path):
+    out = tmp_path / "x.toml"
+    assert _run(tmp_path, "--out", str(out), "--quiet", "--bot-patience", "4s", "--bot-connect-timeout", "30s",
+                "--bot-on-timeout", "talk") == 0
+    (bot,) = [p for p in simsub.load_scenario(out).populations if p.is_bot]
+    assert bot.on_timeout == "talk"
+    assert bot.patience.sample(np.random.default_rng(0), 3).tolist() == [4.0] * 3
+    assert bot.connect_timeout.sample(np.random.default_rng(0), 3).tolist() == [30.0] * 3
+    default = tmp_path / "y.toml"
+    assert _run(tmp_path, "--out", str(default), "--quiet") == 0
+    (bot,) = [p for p in simsub.load_scenario(default).populations if p.is_bot]
+    assert bot.on_timeout == "disconnect" and bot.connect_timeout is None  # the model then uses their patience

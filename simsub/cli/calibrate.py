@@ -53,6 +53,11 @@ def add_commands(sub) -> dict:
                      help="most volume classes (user populations) to fit (default 4)")
     cal.add_argument("--bot-patience", metavar="DUR", type=positive_duration, default="60s",
                      help="the bots' reply timeout, which a log does not show (default 60s)")
+    cal.add_argument("--bot-connect-timeout", metavar="DUR", type=positive_duration,
+                     help="how long bots wait for an smtpd to take the connection, which a log does not show "
+                     "(default: their patience)")
+    cal.add_argument("--bot-on-timeout", choices=("disconnect", "talk"), default="disconnect",
+                     help="what a bot does when a reply is late, which a log does not show (default disconnect)")
     det = cal.add_argument_group("stolen-account detection (per account and server day)")
     det.add_argument("--max-addresses", metavar="N", type=positive_whole_number, default=d.max_addresses,
                      help=f"flag logins from more than N client addresses, IPv6 /64s (default {d.max_addresses})")
@@ -103,6 +108,9 @@ def command_calibrate(args) -> int:
         mynetworks=args.mynetworks, home_domain=args.home_domain, utc_offset_s=args.utc_offset * 3600.0,
         service=args.service, max_classes=args.max_classes, name=args.name or _stem(out), seed=args.seed,
         bot_patience=f"{parse_duration(args.bot_patience):g}s", source=source,
+        bot_connect_timeout=(None if args.bot_connect_timeout is None else
+                             f"{parse_duration(args.bot_connect_timeout):g}s"),
+        bot_on_timeout=args.bot_on_timeout,
         detection=DetectionOptions(max_addresses=args.max_addresses, max_networks=args.max_networks,
                                    max_suspect=args.max_suspect, burst_factor=args.burst_factor,
                                    burst_min=args.burst_min, burst_history=args.burst_history,
