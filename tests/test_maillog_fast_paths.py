@@ -101,6 +101,30 @@ def test_client_is_the_regexs_on_fixture_and_mutated_lines():
     assert sum(regex_client(t) == ("", "") for t in cases) > 100
 
 
+def plain_submission_client(text: str) -> tuple[str, str, str, str]:
+    """The reference: every field looked at, the last of each name counting."""
+    fields = text.split(", ")
+    name, address = regex_client(fields[0][7:])
+    method = user = ""
+    for field in fields[1:]:
+        if field.startswith("sasl_method="):
+            method = field[12:]
+        elif field.startswith("sasl_username="):
+            user = field[14:]
+    return name, address, method, user
+
+
+def test_submission_client_is_the_plain_ways_on_fixture_and_mutated_lines():
+    texts = [t.partition(": ")[2] for t in fixture_messages() if ": client=" in t]
+    assert len(texts) > 20  # the fixtures have client= lines to mutate
+    cases = texts + mutated(texts, 20_000, seed=6)
+    differ = [t for t in cases if events.submission_client(t) != plain_submission_client(t)]
+    assert not differ, differ[:3]
+    # both ways were taken: the usual three fields, and other forms
+    usual = sum(t.count(", ") == 2 and ", sasl_method=" in t for t in cases)
+    assert 1000 < usual < len(cases) - 1000
+
+
 def csv_bytes(rows_by_table: dict, folder: Path) -> dict[str, bytes]:
     sink = CsvSink(folder)
     for table, chunks in rows_by_table.items():
