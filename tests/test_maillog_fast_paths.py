@@ -158,7 +158,10 @@ def test_csv_sink_writes_the_bytes_of_csv_writer(tmp_path, seed):
         # chunks with no text that needs quoting (written at once) and chunks with some (row by row)
         plain = [tuple(values[kind]() if kind != "s" else "abc" for _, kind in spec) for _ in range(50)]
         mixed = [tuple(values[kind]() for _, kind in spec) for _ in range(200)]
-        rows_by_table[table] = [plain, mixed, plain[:1]]
+        # rows that share their last columns (as sessions share their command counts), the first ones not
+        half = len(spec) // 2
+        shared = [row[:half] + mixed[i % 3][half:] for i, row in enumerate(mixed)]
+        rows_by_table[table] = [plain, mixed, plain[:1], shared]
     assert csv_bytes(rows_by_table, tmp_path) == reference_bytes(rows_by_table)
 
 
