@@ -101,6 +101,30 @@ def test_client_is_the_regexs_on_fixture_and_mutated_lines():
     assert sum(regex_client(t) == ("", "") for t in cases) > 100
 
 
+def plain_submission_client(text: str) -> tuple[str, str, str, str]:
+    """The reference: every field looked at, the last of each name counting."""
+    fields = text.split(", ")
+    name, address = regex_client(fields[0][7:])
+    method = user = ""
+    for field in fields[1:]:
+        if field.startswith("sasl_method="):
+            method = field[12:]
+        elif field.startswith("sasl_username="):
+            user = field[14:]
+    return name, address, method, user
+
+
+def test_submission_client_is_the_plain_ways_on_fixture_and_mutated_lines():
+    texts = [t.partition(": ")[2] for t in fixture_messages() if ": client=" in t]
+    assert len(texts) > 20  # the fixtures have client= lines to mutate
+    cases = texts + mutated(texts, 20_000, seed=6)
+    differ = [t for t in cases if events.submission_client(t) != plain_submission_client(t)]
+    assert not differ, differ[:3]
+    # both ways were taken: the usual three fields, and other forms
+    usual = sum(t.count(", ") == 2 and ", sasl_method=" in t for t in cases)
+    assert 1000 < usual < len(cases) - 1000
+
+
 def csv_bytes(rows_by_table: dict, folder: Path) -> dict[str, bytes]:
     sink = CsvSink(folder)
     for table, chunks in rows_by_table.items():
@@ -134,7 +158,10 @@ def test_csv_sink_writes_the_bytes_of_csv_writer(tmp_path, seed):
         # chunks with no text that needs quoting (written at once) and chunks with some (row by row)
         plain = [tuple(values[kind]() if kind != "s" else "abc" for _, kind in spec) for _ in range(50)]
         mixed = [tuple(values[kind]() for _, kind in spec) for _ in range(200)]
-        rows_by_table[table] = [plain, mixed, plain[:1]]
+        # rows that share their last columns (as sessions share their command counts), the first ones not
+        half = len(spec) // 2
+        shared = [row[:half] + mixed[i % 3][half:] for i, row in enumerate(mixed)]
+        rows_by_table[table] = [plain, mixed, plain[:1], shared]
     assert csv_bytes(rows_by_table, tmp_path) == reference_bytes(rows_by_table)
 
 

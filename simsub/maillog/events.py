@@ -51,10 +51,14 @@ def client(text: str) -> tuple[str, str]:
     """``name[address]`` (``unknown[2001:db8::1]`` too) → (name, address); ("", "") if not one.
 
     What ``_CLIENT.match`` finds, without a regex: the name ends at the first ``[`` and the
-    address at the first ``]`` after it (the text of a log line has no line break)."""
-    open_ = text.find("[")
-    close = text.find("]", open_ + 1) if open_ >= 0 else -1
-    return (text[:open_], text[open_ + 1:close]) if close >= 0 else ("", "")
+    address at the first ``]`` after it (the text of a log line has no line break).  Two
+    ``partition`` calls cost half of two ``find`` calls and two slices."""
+    name, bracket, rest = text.partition("[")
+    if bracket:
+        address, bracket, _ = rest.partition("]")
+        if bracket:
+            return name, address
+    return "", ""
 
 
 def disconnect_counts(text: str) -> tuple[int, ...] | None:
@@ -103,6 +107,8 @@ def submission_client(text: str) -> tuple[str, str, str, str]:
     """``client=name[addr], sasl_method=LOGIN, sasl_username=alice`` → (name, address, method, user)."""
     fields = text.split(", ")
     name, address = client(fields[0][7:])
+    if len(fields) == 3 and fields[1][:12] == "sasl_method=" and fields[2][:14] == "sasl_username=":
+        return name, address, fields[1][12:], fields[2][14:]  # the usual form, without the loop below
     method = user = ""
     for field in fields[1:]:
         if field.startswith("sasl_method="):

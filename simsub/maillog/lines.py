@@ -66,6 +66,9 @@ class ClassicClock:
         self.year = year
         self.month = 0
         self.cache: dict[str, float] = {}
+        # (year, month, day) → epoch seconds of its midnight: a busy log has a new stamp nearly every
+        # second, and making a datetime for each costs more than the rest of the stamp's reading
+        self.midnights: dict[tuple[int, int, int], int] = {}
 
     def __call__(self, key: str) -> float:
         """``key``: the 15 characters of the stamp; raises ValueError if they are none."""
@@ -83,7 +86,12 @@ class ClassicClock:
         elif self.month and month > self.month + 6:
             return epoch(year - 1, month, day, seconds)
         self.month = month
-        t = epoch(year, month, day, seconds)
+        midnight = self.midnights.get((year, month, day))
+        if midnight is None:  # (epoch raises ValueError for a day the month does not have)
+            if len(self.midnights) > CACHE_SIZE:
+                self.midnights.clear()
+            midnight = self.midnights[(year, month, day)] = epoch(year, month, day, 0)
+        t = midnight + seconds
         if len(self.cache) > CACHE_SIZE:
             self.cache.clear()
         self.cache[key] = t

@@ -60,15 +60,23 @@ class ParsedLog:
 
 
 class _Session:
-    __slots__ = ("id", "host", "service", "pid", "connect_s", "name", "address", "method", "user", "end",
+    """An smtpd connection (one is made per ``connect from`` line: its attributes are set one per
+    statement, which is faster than a tuple assignment, and ``messages`` stays None until it has one)."""
+    __slots__ = ("id", "host", "service", "pid", "connect_s", "name", "address", "who", "method", "user", "end",
                  "lost_after", "messages")
 
-    def __init__(self, sid, host, service, pid, connect_s, name="", address=""):
-        self.id, self.host, self.service, self.pid, self.connect_s = sid, host, service, pid, connect_s
-        self.name, self.address = name, address
+    def __init__(self, sid, host, service, pid, connect_s, name="", address="", who=None):
+        self.id = sid
+        self.host = host
+        self.service = service
+        self.pid = pid
+        self.connect_s = connect_s
+        self.name = name
+        self.address = address
+        self.who = who  # the connect line's ``name[address]`` text (None without one)
         self.method = self.user = self.lost_after = ""
         self.end = "disconnect"
-        self.messages: list[_Message] = []
+        self.messages: list[_Message] | None = None
 
 
 class _Message:
@@ -76,9 +84,14 @@ class _Message:
                  "cleaned", "ended")
 
     def __init__(self, qid, session_id, accepted_s, name, address, user):
-        self.qid, self.session_id, self.accepted_s = qid, session_id, accepted_s
-        self.name, self.address, self.user = name, address, user
-        self.sender, self.size, self.nrcpt = "", -1, -1
+        self.qid = qid
+        self.session_id = session_id
+        self.accepted_s = accepted_s
+        self.name = name
+        self.address = address
+        self.user = user
+        self.sender = ""
+        self.size = self.nrcpt = -1
         self.cleaned = self.ended = False  # cleanup logged it; its session has ended
 
 
@@ -266,8 +279,9 @@ class Parser:
             old = self.sessions.pop(key, None)
             if old is not None:  # the same pid again without a disconnect line between
                 self._end(old, NAN, None, "unfinished", t)
-            name, address = client(msg[13:])
-            self.sessions[key] = _Session(self.next_session, host, service, pid, t, name, address)
+            who = msg[13:]
+            name, address = client(who)
+            self.sessions[key] = _Session(self.next_session, host, service, pid, t, name, address, who)
             self.next_session += 1
             self.services[service] += 1
             return
@@ -278,9 +292,13 @@ class Parser:
                 self.without_connect += 1
                 del self.sessions[(host, service, pid)]
             who, _, counts = msg[16:].partition(" ")
-            name, address = client(who)
-            if address:  # XCLIENT may have changed who the client is since the connect
-                s.name, s.address = name, address
+            # XCLIENT may have changed who the client is since the connect.  The same text as the
+            # connect's names the client the session already has (a message's client= only fills in
+            # an address the connect did not give, and then this text gives none either).
+            if who != s.who:
+                name, address = client(who)
+                if address:
+                    s.name, s.address = name, address
             self._end(s, t, events.disconnect_counts(counts), s.end, t)
             if (self.limbo and self.limbo[0][0] < t) or (self.limbo_cleaned and self.limbo_cleaned[0][0] < t):
                 self._sweep(t)
@@ -289,7 +307,8 @@ class Parser:
         # a queue id, but not the NOQUEUE: and warning: of the branches below (which have the form of one)
         if sep and qid != "NOQUEUE" and qid != "warning" and events.is_queue_id(qid):
             if rest.startswith("client="):
-                self._message(t, self._session(host, service, pid), qid, rest)
+                self._message(t, self.sessions.get((host, service, pid)) or self._session(host, service, pid),
+                              qid, rest)
             else:
                 r = events.reject(rest)
                 if r is None:
@@ -329,7 +348,10 @@ class Parser:
             s.name, s.address = name, address
         m = _Message(qid, s.id, t, name, address, user)
         self.messages[qid] = m
-        s.messages.append(m)
+        if s.messages is None:
+            s.messages = [m]
+        else:
+            s.messages.append(m)
 
     def _reject(self, t, session_id: int, qid: str, r: tuple) -> None:
         """A row of rejects from :func:`events.reject`'s fields."""
@@ -344,6 +366,8 @@ class Parser:
             self.unfinished += 1
         self.out.add("sessions", (s.id, s.host, s.service, s.pid, s.connect_s, t, s.name, s.address,
                                   s.method, s.user, end, s.lost_after) + (counts or _NO_COUNTS))
+        if s.messages is None:
+            return
         deadline = (t if t == t else now) + LIMBO_S
         for m in s.messages:
             m.ended = end != "unfinished"  # a client that left: what it began and did not end is lost

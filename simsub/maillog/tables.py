@@ -85,7 +85,11 @@ class CsvSink:
     by commas (``str()`` of a float is its shortest repr, as csv writes it); ``"%s,%s,..." % row`` makes
     that in C, and a chunk whose text has exactly the separators' commas and no quote or line break
     goes out at once.  Any other chunk is written row by row, with csv.writer for the rows that need
-    quoting."""
+    quoting.
+
+    Formatting numbers is most of the cost, and some runs of columns repeat from row to row (a
+    session's 15 command counts: :data:`REPEATING`): the text of each distinct run is made once and
+    remembered (:class:`_RunTexts`), the rest of the row around it."""
 
     def __init__(self, folder: Path):
         self.files = {}
@@ -95,11 +99,18 @@ class CsvSink:
             text = io.TextIOWrapper(gz, encoding="utf-8", newline="")
             writer = csv.writer(text, lineterminator="\n")
             writer.writerow(columns(table))
-            self.files[table] = (raw, text, writer, ",".join(["%s"] * len(SCHEMA[table])), len(SCHEMA[table]) - 1)
+            width = len(SCHEMA[table])
+            first = REPEATING.get(table)
+            run = None if first is None else ("%s," * first, first, _RunTexts(width - first))
+            self.files[table] = (raw, text, writer, ",".join(["%s"] * width), width - 1, run)
 
     def write(self, table: str, rows: list[tuple]) -> None:
-        _, text, writer, line, commas = self.files[table]
-        chunk = "\n".join([line % row for row in rows])
+        _, text, writer, line, commas, run = self.files[table]
+        if run is None:
+            chunk = "\n".join([line % row for row in rows])
+        else:  # the same text as line % row
+            head, first, texts = run
+            chunk = "\n".join([head % row[:first] + texts[row[first:]] for row in rows])
         if (chunk.count(",") == commas * len(rows) and chunk.count("\n") == len(rows) - 1 and '"' not in chunk
                 and "\r" not in chunk):
             text.write(chunk + "\n")
@@ -116,6 +127,28 @@ class CsvSink:
             text.close()
             raw.close()
         self.files = {}
+
+
+#: table → first column of a run of columns, to the row's end, that takes few distinct values, where equal
+#: values (==) give equal text: a session's command counts are ints only (never a bool or a float, where
+#: 1 == 1.0 == True and 0.0 == -0.0 would be written differently).
+REPEATING = {"sessions": columns("sessions").index(_COUNTS[0])}
+#: Distinct runs a :class:`_RunTexts` remembers before it forgets them all (memory stays flat).
+RUN_TEXTS = 10_000
+
+
+class _RunTexts(dict):
+    """A run of column values (a tuple) → its CSV text, made on first use."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.line = ",".join(["%s"] * width)
+
+    def __missing__(self, run: tuple) -> str:
+        if len(self) >= RUN_TEXTS:
+            self.clear()
+        text = self[run] = self.line % run
+        return text
 
 
 class Buffers:
