@@ -5,8 +5,9 @@ Run as ``python -m benchmarks.dask_cluster [--policies A,B] [--replications R]
 
 The benchmark starts a Dask scheduler (``python -m dask scheduler``) and up to
 ``--workers`` Dask workers (``python -m dask worker --nthreads 1``), each its
-own process group, all on 127.0.0.1 on ports the system picks (the scheduler
-writes its address to a scheduler file the workers read). It runs the same
+own process group, all on 127.0.0.1 on ports the system picks, the HTTP
+endpoints too (the scheduler writes its address to a scheduler file the
+workers read). It runs the same
 ``compare`` once with the local process pool of ``--workers`` processes and
 once on the cluster with 1, 2, … ``--workers`` Dask workers (workers added
 one at a time), each ``--rounds`` times, interleaved, the fastest run of each
@@ -45,8 +46,6 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
-
-import pandas as pd
 
 DEFAULT_POLICIES = ("none", "selective-1-5s", "throttle-100h")
 UNTIMED_COLUMNS = ("wall_s", "cached")  # a run's time, and whether it came from a cache (never, here)
@@ -113,7 +112,7 @@ class Cluster:
 
     def start(self) -> "Cluster":
         self.scheduler = self._spawn("scheduler", [
-            "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+            "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
             "--scheduler-file", str(self.scheduler_file)])
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -138,15 +137,16 @@ class Cluster:
         local.mkdir()
         self.workers.append(self._spawn(name, [
             "worker", "--scheduler-file", str(self.scheduler_file), "--nthreads", "1", "--nworkers", "1",
-            "--host", "127.0.0.1", "--no-dashboard", "--name", name, "--local-directory", str(local),
-            "--death-timeout", "30"]))
+            "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--name", name,
+            "--local-directory", str(local), "--death-timeout", "30"]))
 
     def scale(self, client, count: int) -> None:
         """Exactly ``count`` workers, connected to the scheduler (workers are added or stopped)."""
         while len(self.workers) < count:
             self.add_worker()
-        while len(self.workers) > count:
-            _stop_group(self.workers.pop())
+        if len(self.workers) > count:
+            _stop_groups(self.workers[count:])
+            del self.workers[count:]
         deadline = time.monotonic() + START_TIMEOUT_S
         while len(client.scheduler_info(n_workers=-1)["workers"]) != count:
             for process in self.workers:
@@ -159,10 +159,10 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop every worker, then the scheduler; each process group in full."""
-        while self.workers:
-            _stop_group(self.workers.pop())
+        workers, self.workers = self.workers, []
+        _stop_groups(workers)
         if self.scheduler is not None:
-            _stop_group(self.scheduler)
+            _stop_groups([self.scheduler])
             self.scheduler = None
 
     def groups(self) -> list[int]:
@@ -182,27 +182,31 @@ class Cluster:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM the process's group (a Dask worker's nanny has a child), SIGKILL it after STOP_GRACE_S."""
-    group = process.pid
+def _stop_groups(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM each process's group (a Dask worker's nanny has a child), all at once so that they shut down
+    side by side; SIGKILL the groups still there after STOP_GRACE_S."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(group, sig)
-        except ProcessLookupError:
-            break
+        left = []
+        for process in processes:
+            try:
+                os.killpg(process.pid, sig)
+                left.append(process)
+            except ProcessLookupError:
+                process.poll()
         deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline:
-            process.poll()
-            if not group_alive(group):
-                break
+        while left and time.monotonic() < deadline:
+            for process in left:
+                process.poll()  # reaps the group leader, which group_alive would otherwise count as a zombie
+            left = [p for p in left if group_alive(p.pid)]
             time.sleep(0.05)
-        else:
-            continue
-        break
-    try:
-        process.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
+        if not left:
+            break
+        processes = left
+    for process in processes:
+        try:
+            process.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def simsub_root() -> Path:
@@ -234,6 +238,15 @@ def _where_simsub_is() -> str:
 
     code_fingerprint()
     return simsub.__file__
+
+
+def _warm_up(client) -> set[str]:
+    """Run ``_where_simsub_is`` as a task on every worker (the path a run takes: the worker's thread
+    pool, serialisation both ways), so the first timed run pays no first-task costs; where each
+    worker's simsub is."""
+    futures = [client.submit(_where_simsub_is, pure=False, workers=[address], allow_other_workers=False)
+               for address in client.scheduler_info(n_workers=-1)["workers"]]
+    return set(client.gather(futures))
 
 
 @contextmanager
@@ -301,7 +314,7 @@ def _rounds(cluster: Cluster, options: dict, workers: int, rounds: int, walls: d
             runs = len(experiment.runs)
             for count in range(1, workers + 1):
                 cluster.scale(client, count)
-                where |= set(client.run(_where_simsub_is).values())
+                where |= _warm_up(client)
                 name = f"dask-{count}"
                 log(f"round {round_ + 1}/{rounds}: Dask, {count} worker{'s' if count > 1 else ''}")
                 wall, experiment = _compare(options, dask=cluster.address)

@@ -10,9 +10,10 @@ its own pyproject.toml into a virtual environment of its own, its
 dependencies pinned to the versions this interpreter has (so the two builds
 differ in simsub's code only). ``--venv PATH`` keeps that environment at PATH
 and reuses it on the next call (it records which commit it holds). The current
-build is the checkout this module is in, run by this interpreter with the
-checkout first on ``PYTHONPATH``; each build reports where it imported simsub
-from, and that goes into the JSON.
+build is the checkout this module is in, run by this interpreter (or
+``--python``) with the checkout first on ``PYTHONPATH``; each build reports
+where it imported simsub from, and that goes into the JSON (the run stops if
+either imported the other's).
 
 Each pair runs ``python -m simsub compare`` once per build, in the order
 baseline–current, then current–baseline in the next pair (and so on), so a
@@ -31,24 +32,32 @@ what each ran, and two ratios:
 Each is given for wall time and for CPU time of the process tree (user +
 system, the compare process and its worker processes, from
 ``getrusage(RUSAGE_CHILDREN)`` before and after the invocation): the median
-over pairs and every pair's. ``--args`` passes the same options to both
+over pairs and every pair's. The JSON also has, per invocation, the runs' own
+wall times summed (``runs_wall_s``, from runs.csv): the rest of the CPU time
+is the invocation's own (start-up, planning, statistics, report and charts). ``--args`` passes the same options to both
 builds (e.g. ``--policies none,selective-1-5s --replications 5``), which makes
 the two ratios equal when both builds accept them.
 
 ``--quick`` cuts the simulated day to 12 h 5 min (the bots start at noon) and
-runs one pair, about 2 minutes on 2 cores: a check that the benchmark works,
-not a figure.
+runs one pair, about 2 minutes on 2 cores (plus a minute to build the
+baseline's environment unless ``--venv`` holds it): a check that the
+benchmark works, not a figure.
+
+Ctrl-C or SIGTERM stops the compare in progress (its process group) and
+removes the temporary folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
 import resource
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -153,14 +162,23 @@ def run_compare(build: Build, arguments: list[str], work: Path, index: int) -> d
     cache = work / f"{build.name}-{index}-cache"
     command = [build.python, "-m", "simsub", "compare", *arguments, "--out", str(out), "--cache", str(cache),
                "--quiet"]
+    errors = work / f"{build.name}-{index}.stderr"
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=build.cwd, env=build.env, capture_output=True, text=True)
+    with open(errors, "wb") as stderr:
+        # Its own process group, so that an interruption stops the compare and its worker processes.
+        process = subprocess.Popen(command, cwd=build.cwd, env=build.env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        try:
+            process.wait()
+        except BaseException:
+            _stop_group(process)
+            raise
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise BenchError(f"{build.name}: simsub compare exited with status {done.returncode}: "
-                         f"{done.stderr.strip()[-500:]}")
+    if process.returncode != 0:
+        raise BenchError(f"{build.name}: simsub compare exited with status {process.returncode}: "
+                         f"{errors.read_text(errors='replace').strip()[-500:]}")
     try:
         record = json.loads((out / "experiment.json").read_text())
     except (OSError, ValueError) as exc:
@@ -171,17 +189,38 @@ def run_compare(build: Build, arguments: list[str], work: Path, index: int) -> d
                          "invocation a fresh one, so this is a bug")
     if runs["failed"]:
         raise BenchError(f"{build.name}: {runs['failed']} runs failed")
+    with open(out / "runs.csv", newline="", encoding="utf-8") as fh:
+        runs_wall = sum(float(row["wall_s"]) for row in csv.DictReader(fh) if row.get("wall_s"))
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"build": build.name, "wall_s": wall, "cpu_s": cpu, "runs": runs["total"],
+    return {"build": build.name, "wall_s": wall, "cpu_s": cpu, "runs_wall_s": runs_wall, "runs": runs["total"],
             "policies": list(record["policies"]), "replications": record["replications"],
             "overrides": record.get("overrides", {}), "executor": record.get("executor", "")}
 
 
+def _stop_group(process: subprocess.Popen) -> None:
+    """Ctrl-C for the compare's process group (it stops its workers), SIGKILL if it is not gone in 10 s."""
+    for sig, grace in ((signal.SIGINT, 10.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(timeout=grace)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _terminate_as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def measure(baseline: str = BASELINE, pairs: int = 3, quick: bool = False, venv: Path | None = None,
-            arguments: list[str] | None = None, horizon: str | None = None, log=print) -> dict:
-    """The figures of the module docstring."""
+            arguments: list[str] | None = None, horizon: str | None = None, python: str | None = None,
+            log=print) -> dict:
+    """The figures of the module docstring; ``python``: the current build's interpreter (default: this one)."""
     sha = _git("rev-parse", "--verify", f"{baseline}^{{commit}}")
     head = _git("rev-parse", "HEAD")
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
@@ -189,11 +228,12 @@ def measure(baseline: str = BASELINE, pairs: int = 3, quick: bool = False, venv:
     arguments = list(arguments or []) + ([f"--set=scenario.horizon={horizon}"] if horizon else [])
     with tempfile.TemporaryDirectory(prefix="simsub-versus-") as folder:
         work = Path(folder)
-        python = baseline_venv(baseline, sha, Path(venv) if venv else work / "venv", work, log)
+        baseline_python = baseline_venv(baseline, sha, Path(venv) if venv else work / "venv", work, log)
         neutral = work / "cwd"  # the baseline runs here, where no simsub source is
         neutral.mkdir()
-        builds = {"baseline": Build("baseline", sha, str(python), neutral, None),
-                  "current": Build("current", head + ("+uncommitted" if dirty else ""), sys.executable, ROOT, ROOT)}
+        builds = {"baseline": Build("baseline", sha, str(baseline_python), neutral, None),
+                  "current": Build("current", head + ("+uncommitted" if dirty else ""), python or sys.executable, ROOT,
+                                  ROOT)}
         if Path(builds["baseline"].simsub).resolve().is_relative_to(ROOT):
             raise BenchError(f"the baseline imported simsub from this checkout ({builds['baseline'].simsub})")
         if not Path(builds["current"].simsub).resolve().is_relative_to(ROOT):
@@ -275,17 +315,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--args", default="", metavar="OPTIONS",
                         help="the same compare options for both builds, e.g. \"--policies none,selective-1-5s\"")
     parser.add_argument("--venv", type=Path, help="keep the baseline's virtual environment here and reuse it")
+    parser.add_argument("--python", help="the current build's interpreter, e.g. a venv where the build step of "
+                        "this checkout ran (default: this one); the checkout is first on its PYTHONPATH")
     parser.add_argument("--out", type=Path, default=Path("results/versus.json"), help="JSON output file")
     args = parser.parse_args(argv)
     pairs = args.pairs if args.pairs is not None else (1 if args.quick else 3)
     if pairs < 1:
         parser.error("--pairs must be at least 1")
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # clean up (compare, temporary folder) as on Ctrl-C
     try:
         report = measure(args.baseline, pairs, args.quick, args.venv, shlex.split(args.args), args.horizon,
-                         log=lambda text: print(f"versus: {text}", file=sys.stderr, flush=True))
+                         args.python, log=lambda text: print(f"versus: {text}", file=sys.stderr, flush=True))
     except BenchError as exc:
         print(f"versus: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("versus: interrupted; the compare in progress is stopped", file=sys.stderr)
+        return 130
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(report))
