@@ -25,22 +25,26 @@ built-in scenario, the default replications, all cores): the two builds may
 then run different numbers of policies or replications, so the report gives
 what each ran, and two ratios:
 
-* ``speedup`` — baseline time over current time for the whole invocation;
-* ``speedup_per_run`` — the same with each time divided by the number of
-  runs that invocation computed (policies × replications).
+* ``speedup_wall``, ``speedup_cpu`` — baseline time over current time for
+  the whole invocation (> 1: the current build is faster);
+* ``speedup_wall_per_run``, ``speedup_cpu_per_run`` — the same with each time
+  divided by the number of runs that invocation computed (policies ×
+  replications).
 
 Each is given for wall time and for CPU time of the process tree (user +
 system, the compare process and its worker processes, from
 ``getrusage(RUSAGE_CHILDREN)`` before and after the invocation): the median
 over pairs and every pair's. The JSON also has, per invocation, the runs' own
-wall times summed (``runs_wall_s``, from runs.csv): the rest of the CPU time
-is the invocation's own (start-up, planning, statistics, report and charts). ``--args`` passes the same options to both
-builds (e.g. ``--policies none,selective-1-5s --replications 5``), which makes
-the two ratios equal when both builds accept them.
+wall times summed (``runs_wall_s``, from runs.csv): the rest of the time is
+the invocation's own (start-up, planning, statistics, report and charts).
 
-``--quick`` cuts the simulated day to 12 h 5 min (the bots start at noon) and
-runs one pair, about 2 minutes on 2 cores (plus a minute to build the
-baseline's environment unless ``--venv`` holds it): a check that the
+``--args`` passes the same options to both builds (e.g. ``--policies
+none,selective-1-5s --replications 5``), which makes the two ratios equal when
+both builds accept them. The horizon is cut with ``--set
+scenario.horizon=…``, which both builds accept (0856011 has no ``--horizon``
+option). ``--quick`` cuts the simulated day to 12 h 5 min (the bots start at
+noon) and runs one pair, about 2 minutes on 2 cores (plus a minute to build
+the baseline's environment unless ``--venv`` holds it): a check that the
 benchmark works, not a figure.
 
 Ctrl-C or SIGTERM stops the compare in progress (its process group) and
