@@ -337,8 +337,17 @@ def measure(scenario: str | None = None, policies: tuple[str, ...] = DEFAULT_POL
     """
     from simsub.experiments.execute import Interrupted
 
+    import simsub
+    from simsub.errors import ScenarioError
+
     workers = workers or os.cpu_count() or 1
     overrides = {"scenario.horizon": horizon} if horizon else None
+    checked = simsub.load_scenario(scenario, overrides)  # bad input fails here, before a cluster starts
+    for policy in policies:
+        try:
+            checked.policy_named(policy)
+        except ScenarioError as exc:  # named after this command's option, as simsub compare does
+            raise ScenarioError(exc.source, "--policies", exc.message) from None
     options = {"scenario": scenario, "policies": list(policies), "replications": replications,
                "overrides": overrides}
     walls: dict[str, list[float]] = {}

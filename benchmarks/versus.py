@@ -81,6 +81,10 @@ class BenchError(RuntimeError):
     """A step of the benchmark failed; the message names it."""
 
 
+class BadInput(BenchError):
+    """An option names no usable commit, environment or interpreter (exit status 2)."""
+
+
 def _git(*args: str) -> str:
     done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
     if done.returncode != 0:
@@ -120,7 +124,7 @@ def baseline_venv(commit: str, sha: str, venv: Path, work: Path, log=print) -> P
     except (OSError, ValueError, KeyError):
         pass
     if venv.exists() and any(venv.iterdir()):
-        raise BenchError(f"--venv {venv}: exists and does not hold simsub at {sha[:12]} (remove it or pick another)")
+        raise BadInput(f"--venv {venv}: exists and does not hold simsub at {sha[:12]} (remove it or pick another)")
     source = work / "baseline-src"
     log(f"exporting {commit} to {source}")
     export_commit(sha, source)
@@ -150,8 +154,11 @@ class Build:
         self.simsub = self._where()
 
     def _where(self) -> str:
-        done = subprocess.run([self.python, "-c", "import simsub; print(simsub.__file__)"], cwd=self.cwd,
-                              env=self.env, capture_output=True, text=True)
+        try:
+            done = subprocess.run([self.python, "-c", "import simsub; print(simsub.__file__)"], cwd=self.cwd,
+                                  env=self.env, capture_output=True, text=True)
+        except OSError as exc:
+            raise BadInput(f"--python {self.python}: {exc.strerror}") from None
         if done.returncode != 0:
             raise BenchError(f"{self.name}: cannot import simsub: {done.stderr.strip()[-300:]}")
         return done.stdout.strip()
@@ -225,7 +232,10 @@ def measure(baseline: str = BASELINE, pairs: int = 3, quick: bool = False, venv:
             arguments: list[str] | None = None, horizon: str | None = None, python: str | None = None,
             log=print) -> dict:
     """The figures of the module docstring; ``python``: the current build's interpreter (default: this one)."""
-    sha = _git("rev-parse", "--verify", f"{baseline}^{{commit}}")
+    try:
+        sha = _git("rev-parse", "--verify", "--quiet", f"{baseline}^{{commit}}")
+    except BenchError:
+        raise BadInput(f"--baseline {baseline}: not a commit of {ROOT}") from None
     head = _git("rev-parse", "HEAD")
     dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
     horizon = horizon or (QUICK_HORIZON if quick else None)
@@ -241,7 +251,7 @@ def measure(baseline: str = BASELINE, pairs: int = 3, quick: bool = False, venv:
         if Path(builds["baseline"].simsub).resolve().is_relative_to(ROOT):
             raise BenchError(f"the baseline imported simsub from this checkout ({builds['baseline'].simsub})")
         if not Path(builds["current"].simsub).resolve().is_relative_to(ROOT):
-            raise BenchError(f"the current build imported simsub from {builds['current'].simsub}, not {ROOT}")
+            raise BadInput(f"the current build imported simsub from {builds['current'].simsub}, not {ROOT}")
         rows = []
         for index in range(pairs):
             order = ("baseline", "current") if index % 2 == 0 else ("current", "baseline")
@@ -332,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                          args.python, log=lambda text: print(f"versus: {text}", file=sys.stderr, flush=True))
     except BenchError as exc:
         print(f"versus: error: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, BadInput) else 1
     except KeyboardInterrupt:
         print("versus: interrupted; the compare in progress is stopped", file=sys.stderr)
         return 130
