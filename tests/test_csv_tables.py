@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from simsub.api import run
-from simsub.report.csv_tables import BLOCK_ROWS, write_csv
+from simsub.report.csv_tables import BLOCK_ROWS, _plan, write_csv
 
 
 def expected(frame: pd.DataFrame, float_format: str) -> bytes:
@@ -36,7 +36,10 @@ def awkward_floats(n: int, rng: np.random.Generator) -> np.ndarray:
     special = np.array([0.0, -0.0, -1e-9, 1e-9, 0.5, 1.5, 2.5, -2.5, 0.0000005, 0.0000015, 0.0000025,
                         1234.5678905, np.nan, np.inf, -np.inf, 1e300, -1e300, 5e-324, 2.0 ** 53, 0.1, 0.7])
     rest = rng.standard_normal(n) * 10.0 ** rng.integers(-8, 12, n)
-    values = np.concatenate([special, rest])
+    # decimal halfway points at 0, 3 and 6 decimals (x.5, x.xxx5, x.xxxxxx5), which the nearest
+    # binary value lies just above or below
+    halfway = (rng.integers(-10 ** 9, 10 ** 9, n) + 0.5) / 10.0 ** rng.choice([0, 3, 6], n)
+    values = np.concatenate([special, rest, halfway])
     values[rng.random(len(values)) < 0.1] = np.nan
     return values
 
@@ -48,19 +51,22 @@ def awkward_frame(n: int, seed: int) -> pd.DataFrame:
     labels = ["plain", "with,comma", 'with "quote"', "with\nnewline", "", " spaced ", "ünïcode"]
     codes = rng.integers(-1, len(labels), m)  # -1: a missing value
     return pd.DataFrame({
-        "id": rng.integers(-2 ** 62, 2 ** 62, m),
+        "id": np.concatenate([[np.iinfo(np.int64).min, np.iinfo(np.int64).max, 0, -1],
+                              rng.integers(-2 ** 62, 2 ** 62, m - 4)]),
         "x": floats,
         "y": np.abs(np.nan_to_num(floats, nan=1.0, posinf=2.0, neginf=3.0)),  # no NaN: formatted in the row
         "label": pd.Categorical.from_codes(codes, categories=labels),
         "small": rng.integers(0, 10, m).astype(np.int32),
         "column, quoted": np.zeros(m, dtype=np.uint8),
+        "big": np.full(m, np.iinfo(np.uint64).max, dtype=np.uint64),
     })
 
 
-@pytest.mark.parametrize("float_format", ["%.6f", "%.3f", "%.17g", "%g"])
+@pytest.mark.parametrize("float_format", ["%.6f", "%.3f", "%.0f", "%.15f", "%.17g"])
 @pytest.mark.parametrize("compresslevel", [None, 1, 9])
 def test_awkward_values_as_pandas_writes_them(tmp_path, float_format, compresslevel):
     frame = awkward_frame(2000, seed=len(float_format) + (compresslevel or 0))
+    assert _plan(frame, float_format) is not None  # written by the fast path, not handed to pandas
     assert written(frame, tmp_path, float_format, compresslevel) == expected(frame, float_format)
 
 
