@@ -10,8 +10,9 @@ about a third of the time:
 * a row is one ``"%d,%s,%.6f,..." % row`` in C instead of one Python call per value;
 * a categorical column's labels are quoted (as csv quotes them) once per category,
   not once per row, and a row takes its label by code;
-* a float column with NaN (written empty, as pandas writes it) is formatted in
-  one list comprehension; a float column without NaN is formatted inside the row;
+* a float column with NaN is formatted beforehand, its present values in one list
+  comprehension and NaN as nothing (as pandas writes it); a float column without
+  NaN is formatted inside the row;
 * the text goes to gzip in large blocks (pandas writes it in small pieces).
 
 A frame with a column of any other kind (strings, booleans, nullable integers…)
