@@ -8,6 +8,7 @@ from typing import Callable
 
 import tomli_w
 
+from .csv_tables import COMPRESSLEVEL, write_csv
 from .run_charts import delivery_latency_chart, false_delay_chart, queue_chart, throughput_chart
 from ..api import Result
 from ..files import atomic_folder
@@ -27,9 +28,8 @@ def write_run(result: Result, target: Path, command: str | None = None,
     scenario = result.scenario
     title = f"{scenario.name} · policy {result.policy} · seed {result.seed}"
     with atomic_folder(target, marker="summary.json") as folder:
-        result.messages.to_csv(folder / "messages.csv.gz", index=False, float_format="%.6f",
-                               compression={"method": "gzip", "compresslevel": 1, "mtime": 0})
-        result.timeseries.to_csv(folder / "timeseries.csv", index=False, float_format="%.6f")
+        write_csv(result.messages, folder / "messages.csv.gz", "%.6f", COMPRESSLEVEL)
+        write_csv(result.timeseries, folder / "timeseries.csv", "%.6f")
         resolved = dict(scenario.raw)
         resolved["scenario"] = {**resolved.get("scenario", {}), "seed": result.seed, "default_policy": result.policy}
         with open(folder / "scenario.toml", "wb") as fh:
@@ -39,9 +39,8 @@ def write_run(result: Result, target: Path, command: str | None = None,
                          folder / "throughput.png")
         false_delay_chart(result.messages, f"Legitimate false delay by origin — {title}", folder / "false_delay.png")
         if result.deliveries is not None:
-            result.deliveries.to_csv(folder / "deliveries.csv.gz", index=False, float_format="%.6f",
-                                     compression={"method": "gzip", "compresslevel": 1, "mtime": 0})
-            result.events.to_csv(folder / "events.csv", index=False, float_format="%.3f")
+            write_csv(result.deliveries, folder / "deliveries.csv.gz", "%.6f", COMPRESSLEVEL)
+            write_csv(result.events, folder / "events.csv", "%.3f")
             intervals = result.listed
             names = list(scenario.reputation)
             queue_chart(result.timeseries, result.events, intervals, names, f"Mail queue — {title}",
