@@ -24,7 +24,9 @@ Flavour = Literal["duration", "count"]
 class Distribution:
     """Base class: ``sample`` draws values, ``mean`` is the analytic mean."""
 
-    mean: float
+    @property
+    def mean(self) -> float:
+        raise NotImplementedError
 
     def sample(self, rng: np.random.Generator, size: int | None = None):
         raise NotImplementedError
