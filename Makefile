@@ -9,10 +9,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-slow test-all bench reference tools postfix pflogsumm postfwd api-docs clean
 
-$(STAMP): pyproject.toml
+# The install compiles the hot modules with mypyc (hatch_build.py; pure Python if that
+# fails); the last line says which build was installed.
+$(STAMP): pyproject.toml hatch_build.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/simsub --version
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -92,4 +95,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache simsub/_compiled.json simsub__mypyc.*.so simsub/*.so simsub/*/*.so
