@@ -63,7 +63,7 @@ tools: postfix pflogsumm postfwd
 # results/api/index.html.
 API_MODULES := simsub simsub.scenario simsub.workload simsub.analysis simsub.experiments simsub.report
 api-docs: $(STAMP)
-	$(BIN)/python -m pdoc --docformat restructuredtext -o results/api $(API_MODULES)
+	SIMSUB_PURE_PYTHON=1 $(BIN)/python -m pdoc --docformat restructuredtext -o results/api $(API_MODULES)
 	@echo "API reference: results/api/index.html"
 
 # Install a Debian package for the tests that use it, as root with apt-get only; elsewhere

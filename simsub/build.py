@@ -84,7 +84,7 @@ def _choose() -> tuple[str, str, frozenset[str]]:
         shown = ", ".join(stale[:3]) + (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
         why = "compiled modules out of date"
         print(f"simsub: warning: {shown} changed since the compiled build: running all compiled modules "
-              "from their sources (pure Python, slower); reinstall (make, or pip install -e .) to recompile",
+              "from their sources (pure Python, slower); recompile with: .venv/bin/python -m pip install -e .",
               file=sys.stderr)
     sys.meta_path.insert(0, _SourceFinder(modules))
     return "pure", f"pure Python ({why})", modules

@@ -204,7 +204,7 @@ def _number(value: object, subkey: str, flavour: Flavour) -> float:
     return float(value)
 
 
-def _finite(value: float) -> bool:
+def _finite(value: int | float) -> bool:  # not float: compiled, a huge int would fail to convert
     try:
         return math.isfinite(value)
     except OverflowError:  # a TOML integer beyond the float range, such as 10**400
