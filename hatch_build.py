@@ -65,9 +65,9 @@ class CompiledBuildHook(BuildHookInterface):
                 built = _compile(root, sources, work)
             except (Exception, SystemExit) as exc:  # setuptools reports compiler errors as SystemExit
                 traceback.print_exc(file=sys.stderr)
-                detail = "see the messages above" if isinstance(exc, SystemExit) else str(exc).strip()[:200]
+                detail = "see the messages above" if isinstance(exc, SystemExit) else str(exc).strip()[:100]
                 reason = f"compiling with mypyc failed ({type(exc).__name__}: {detail})"
-                _say(f"{reason}.\nInstalling the PURE-PYTHON package instead: identical results, slower.")
+                _say(f"{reason}.\nBuilding the PURE-PYTHON package instead: identical results, slower.")
                 self._write(root, build_data, editable, {"compiled": False, "reason": reason})
                 return
             manifest = {

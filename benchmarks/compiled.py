@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "simulate_pure_over_compiled": per_message("pure", "simulate_cpu_s") / per_message("compiled", "simulate_cpu_s"),
         "run_pure_over_compiled": per_message("pure", "run_cpu_s") / per_message("compiled", "run_cpu_s"),
+        "pair_ratios": [round(p["simulate_cpu_s"] / c["simulate_cpu_s"], 3)
+                        for c, p in zip(runs["compiled"], runs["pure"])],
         "compiled_simulate_us_per_message": per_message("compiled", "simulate_cpu_s") * 1e6,
         "pure_simulate_us_per_message": per_message("pure", "simulate_cpu_s") * 1e6,
         "messages": runs["compiled"][0]["messages"], "pairs": args.pairs, "horizon": args.horizon or "scenario's",
