@@ -9,10 +9,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-slow test-all bench reference tools postfix pflogsumm postfwd api-docs clean
 
-$(STAMP): pyproject.toml
+# The install compiles the hot modules with mypyc (hatch_build.py; pure Python if that
+# fails); the last line says which build was installed.
+$(STAMP): pyproject.toml hatch_build.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/simsub --version
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -60,7 +63,7 @@ tools: postfix pflogsumm postfwd
 # results/api/index.html.
 API_MODULES := simsub simsub.scenario simsub.workload simsub.analysis simsub.experiments simsub.report
 api-docs: $(STAMP)
-	$(BIN)/python -m pdoc --docformat restructuredtext -o results/api $(API_MODULES)
+	SIMSUB_PURE_PYTHON=1 $(BIN)/python -m pdoc --docformat restructuredtext -o results/api $(API_MODULES)
 	@echo "API reference: results/api/index.html"
 
 # Install a Debian package for the tests that use it, as root with apt-get only; elsewhere
@@ -92,4 +95,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache simsub/_compiled.json simsub__mypyc.*.so simsub/*.so simsub/*/*.so

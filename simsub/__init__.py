@@ -14,6 +14,9 @@ Public API::
     simsub.write_experiment(experiment, "results/my-comparison")
 """
 
+# First: it decides, before any compiled module is imported, whether they run compiled
+# or from their sources (SIMSUB_PURE_PYTHON=1; see simsub.build).
+from . import build  # noqa: I001
 from .api import Result, run
 from .errors import ScenarioError
 from .scenario import Scenario, load_scenario

@@ -24,7 +24,9 @@ Flavour = Literal["duration", "count"]
 class Distribution:
     """Base class: ``sample`` draws values, ``mean`` is the analytic mean."""
 
-    mean: float
+    @property
+    def mean(self) -> float:
+        raise NotImplementedError
 
     def sample(self, rng: np.random.Generator, size: int | None = None):
         raise NotImplementedError
@@ -202,7 +204,7 @@ def _number(value: object, subkey: str, flavour: Flavour) -> float:
     return float(value)
 
 
-def _finite(value: float) -> bool:
+def _finite(value: int | float) -> bool:  # not float: compiled, a huge int would fail to convert
     try:
         return math.isfinite(value)
     except OverflowError:  # a TOML integer beyond the float range, such as 10**400

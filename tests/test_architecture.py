@@ -21,7 +21,7 @@ PACKAGE = Path(simsub.__file__).resolve().parent
 
 #: Bottom to top.  Keep in step with the picture in docs/architecture.md.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("version", "units", "errors"),  # foundations
+    ("version", "build", "units", "errors"),  # foundations (build: compiled or pure-Python modules)
     ("distributions", "files"),  # random quantities of a scenario; result folders written atomically
     ("policy",),  # Postfix restrictions, maps and policy services (shared by model and daemon)
     ("scenario",),  # TOML -> validated Scenario

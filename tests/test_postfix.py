@@ -128,6 +128,7 @@ def test_a_hostname_matching_dunno_stops_the_address_lookup_in_postfix_as_in_the
     """check_client_access looks up the name, then the address — unless the name matched,
     even with DUNNO: a .jp client whose address would match `sleep 3` is not delayed at all.
     Postfix and the model's verdict agree on every client."""
+    from simsub.model.dialogue import Dialogue
     from simsub.model.session import Transaction
 
     from .conftest import make_scenario
@@ -143,7 +144,8 @@ def test_a_hostname_matching_dunno_stops_the_address_lookup_in_postfix_as_in_the
         results = _sessions(instance.port, clients, "users0", 1)
     stage = scenario.policies["pitfall"].stages["rcpt"]
     for name, expected in (("jp", 0.0), ("unknown", 2.0)):
-        model_delay = stage.evaluate(Transaction(clients[name], "users0", 1, None), 0.0,
+        unused = Dialogue(0.0, 0.0, 0.0, 0.0, 60.0, 60.0, True)  # the map needs no dialogue; the type does
+        model_delay = stage.evaluate(Transaction(clients[name], "users0", 1, unused), 0.0,
                                      scenario.policies["pitfall"].new_state()).delay
         assert model_delay == expected, name
         assert results[name].accepted_at - results[name].banner_at == pytest.approx(expected, abs=0.15), name

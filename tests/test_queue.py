@@ -571,6 +571,7 @@ def small_scenarios(draw):
     return sc, draw(st.sampled_from(["none", "limit", "hold"])), draw(st.integers(0, 2**16))
 
 
+@pytest.mark.pure_only  # swaps world's MailQueue for CheckedQueue
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(small_scenarios())
 def test_limits_and_conservation_on_random_small_scenarios(case):

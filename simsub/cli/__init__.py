@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 
+from .. import build
 from ..version import __version__
 from ..errors import ScenarioError
 from ..experiments.execute import Interrupted
@@ -41,7 +42,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = Parser(prog="simsub", description="Simulate an ISP mail submission service (port 587) under attack "
                     "by bots with stolen passwords, and measure what tarpits and throttles cost and save.",
                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"simsub {__version__}")
+    parser.add_argument("--version", action="version", version=f"simsub {__version__} ({build.DESCRIPTION})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     handlers = {}

@@ -29,7 +29,11 @@ positive_feedback`` and ``..._negative_feedback`` = 1, hysteresis 1); the
 
 from __future__ import annotations
 
+from mypy_extensions import mypyc_attr
 
+
+# Compiled, open to subclasses in Python (tests/test_postfix_dead.py records the window in one).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class DestinationWindow:
     """The in-core queue state of one destination (counts are deliveries)."""
 

@@ -119,9 +119,10 @@ class Recorder:
     def sample(self, t: float, busy_area: float, busy_peak: int, queue_peak: int,
                mail: tuple[int, int, int] = (0, 0, 0), mail_peaks: tuple[int, int] = (0, 0)) -> None:
         """The state at the end of a time bin (``mail``: incoming, active, deferred)."""
+        # object, not the float mypy infers: compiled, the ints would be turned into floats.
+        values: tuple[object, ...] = (t, busy_area, busy_peak, queue_peak, *mail, *mail_peaks)
         for name, value in zip(("t_s", "busy_area", "busy_peak", "queue_peak", "mail_incoming", "mail_active",
-                                "mail_deferred", "mail_active_peak", "mail_deferred_peak"),
-                               (t, busy_area, busy_peak, queue_peak, *mail, *mail_peaks)):
+                                "mail_deferred", "mail_active_peak", "mail_deferred_peak"), values):
             self.samples[name].append(value)
 
     def delivery(self, message_id, kind, accepted, recipients, delivered, bounced, purged, expired, queued,

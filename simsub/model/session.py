@@ -341,6 +341,8 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
     if anvil_handle is not None:
         anvil.close(anvil_handle, dialogue.server_end)
     world.last_end = max(world.last_end, dialogue.server_end, dialogue.client_left)
+    # Every path above set both (for the type checker, which cannot follow them).
+    assert outcome is not None and dialogue.client_left is not None
     slot_wait = start - arrival
     world.recorder.session(client.population, arrival, outcome, slot_wait, dialogue.server_end - start)
     return SessionResult(

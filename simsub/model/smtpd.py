@@ -55,7 +55,7 @@ class SmtpdPool:
         self.queued += 1
         if self.queued > self.peak_queued:
             self.peak_queued = self.queued
-        self.env.timeout(connect_timeout).callbacks.append(lambda _e, w=waiter: self._give_up(w))
+        self.env.timeout(connect_timeout).callbacks.append(lambda _e, w=waiter: self._give_up(w))  # type: ignore[misc]
         return waiter
 
     def release_at(self, when: float) -> None:

@@ -14,7 +14,7 @@ import gc
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import simpy
@@ -80,7 +80,7 @@ class World:
         recorder.populations = [p.name for p in scenario.populations]
         recorder.population_kinds = [p.kind for p in scenario.populations]
         recorder.origins = list(scenario.origins)
-        self.users = client_populations(scenario, self.streams)
+        self.users: dict[str, Any] = client_populations(scenario, self.streams)  # TraceClients too
         self.last_end = 0.0  # s, when the latest session ended (client or server side)
         self.end_s = 0.0  # s, end of the run: the horizon, or the end of the last session if later
         self.reset_accounts: set[str] = set()  # passwords reset by the operator
@@ -108,7 +108,7 @@ class World:
             split = first_recipients(split, result.recipients_accepted)
         when = result.accepted_at - half_rtt  # the 250 left smtpd half a round trip earlier
         self.env.timeout(max(when - self.env.now, 0.0)).callbacks.append(
-            lambda _e: self.queue.accept(message_id, kind, account, local_sender, split))
+            lambda _e: self.queue.accept(message_id, kind, account, local_sender, split))  # type: ignore[union-attr]
 
     def next_message_id(self) -> int:
         self._message_ids += 1
@@ -136,7 +136,7 @@ class World:
         and login; a legitimate one retries like the population's users, a bot's does not."""
         env = self.env
         spec = self.scenario.trace
-        trace = load_trace(str(spec.tables), spec.digest, spec.flagged)
+        trace = load_trace(str(spec.tables), spec.digest, spec.flagged)  # type: ignore[union-attr]
         part = trace.bots if population.is_bot else trace.users
         clients = TraceClients(self.scenario, index, population, part, self.streams)
         self.users[population.name] = clients

@@ -63,7 +63,9 @@ class ClientView(Protocol):
 class Request(Protocol):
     """One evaluation request: a client, its login and its current message."""
 
-    client: ClientView
+    @property  # read-only here, so that a request's own client class may stand in for ClientView
+    def client(self) -> ClientView: ...
+
     sasl_username: str
     message_id: int
     recipient_count: int

@@ -66,7 +66,7 @@ class AccountNames(Sequence):
     def __len__(self) -> int:
         return self._length
 
-    def __getitem__(self, i: int) -> str:
+    def __getitem__(self, i: int) -> str:  # type: ignore[override]  # integers only, no slices
         if not isinstance(i, int):
             raise TypeError("AccountNames takes integer indices only")
         if i < 0:
