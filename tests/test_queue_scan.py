@@ -114,7 +114,9 @@ def dying_cases(draw):
     return queue, delivery, switches, messages, draw(st.integers(0, 2**16))
 
 
-def play(queue_class, case) -> tuple[list[tuple], dict]:
+def play(queue_class, case) -> tuple[list[tuple], dict, dict]:
+    """Step a world with ``queue_class`` to 2 h: the queue's state after every step,
+    the recorded end, and the reference's ``situations`` (empty for other queues)."""
     queue, delivery, switches, messages, seed = case
     reputation = {"bl": {"threshold": 10**9, "window": "1m", "expiry": "10d", "action": "defer", "stage": "greeting"}}
     destinations = {"d0": dest(lists=["bl"], delivery_time=delivery, legit_share=0.4, spam_share=0.4),
@@ -135,17 +137,17 @@ def play(queue_class, case) -> tuple[list[tuple], dict]:
     while w.env.peek() <= 7200:
         w.env.step()
         steps.append((w.env.now, state(w.queue)))
-    if isinstance(w.queue, PlainScanQueue):
-        for situation, count in w.queue.situations.items():
-            event(f"{situation}: {'yes' if count else 'no'}")  # pytest --hypothesis-show-statistics
-    return steps, finished(w)
+    situations = w.queue.situations if isinstance(w.queue, PlainScanQueue) else {}
+    return steps, finished(w), situations
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dying_cases())
 def test_the_scan_with_dead_destinations_matches_the_plain_order_of_work(case):
-    plain_steps, plain_end = play(PlainScanQueue, case)
-    steps, end = play(MailQueue, case)
+    plain_steps, plain_end, situations = play(PlainScanQueue, case)
+    for situation, count in situations.items():
+        event(f"{situation}: {'yes' if count else 'no'}")  # pytest --hypothesis-show-statistics
+    steps, end, _ = play(MailQueue, case)
     for mine, reference in zip(steps, plain_steps):
         assert mine == reference
     assert len(steps) == len(plain_steps)
@@ -153,9 +155,10 @@ def test_the_scan_with_dead_destinations_matches_the_plain_order_of_work(case):
 
 
 def test_the_cases_reach_the_shortcut_and_its_fallbacks():
-    """One case that exercises each path, so the property test above is not vacuous:
-    messages deferred again on the spot, live ones activated in the scan, and mail
-    that expires while suspended (the long way)."""
+    """One case that takes each path, so the property test above is not vacuous:
+    messages deferred again on the spot, live ones activated in the scan, mail that
+    expires while suspended (the long way), scans that find the active queue full
+    and mail waiting in the incoming queue."""
     seen = {"redeferred": 0, "activated": 0, "long way": 0}
 
     class CountingQueue(MailQueue):
@@ -175,11 +178,16 @@ def test_the_cases_reach_the_shortcut_and_its_fallbacks():
     queue = {"active_limit": 3, "delivery_agents": 2, "destination_concurrency": 2, "initial_concurrency": 1,
              "recipients_per_request": 1, "minimal_backoff": 100, "maximal_backoff": 200, "queue_run_delay": 100,
              "maximal_queue_lifetime": 900, "bounce_queue_lifetime": 900, "double_bounce": "postmaster"}
-    messages = [(t, 1, 0, t % 2, Kind.SPAM, t % 3 == 0) for t in range(0, 600, 15)]
-    case = (queue, "7s", [1000, 1500], messages, 3)
-    _, end = play(CountingQueue, case)
+    # Every 15 s for 10 minutes a message to a dead destination, every fourth with a
+    # recipient at the live one too (120 s a delivery: the active queue fills); the
+    # list is off from 400 s to 700 s.
+    messages = [(t, 1, 0, int(t % 60 == 0), Kind.SPAM, t % 3 == 0) for t in range(0, 600, 15)]
+    case = (queue, "120s", [400, 700], messages, 3)
+    steps, end, _ = play(CountingQueue, case)
     assert all(seen.values()), seen
-    assert end == play(PlainScanQueue, case)[1]
+    plain_steps, plain_end, situations = play(PlainScanQueue, case)
+    assert all(situations.values()), situations
+    assert (steps, end) == (plain_steps, plain_end)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
