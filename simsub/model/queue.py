@@ -211,8 +211,8 @@ class MailQueue:
 
     def split(self, recipients: int, spam: bool, rng: np.random.Generator) -> dict[int, int]:
         """Draw the destinations of ``recipients`` recipients from ``rng``."""
-        counts = rng.multinomial(recipients, self.spam_shares if spam else self.legit_shares)
-        return {i: int(c) for i, c in enumerate(counts) if c}
+        counts = rng.multinomial(recipients, self.spam_shares if spam else self.legit_shares).tolist()
+        return {i: c for i, c in enumerate(counts) if c}  # tolist: plain ints, without a numpy scalar each
 
     def purge(self, accounts: set[str]) -> int:
         """Delete the queued mail of ``accounts``; returns the recipients purged."""
