@@ -166,6 +166,11 @@ class MailQueue:
         self.active_limit = config.active_limit
         self.delivery_agents = config.delivery_agents
         self.destination_concurrency = config.destination_concurrency
+        # Read for every suspended message a scan defers again (millions in a long listing).
+        self.minimal_backoff = config.minimal_backoff  # s
+        self.maximal_backoff = config.maximal_backoff  # s
+        self.lifetime_of_kind = [config.maximal_queue_lifetime, config.maximal_queue_lifetime,
+                                 config.bounce_queue_lifetime, config.bounce_queue_lifetime]  # s, indexed by Kind
         # The round robin's scan order from each starting destination ((n + 1)² entries:
         # nothing for the tens of destinations a scenario has).
         self._scan_orders = [[(start + step) % (n + 1) for step in range(n + 1)] for start in range(n + 1)]
@@ -419,16 +424,31 @@ class MailQueue:
             suspended += count
         if not suspended or message.rejected_now or message.purged:
             return False  # not a deferred message's usual state: the general path decides
-        config = self.config
         age = now - message.accepted_at
-        if age >= (config.bounce_queue_lifetime if message.kind >= Kind.BOUNCE else config.maximal_queue_lifetime):
+        if age >= self.lifetime_of_kind[message.kind]:
             return False  # expires: bounces, so it takes the long way
         # _activate: the message counts as active for the instant of its pass
-        if self.active >= self.peak_active:
-            self.peak_active = self.active + 1
+        active = self.active
+        if active >= self.peak_active:
+            self.peak_active = active + 1
         self.suspended_recipients += suspended
-        # _end_pass: deferred again
-        self._defer(message, now + min(max(age, config.minimal_backoff), config.maximal_backoff))
+        # _end_pass: deferred again (_defer, written out: this is the scan's inner loop)
+        retry_at = now + min(max(age, self.minimal_backoff), self.maximal_backoff)
+        message.retry_at = retry_at
+        message.where = "deferred"
+        message_id = message.id
+        deferred = self.deferred
+        deferred[message_id] = message
+        b = math.floor(retry_at / self.bucket_width)
+        if b < self.low_bucket:
+            self.low_bucket = b
+        bucket = self.deferred_buckets.get(b)
+        if bucket is None:
+            self.deferred_buckets[b] = [(retry_at, message_id, message)]
+        else:
+            bucket.append((retry_at, message_id, message))
+        if len(deferred) > self.peak_deferred:
+            self.peak_deferred = len(deferred)
         return True
 
     # ------------------------------------------------------------------ delivery
