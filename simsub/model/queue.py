@@ -327,8 +327,9 @@ class MailQueue:
         :meth:`_redefer_suspended`, without the general pass.  Only a message that
         would bounce at activation (expired while suspended) goes the long way, and
         every message after it, so its bounce queues behind them as before.  Nothing
-        here draws a random number, records a message or calls :meth:`_pump`, so the
-        sequence of everything observable is the one of the plain order of work."""
+        in the loop draws a random number, records a message or pumps the queue (one
+        pump follows it, as in the plain order), so the sequence of everything
+        observable is the one of the plain order of work."""
         delay = self.config.queue_run_delay
         deferred = self.deferred
         incoming = self.incoming
