@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import bisect
 import enum
-import heapq
 import math
 from collections import deque
 from typing import cast
@@ -172,6 +171,11 @@ class MailQueue:
         self.active_limit = config.active_limit
         self.delivery_agents = config.delivery_agents
         self.destination_concurrency = config.destination_concurrency
+        # Read for every suspended message a scan defers again (millions in a long listing).
+        self.minimal_backoff = config.minimal_backoff  # s
+        self.maximal_backoff = config.maximal_backoff  # s
+        self.lifetime_of_kind = [config.maximal_queue_lifetime, config.maximal_queue_lifetime,
+                                 config.bounce_queue_lifetime, config.bounce_queue_lifetime]  # s, indexed by Kind
         # The round robin's scan order from each starting destination ((n + 1)² entries:
         # nothing for the tens of destinations a scenario has).
         self._scan_orders = [[(start + step) % (n + 1) for step in range(n + 1)] for start in range(n + 1)]
@@ -179,9 +183,13 @@ class MailQueue:
         self.incoming: deque[QueuedMessage] = deque()
         self.active = 0
         self.deferred: dict[int, QueuedMessage] = {}
-        # (retry_at, id) of deferred messages, so a scan pops only the due ones; entries of
-        # messages purged meanwhile are skipped when they come up.
-        self.deferred_heap: list[tuple[float, int, QueuedMessage]] = []
+        # (retry_at, id, message) of deferred messages in buckets of floor(retry_at / width),
+        # so a scan takes only the buckets that can hold due ones and sorts those (a heap of
+        # every deferred message costs a sift through ~17 levels per retry); entries of
+        # messages purged or deferred again meanwhile are skipped when they come up.
+        self.deferred_buckets: dict[int, list[tuple[float, int, QueuedMessage]]] = {}
+        self.bucket_width = config.queue_run_delay  # s
+        self.low_bucket = math.floor(env.now / self.bucket_width)  # no bucket below this one holds an entry
         self.messages: dict[int, QueuedMessage] = {}  # every message still queued, by id
         self._next_id = -1  # bounces get negative ids, front-end messages keep theirs
         self._rr = 0
@@ -213,8 +221,8 @@ class MailQueue:
 
     def split(self, recipients: int, spam: bool, rng: np.random.Generator) -> dict[int, int]:
         """Draw the destinations of ``recipients`` recipients from ``rng``."""
-        counts = rng.multinomial(recipients, self.spam_shares if spam else self.legit_shares)
-        return {i: int(c) for i, c in enumerate(counts) if c}
+        counts = rng.multinomial(recipients, self.spam_shares if spam else self.legit_shares).tolist()
+        return {i: c for i, c in enumerate(counts) if c}  # tolist: plain ints, without a numpy scalar each
 
     def purge(self, accounts: set[str]) -> int:
         """Delete the queued mail of ``accounts``; returns the recipients purged."""
@@ -312,23 +320,142 @@ class MailQueue:
             self._end_pass(message)
 
     def _scan_deferred(self):
-        """Postfix scans the deferred queue every queue_run_delay."""
+        """Postfix scans the deferred queue every queue_run_delay.
+
+        The due messages are taken in (retry_at, id) order.  Postfix's order of work
+        is: move them all to the incoming queue, then activate them one by one while
+        the active queue has room, then start deliveries.  While nothing else waits in
+        the incoming queue and the active queue has room, a due message would be the
+        very next one activated, so it is activated here at once; that skips a trip
+        through the incoming queue, and a message whose every destination is dead
+        (most of them, in a long listing) is deferred again on the spot by
+        :meth:`_redefer_suspended`, without the general pass.  Only a message that
+        would bounce at activation (expired while suspended) goes the long way, and
+        every message after it, so its bounce queues behind them as before.  Nothing
+        in the loop draws a random number, records a message or pumps the queue (one
+        pump follows it, as in the plain order), so the sequence of everything
+        observable is the one of the plain order of work."""
         delay = self.config.queue_run_delay
-        heap = self.deferred_heap
+        deferred = self.deferred
+        incoming = self.incoming
+        timeout = self.env.timeout
         while True:
-            yield self.env.timeout(delay)
+            yield timeout(delay)
             now = self.env.now
-            due = False
-            while heap and heap[0][0] <= now:  # in (retry_at, id) order
-                retry_at, message_id, message = heapq.heappop(heap)
-                if self.deferred.get(message_id) is not message or message.retry_at != retry_at:
-                    continue  # purged, or deferred again with a later retry
-                del self.deferred[message_id]
+            due = self._take_due(now)
+            if not due:
+                continue
+            for _retry_at, message_id, message in due:
+                del deferred[message_id]
+                if not incoming and self.active < self.active_limit and not self._pumping:
+                    if self._redefer_suspended(message, now):
+                        continue
+                    if message.todo and not self._all_suspended(message):
+                        self._activate(message)  # requests only: no pass ends, nothing bounces
+                        continue
                 message.where = "incoming"
-                self.incoming.append(message)
-                due = True
-            if due:
-                self._pump()
+                incoming.append(message)
+            self._pump()
+
+    def _take_due(self, now: float) -> list[tuple[float, int, QueuedMessage]]:
+        """The deferred messages due at ``now`` (s), in (retry_at, id) order, out of the buckets.
+
+        An entry is due if ``retry_at <= now``; since floor(x / width) never decreases
+        as x grows, every due entry is in a bucket up to floor(now / width), and only
+        that last bucket can also hold entries not yet due (they stay).  Stale entries
+        (the message purged, or deferred again with another retry_at) are dropped."""
+        buckets = self.deferred_buckets
+        deferred = self.deferred
+        top = math.floor(now / self.bucket_width)
+        due: list[tuple[float, int, QueuedMessage]] = []
+        for b in range(self.low_bucket, top + 1):
+            bucket = buckets.pop(b, None)
+            if bucket is None:
+                continue
+            later: list[tuple[float, int, QueuedMessage]] = []
+            for entry in bucket:
+                retry_at, message_id, message = entry
+                if deferred.get(message_id) is not message or message.retry_at != retry_at:
+                    continue  # purged, or deferred again with a later retry
+                if retry_at <= now:
+                    due.append(entry)
+                else:
+                    later.append(entry)
+            if later:
+                buckets[b] = later
+        self.low_bucket = top
+        # A message has one live entry, so no two due entries tie on (retry_at, id).
+        due.sort()
+        return due
+
+    def _defer(self, message: QueuedMessage, retry_at: float) -> None:
+        """Put ``message`` in the deferred queue until ``retry_at`` (s)."""
+        message.retry_at = retry_at
+        message.where = "deferred"
+        deferred = self.deferred
+        deferred[message.id] = message
+        b = math.floor(retry_at / self.bucket_width)
+        if b < self.low_bucket:  # only a retry_at before the last scan's now (s), which is never
+            self.low_bucket = b
+        bucket = self.deferred_buckets.get(b)
+        if bucket is None:
+            self.deferred_buckets[b] = [(retry_at, message.id, message)]
+        else:
+            bucket.append((retry_at, message.id, message))
+        if len(deferred) > self.peak_deferred:
+            self.peak_deferred = len(deferred)
+
+    def _all_suspended(self, message: QueuedMessage) -> bool:
+        """True if every destination left to ``message`` is dead (remote, window 0)."""
+        local = self.local
+        windows = self.windows
+        for d in message.todo:
+            if d == local or windows[d].window:
+                return False
+        return True
+
+    def _redefer_suspended(self, message: QueuedMessage, now: float) -> bool:
+        """Activate a deferred message whose every destination is dead and defer it again
+        at once, if that pass ends without a bounce; False (and nothing done) otherwise.
+
+        Exactly what :meth:`_activate` and :meth:`_end_pass` would do for it: every
+        recipient is suspended, the pass ends at once, and (not expired) the message
+        goes back to the deferred queue with its new ``retry_at`` (s)."""
+        local = self.local
+        windows = self.windows
+        suspended = 0
+        for d, count in message.todo.items():
+            if d == local or windows[d].window:
+                return False  # a live destination: a real pass
+            suspended += count
+        if not suspended or message.rejected_now or message.purged:
+            return False  # not a deferred message's usual state: the general path decides
+        age = now - message.accepted_at
+        if age >= self.lifetime_of_kind[message.kind]:
+            return False  # expires: bounces, so it takes the long way
+        # _activate: the message counts as active for the instant of its pass
+        active = self.active
+        if active >= self.peak_active:
+            self.peak_active = active + 1
+        self.suspended_recipients += suspended
+        # _end_pass: deferred again (_defer, written out: this is the scan's inner loop)
+        retry_at = now + min(max(age, self.minimal_backoff), self.maximal_backoff)
+        message.retry_at = retry_at
+        message.where = "deferred"
+        message_id = message.id
+        deferred = self.deferred
+        deferred[message_id] = message
+        b = math.floor(retry_at / self.bucket_width)
+        if b < self.low_bucket:
+            self.low_bucket = b
+        bucket = self.deferred_buckets.get(b)
+        if bucket is None:
+            self.deferred_buckets[b] = [(retry_at, message_id, message)]
+        else:
+            bucket.append((retry_at, message_id, message))
+        if len(deferred) > self.peak_deferred:
+            self.peak_deferred = len(deferred)
+        return True
 
     # ------------------------------------------------------------------ delivery
     def _dispatch(self) -> None:
@@ -476,12 +603,7 @@ class MailQueue:
                 self._bounce(message, now)
                 self._finish(message)
             else:
-                message.retry_at = now + min(max(age, config.minimal_backoff), config.maximal_backoff)
-                message.where = "deferred"
-                self.deferred[message.id] = message
-                heapq.heappush(self.deferred_heap, (message.retry_at, message.id, message))
-                if len(self.deferred) > self.peak_deferred:
-                    self.peak_deferred = len(self.deferred)
+                self._defer(message, now + min(max(age, config.minimal_backoff), config.maximal_backoff))
         else:
             self._finish(message)
 

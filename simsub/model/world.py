@@ -165,7 +165,7 @@ class World:
             if t > env.now:
                 yield env.timeout(t - env.now)
             self.active += 1
-            split = None if splits is None else {d: int(c) for d, c in enumerate(splits[i]) if c}
+            split = None if splits is None else {d: c for d, c in enumerate(splits[i].tolist()) if c}
             env.process(self._user_message(users.client(n), r, split))
         self.active -= 1
 
