@@ -145,22 +145,22 @@ STATUSES = frozenset(("sent", "deferred", "bounced", "expired", "deliverable", "
 _MIDDLE = re.compile(
     r"(?: orig_to=<(.*?)>,)? relay=([^,]*),(?: conn_use=\d+,)? delay=([\d.]+)"
     r"(?:, delays=([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+))?(?:, dsn=([\d.]+))?")
-_middles: dict[str, tuple | bool] = {}
+_middles: dict[str, tuple] = {}
 
 
-def _delivery_middle(text: str):
-    """``relay=..., delay=.., delays=a/b/c/d, dsn=..`` → (orig_to, relay, delay, a, b, c, d, dsn), or False
+def _delivery_middle(text: str) -> tuple | None:
+    """``relay=..., delay=.., delays=a/b/c/d, dsn=..`` → (orig_to, relay, delay, a, b, c, d, dsn), or None
     when the text is not of that form (then the whole line goes through the regex, which may still
     read it: a recipient with ``>,`` in it)."""
     m = _MIDDLE.fullmatch(text)
     if not m:
-        return False
+        return None
     nan = float("nan")
     try:
         middle = (m[1] or "", m[2], float(m[3]), float(m[4]) if m[4] else nan, float(m[5]) if m[5] else nan,
                   float(m[6]) if m[6] else nan, float(m[7]) if m[7] else nan, m[8] or "")
     except ValueError:  # delay=1.2.3: the whole line decides (not read, or not understood)
-        return False
+        return None
     if len(_middles) > 10_000:  # a cache: keep memory flat
         _middles.clear()
     _middles[text] = middle
@@ -196,6 +196,7 @@ def reject(text: str):
         sender, recipient, helo = tail_fields(body[cut + 2:])
         body = body[:cut]
     reply = _REPLY.match(body)  # milter-reject and hold lines may have no code, or no code and no dsn
+    assert reply is not None  # every text matches (all of it optional)
     code, dsn, reason = int(reply[1] or -1), reply[2] or "", reply[3]
     return m[1], m[2], m[3], m[4], code, dsn, reason, sender, recipient, helo
 

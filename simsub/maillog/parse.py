@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import events
-from .lines import (GZIP_ERRORS, MAX_LINE, ClassicClock, LogError, LogFile, MONTHS, Rfc3339Clock, epoch, file_years,
-                    first_time, open_log, scan)
+from .lines import (GZIP_ERRORS, MAX_LINE, ClassicClock, LogError, LogFile, MONTHS, Rfc3339Clock, Seconds, epoch,
+                    file_years, first_time, open_log, scan)
 from .events import SESSION_COUNTS, client
 from .tables import Buffers, FrameSink
 
@@ -95,6 +95,17 @@ class _Message:
         self.cleaned = self.ended = False  # cleanup logged it; its session has ended
 
 
+class _Count:
+    """The handler of lines that are only counted: calling it counts one line of ``kind`` in ``skipped``."""
+
+    def __init__(self, skipped: Counter, kind: str):
+        self.skipped = skipped
+        self.kind = kind
+
+    def __call__(self, *_args: object) -> None:
+        self.skipped[self.kind] += 1
+
+
 class Parser:
     """The join state machine; feed it files in time order, then :meth:`finish`."""
 
@@ -103,8 +114,9 @@ class Parser:
         self.progress = progress
         self.sessions: dict[tuple, _Session] = {}
         self.messages: dict[str, _Message] = {}
-        self.limbo: deque = deque()  # (deadline_s, message) of ended sessions' unqueued messages
-        self.limbo_cleaned: deque = deque()
+        # (deadline_s, message) of ended sessions' unqueued messages
+        self.limbo: deque[tuple[float, _Message]] = deque()
+        self.limbo_cleaned: deque[tuple[float, _Message]] = deque()
         self.next_session = 0
         self.skipped: Counter = Counter()
         self.tags: dict[str, tuple] = {}
@@ -115,18 +127,18 @@ class Parser:
         self.lines_read = 0
         self.bytes_done = 0
         self.bytes_total = 0
-        self.first_s = math.inf
-        self.latest_s = -math.inf
+        self.first_s: Seconds = math.inf
+        self.latest_s: Seconds = -math.inf
         self.backwards = 0
         self.backwards_first = ""  # file: line of the first step back
-        self.backwards_max = 0.0
+        self.backwards_max: Seconds = 0.0
         self.without_connect = 0
         self.unfinished = 0
         self.never_queued = 0
         self.services: Counter = Counter()  # smtpd sessions per service
         self.files: list[dict] = []
         self.warnings: list[str] = []
-        self._clock = None
+        self._clock: ClassicClock | Rfc3339Clock | None = None
 
     # ------------------------------------------------------------------ the pass
     def feed(self, log: LogFile, year: int | None) -> None:
@@ -144,7 +156,9 @@ class Parser:
         overlong_first = 0
         number = 0
         # Classic stamps repeat from line to line (one second of a busy log): the last one's time is kept.
-        last_key, last_t = None, 0.0
+        last_key: str | None = None
+        last_t: Seconds = 0.0
+        t: Seconds  # the line's time (s)
         next_progress = self.lines_read + PROGRESS_EVERY
         text, raw = open_log(log.path)
         truncated = None
@@ -220,7 +234,7 @@ class Parser:
                            "postfix_lines": postfix, "other_program_lines": other, "not_syslog_lines": not_syslog,
                            "truncated": truncated is not None})
 
-    def _backwards(self, log: LogFile, number: int, step: float) -> None:
+    def _backwards(self, log: LogFile, number: int, step: Seconds) -> None:
         self.backwards += 1
         if not self.backwards_first:
             self.backwards_first = f"{log.name}: line {number}"
@@ -248,13 +262,8 @@ class Parser:
         self.tags[tag] = info
         return info
 
-    def _counter(self, kind: str):
-        skipped = self.skipped
-
-        def count(*_args):
-            skipped[kind] += 1
-        count.kind = kind
-        return count
+    def _counter(self, kind: str) -> _Count:
+        return _Count(self.skipped, kind)
 
     # ------------------------------------------------------------------ smtpd
     def _session(self, host: str, service: str, pid: int) -> _Session:
@@ -359,7 +368,7 @@ class Parser:
         self.out.add("rejects", (t, session_id, qid, stage, code, dsn, reason, name, address, sender,
                                  recipient, helo, action))
 
-    def _end(self, s: _Session, t: float, counts: tuple | None, end: str, now: float) -> None:
+    def _end(self, s: _Session, t: Seconds, counts: tuple | None, end: str, now: Seconds) -> None:
         """Write the session's row; ``now``: the current line's time (s), from which its messages that
         never reached qmgr wait ``LIMBO_S`` when ``t`` (its disconnect) is not known."""
         if end == "unfinished":
@@ -374,7 +383,7 @@ class Parser:
             if m.nrcpt < 0 and self.messages.get(m.qid) is m:
                 self.limbo.append((deadline, m))
 
-    def _sweep(self, now: float) -> None:
+    def _sweep(self, now: Seconds) -> None:
         """Write out the messages that were never queued (their limbo is over)."""
         limbo = self.limbo
         while limbo and limbo[0][0] < now:
@@ -395,7 +404,7 @@ class Parser:
                 self.never_queued += m.ended
                 self._write_message(m, NAN)
 
-    def _write_message(self, m: _Message, removed: float) -> None:
+    def _write_message(self, m: _Message, removed: Seconds) -> None:
         self.out.add("messages", (m.qid, m.session_id, m.accepted_s, m.name, m.address, m.user, m.sender, m.size,
                                   m.nrcpt, removed))
 
@@ -485,7 +494,7 @@ class Parser:
         }
 
 
-def _at_time(stamp: str, t: float, offset: float) -> float:
+def _at_time(stamp: str, t: float, offset: Seconds) -> Seconds:
     """The epoch seconds of anvil's ``at Mon dd hh:mm:ss`` (local time ``offset`` s east of UTC, like
     the line's stamp): the latest such time not after the line's."""
     try:
