@@ -22,6 +22,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Final
 
 import pandas as pd
 
@@ -44,6 +45,15 @@ MAX_PROGRAM_KINDS = 20
 PROGRESS_EVERY = 65536
 _NO_COUNTS = (-1,) * len(SESSION_COUNTS)
 DIGITS = frozenset("0123456789")
+#: What a line's program is to :meth:`Parser.feed`, which calls the handler of each kind directly (cheaper,
+#: compiled, than calling a bound method kept in a table): not Postfix, a Postfix line only counted, ...
+OTHER: Final = 0
+COUNTED: Final = 1
+SMTPD: Final = 2
+QMGR: Final = 3
+DELIVERY: Final = 4
+CLEANUP: Final = 5
+ANVIL: Final = 6
 NAN = math.nan
 
 
@@ -65,7 +75,8 @@ class _Session:
     __slots__ = ("id", "host", "service", "pid", "connect_s", "name", "address", "who", "method", "user", "end",
                  "lost_after", "messages")
 
-    def __init__(self, sid, host, service, pid, connect_s, name="", address="", who=None):
+    def __init__(self, sid: int, host: str, service: str, pid: int, connect_s: Seconds, name: str = "",
+                 address: str = "", who: str | None = None):
         self.id = sid
         self.host = host
         self.service = service
@@ -74,7 +85,9 @@ class _Session:
         self.name = name
         self.address = address
         self.who = who  # the connect line's ``name[address]`` text (None without one)
-        self.method = self.user = self.lost_after = ""
+        self.method = ""
+        self.user = ""
+        self.lost_after = ""
         self.end = "disconnect"
         self.messages: list[_Message] | None = None
 
@@ -83,7 +96,7 @@ class _Message:
     __slots__ = ("qid", "session_id", "accepted_s", "name", "address", "user", "sender", "size", "nrcpt",
                  "cleaned", "ended")
 
-    def __init__(self, qid, session_id, accepted_s, name, address, user):
+    def __init__(self, qid: str, session_id: int, accepted_s: Seconds, name: str, address: str, user: str):
         self.qid = qid
         self.session_id = session_id
         self.accepted_s = accepted_s
@@ -91,8 +104,10 @@ class _Message:
         self.address = address
         self.user = user
         self.sender = ""
-        self.size = self.nrcpt = -1
-        self.cleaned = self.ended = False  # cleanup logged it; its session has ended
+        self.size = -1
+        self.nrcpt = -1
+        self.cleaned = False  # cleanup logged it
+        self.ended = False  # its session has ended
 
 
 class _Count:
@@ -119,11 +134,11 @@ class Parser:
         self.limbo_cleaned: deque[tuple[float, _Message]] = deque()
         self.next_session = 0
         self.skipped: Counter = Counter()
-        self.tags: dict[str, tuple] = {}
-        self.handlers = {"smtpd": self.smtpd, "qmgr": self.qmgr, "oqmgr": self.qmgr, "anvil": self.anvil,
-                         "cleanup": self.cleanup}
+        # syslog tag → (kind of program, its counter if only counted, service, pid)
+        self.tags: dict[str, tuple[int, _Count | None, str, int]] = {}
+        self.kinds = {"smtpd": SMTPD, "qmgr": QMGR, "oqmgr": QMGR, "anvil": ANVIL, "cleanup": CLEANUP}
         for program in events.DELIVERY_PROGRAMS:
-            self.handlers[program] = self.delivery
+            self.kinds[program] = DELIVERY
         self.lines_read = 0
         self.bytes_done = 0
         self.bytes_total = 0
@@ -190,7 +205,7 @@ class Parser:
                     except (ValueError, IndexError, KeyError, TypeError):
                         not_syslog += 1
                         continue
-                    handler, service, pid, is_postfix = tags.get(tag) or tag_info(tag)
+                    kind, count, service, pid = tags.get(tag) or tag_info(tag)
                     if t != latest:  # a line of another time than the one before (else nothing changes)
                         if t < latest:
                             if t < latest - BACKWARDS_TOLERANCE_S:
@@ -203,14 +218,26 @@ class Parser:
                             next_progress += PROGRESS_EVERY
                             progress(self.lines_read + number, self.bytes_done + raw.tell(), self.bytes_total,
                                      log.name)
-                    if is_postfix:
+                    if kind != OTHER:
                         try:
-                            handler(t, host, service, pid, msg)
+                            if kind == SMTPD:
+                                self.smtpd(t, host, service, pid, msg)
+                            elif kind == DELIVERY:
+                                self.delivery(t, host, service, pid, msg)
+                            elif kind == QMGR:
+                                self.qmgr(t, host, service, pid, msg)
+                            elif kind == CLEANUP:
+                                self.cleanup(t, host, service, pid, msg)
+                            elif kind == ANVIL:
+                                self.anvil(t, host, service, pid, msg)
+                            elif count is not None:
+                                count()
                         except (ValueError, IndexError, KeyError):  # e.g. delay=1.2.3: a line no Postfix writes
                             skipped["postfix line not understood"] += 1
                     else:
                         other += 1
-                        handler()
+                        if count is not None:
+                            count()
         except GZIP_ERRORS as exc:
             truncated = exc
         except OSError as exc:
@@ -240,8 +267,8 @@ class Parser:
             self.backwards_first = f"{log.name}: line {number}"
         self.backwards_max = max(self.backwards_max, step)
 
-    def _tag(self, tag: str) -> tuple:
-        """``postfix/submission/smtpd[123]:`` → (handler, service, pid, is_postfix), cached."""
+    def _tag(self, tag: str) -> tuple[int, _Count | None, str, int]:
+        """``postfix/submission/smtpd[123]:`` → (kind, counter or None, service, pid), cached."""
         name, pid = tag[:-1] if tag.endswith(":") else tag, -1
         if name.endswith("]") and "[" in name:
             name, _, number = name[:-1].partition("[")
@@ -249,14 +276,15 @@ class Parser:
             pid = int(number) if number.isdigit() and len(number) <= 9 else -1
         service, _, program = name.rpartition("/")
         if service and program in events.POSTFIX_PROGRAMS:
-            handler = self.handlers.get(program) or self._counter(f"postfix {program} (not tabulated)")
-            info = (handler, service, pid, True)
+            kind = self.kinds.get(program, COUNTED)
+            info = (kind, self._counter(f"postfix {program} (not tabulated)") if kind == COUNTED else None, service,
+                    pid)
         else:
             programs = {k for k in self.skipped if k.startswith("other program: ")}
-            kind = f"other program: {name}"
-            if kind not in programs and len(programs) >= MAX_PROGRAM_KINDS:
-                kind = "other program: (more programs)"
-            info = (self._counter(kind), "", pid, False)
+            counted = f"other program: {name}"
+            if counted not in programs and len(programs) >= MAX_PROGRAM_KINDS:
+                counted = "other program: (more programs)"
+            info = (OTHER, self._counter(counted), "", pid)
         if len(self.tags) > 50_000:  # a cache: pids make tags of long logs countless
             self.tags.clear()
         self.tags[tag] = info
@@ -274,14 +302,14 @@ class Parser:
             self.without_connect += 1
         return s
 
-    def _open(self, host, service, pid, t, name="", address="") -> _Session:
+    def _open(self, host: str, service: str, pid: int, t: Seconds, name: str = "", address: str = "") -> _Session:
         s = _Session(self.next_session, host, service, pid, t, name, address)
         self.next_session += 1
         self.sessions[(host, service, pid)] = s
         self.services[service] += 1
         return s
 
-    def smtpd(self, t, host, service, pid, msg):
+    def smtpd(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         # Most smtpd lines are connects and disconnects, then QUEUEID: client= lines: those are tried first.
         if msg.startswith("connect from "):
             key = (host, service, pid)
@@ -346,7 +374,7 @@ class Parser:
         else:
             self.skipped["postfix smtpd (not tabulated)"] += 1
 
-    def _message(self, t, s: _Session, qid: str, text: str) -> None:
+    def _message(self, t: Seconds, s: _Session, qid: str, text: str) -> None:
         name, address, method, user = events.submission_client(text)
         old = self.messages.pop(qid, None)
         if old is not None:  # a short queue id used again before its removal was logged
@@ -362,7 +390,7 @@ class Parser:
         else:
             s.messages.append(m)
 
-    def _reject(self, t, session_id: int, qid: str, r: tuple) -> None:
+    def _reject(self, t: Seconds, session_id: int, qid: str, r: tuple) -> None:
         """A row of rejects from :func:`events.reject`'s fields."""
         action, stage, name, address, code, dsn, reason, sender, recipient, helo = r
         self.out.add("rejects", (t, session_id, qid, stage, code, dsn, reason, name, address, sender,
@@ -409,7 +437,7 @@ class Parser:
                                   m.nrcpt, removed))
 
     # ------------------------------------------------------------------ queue and delivery
-    def qmgr(self, t, host, service, pid, msg):
+    def qmgr(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         qid, sep, rest = msg.partition(": ")
         m = self.messages.get(qid) if sep else None
         if m is None:
@@ -426,7 +454,7 @@ class Parser:
         else:
             self.skipped["postfix qmgr (not tabulated)"] += 1
 
-    def cleanup(self, t, host, service, pid, msg):
+    def cleanup(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         qid, sep, rest = msg.partition(": ")
         m = self.messages.get(qid) if sep else None
         r = events.reject(rest) if rest.startswith("milter-") else None
@@ -438,7 +466,7 @@ class Parser:
             return
         self.skipped["postfix cleanup (not tabulated)"] += 1
 
-    def delivery(self, t, host, service, pid, msg):
+    def delivery(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         qid, sep, rest = msg.partition(": ")
         d = events.delivery(rest) if sep and rest.startswith("to=<") else None
         if d is None:
@@ -446,7 +474,7 @@ class Parser:
             return
         self.out.add("recipients", (qid, t) + d)
 
-    def anvil(self, t, host, service, pid, msg):
+    def anvil(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         a = events.anvil(msg)
         if a is None:
             self.skipped["postfix anvil (not tabulated)"] += 1
