@@ -22,18 +22,18 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn, Union
+from typing import Any, BinaryIO, Final, NoReturn, Union
 
 MONTHS = {name: i for i, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 #: Lines longer than this (characters) are no syslog lines (rsyslog's default limit is 8 KiB).
-MAX_LINE = 65536
+MAX_LINE: Final = 65536
 #: How many lines the first-stamp scan reads before it gives up on a file.
 SCAN_LINES = 2000
-_EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
+_EPOCH_ORDINAL: Final = datetime(1970, 1, 1).toordinal()
 #: Stamps remembered by a clock before it forgets them all (lines come nearly in time order,
 #: so recent seconds are what is looked up; a small cache keeps memory flat).
-CACHE_SIZE = 4096
+CACHE_SIZE: Final = 4096
 #: The errors a damaged gzip stream raises while it is read.
 GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 #: Seconds (since the epoch, or an offset) as read: an int where the stamp is whole seconds

@@ -33,18 +33,18 @@ from .events import SESSION_COUNTS, client
 from .tables import Buffers, FrameSink
 
 #: s of log time after a session's end before its never-queued messages are written out.
-LIMBO_S = 600.0
+LIMBO_S: Final = 600.0
 #: ... and when cleanup had logged the message (it may wait in the incoming queue that long).
-LIMBO_CLEANED_S = 86400.0
+LIMBO_CLEANED_S: Final = 86400.0
 #: A step back in time larger than this (s) counts as timestamps going backwards
 #: (syslog daemons interleave processes' lines by up to about a second).
-BACKWARDS_TOLERANCE_S = 1.0
+BACKWARDS_TOLERANCE_S: Final = 1.0
 #: Distinct other programs counted by name; the rest are counted together.
-MAX_PROGRAM_KINDS = 20
+MAX_PROGRAM_KINDS: Final = 20
 #: Lines between two progress reports.
 PROGRESS_EVERY = 65536
-_NO_COUNTS = (-1,) * len(SESSION_COUNTS)
-DIGITS = frozenset("0123456789")
+_NO_COUNTS: Final = (-1,) * len(SESSION_COUNTS)
+DIGITS: Final = frozenset("0123456789")
 #: What a line's program is to :meth:`Parser.feed`, which calls the handler of each kind directly (cheaper,
 #: compiled, than calling a bound method kept in a table): not Postfix, a Postfix line only counted, ...
 OTHER: Final = 0
@@ -54,7 +54,7 @@ QMGR: Final = 3
 DELIVERY: Final = 4
 CLEANUP: Final = 5
 ANVIL: Final = 6
-NAN = math.nan
+NAN: Final = math.nan
 
 
 @dataclass
