@@ -64,6 +64,52 @@ def test_compiled_and_pure_builds_give_identical_tables():
     assert compiled_run["hashes"] == pure_run["hashes"]
 
 
+#: Parses Postfix logs of the fixtures with the command's writer and prints how the parser's modules
+#: were loaded and the SHA-256 of every file written (stats.json without its command line).  Classic
+#: stamps give int times and RFC 3339 ones floats, which the CSV text tells apart (5 and 5.0): a
+#: compiled build that turned one into the other would differ here.
+PARSE_PROBE = """
+import hashlib, json, sys, tempfile
+from pathlib import Path
+from simsub import build
+from simsub.maillog.parse import parse_into
+from simsub.maillog.tables import Buffers, CsvSink
+logs = {"rotated": ["maillog.2.gz", "maillog.1.gz", "maillog"], "rfc3339": ["rsyslog-rfc3339.log"],
+        "instances": ["journald-instances.log"], "twin": ["twin-refuse.maillog"]}
+hashes = {}
+for name, files in logs.items():
+    with tempfile.TemporaryDirectory() as tmp:
+        sink = CsvSink(Path(tmp))
+        try:
+            stats = parse_into([Path("tests/fixtures/maillog") / f for f in files], Buffers(sink), year=2026)
+        finally:
+            sink.close()
+        hashes[name] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(tmp).iterdir())}
+        hashes[name]["stats"] = hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()
+print(json.dumps({"loaded": {m: k for m, k in build.loaded_kinds().items() if ".maillog." in m}, "hashes": hashes}))
+"""
+
+
+@pytest.mark.skipif(os.environ.get(build.PURE_ENV, "") not in ("", "0"),
+                    reason=f"{build.PURE_ENV} is set: the comparison with the compiled build runs in the default pass")
+def test_compiled_and_pure_parsers_write_identical_tables():
+    assert build.KIND == "compiled", f"simsub is not running compiled ({build.DESCRIPTION})"
+    env = {k: v for k, v in os.environ.items() if k != build.PURE_ENV}
+    runs = []
+    for extra in ({}, {build.PURE_ENV: "1"}):
+        done = subprocess.run([sys.executable, "-c", PARSE_PROBE], cwd=REPO, env={**env, **extra}, text=True,
+                              capture_output=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout))
+    compiled_run, pure_run = runs
+    parser_modules = {"simsub.maillog.parse", "simsub.maillog.lines", "simsub.maillog.events", "simsub.maillog.tables"}
+    assert parser_modules <= compiled_run["loaded"].keys(), compiled_run["loaded"]
+    assert set(compiled_run["loaded"].values()) == {"compiled"}, compiled_run["loaded"]
+    assert set(pure_run["loaded"].values()) == {"pure"}, pure_run["loaded"]
+    assert all(len(files) == 7 for files in compiled_run["hashes"].values())  # six tables and the stats
+    assert compiled_run["hashes"] == pure_run["hashes"]
+
+
 def test_this_process_loaded_the_build_it_reports():
     import simsub.model.queue  # noqa: F401  (a listed module, so that there is one to check)
 

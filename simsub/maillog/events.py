@@ -10,8 +10,11 @@ tests/fixtures/maillog/.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 #: The daemons of a Postfix system (the last part of a syslog_name such as postfix/submission/smtpd).
+# Constants the parse reads on every line are Final: compiled, they are read without a lookup in the
+# module's dictionary.
 POSTFIX_PROGRAMS = frozenset((
     "smtpd", "smtp", "lmtp", "qmgr", "oqmgr", "cleanup", "pickup", "local", "virtual", "pipe", "discard",
     "error", "retry", "bounce", "defer", "trace", "anvil", "scache", "tlsmgr", "tlsproxy", "postscreen",
@@ -31,19 +34,21 @@ DISCONNECT_COUNTS = {
 
 #: The count columns of the sessions table, in its order.
 SESSION_COUNTS = tuple(column for columns in DISCONNECT_COUNTS.values() for column in columns)
-_COUNT_SLOTS = {name: tuple(SESSION_COUNTS.index(c) for c in columns) for name, columns in DISCONNECT_COUNTS.items()}
+_COUNT_SLOTS: Final = {name: tuple(SESSION_COUNTS.index(c) for c in columns)
+                       for name, columns in DISCONNECT_COUNTS.items()}
 _CLIENT = re.compile(r"(.*?)\[([^\]]*)\](?::\d+)?")  # what client() reads, without the regex
-_DELIVERY = re.compile(
+_DELIVERY: Final = re.compile(
     r"to=<(.*?)>,(?: orig_to=<(.*?)>,)? relay=([^,]*),(?: conn_use=\d+,)? delay=([\d.]+)"
     r"(?:, delays=([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+))?(?:, dsn=([\d.]+))?, status=([\w-]+) ?(.*)")
-_REJECT = re.compile(r"([\w-]+): (\S+) from (.*?)\[([^\]]*)\](?::\d+)?: (.*)")
-_REPLY = re.compile(r"(?:(\d{3}) )?(?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)", re.S)
-_TAIL_FIELD = re.compile(r"(\w+)=(?:<(.*?)>|(\S*))")
-_SASL_FAILED = re.compile(r"(.*?)\[([^\]]*)\](?::\d+)?: SASL (\S+) authentication failed:? ?(.*)")
-_ANVIL = re.compile(r"statistics: max (.+?) (\d{1,18})(?:/\d+s)?(?: for \((.*)\))? at (\w{3} [ \d]\d \d\d:\d\d:\d\d)")
-_QMGR_FROM = re.compile(r"from=<(.*?)>, size=(\d{1,18}), nrcpt=(\d{1,18})")  # 64-bit integers at most
+_REJECT: Final = re.compile(r"([\w-]+): (\S+) from (.*?)\[([^\]]*)\](?::\d+)?: (.*)")
+_REPLY: Final = re.compile(r"(?:(\d{3}) )?(?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)", re.S)
+_TAIL_FIELD: Final = re.compile(r"(\w+)=(?:<(.*?)>|(\S*))")
+_SASL_FAILED: Final = re.compile(r"(.*?)\[([^\]]*)\](?::\d+)?: SASL (\S+) authentication failed:? ?(.*)")
+_ANVIL: Final = re.compile(
+    r"statistics: max (.+?) (\d{1,18})(?:/\d+s)?(?: for \((.*)\))? at (\w{3} [ \d]\d \d\d:\d\d:\d\d)")
+_QMGR_FROM: Final = re.compile(r"from=<(.*?)>, size=(\d{1,18}), nrcpt=(\d{1,18})")  # 64-bit integers at most
 #: The verbs of smtpd access-restriction and milter actions that name a stage (``NOQUEUE: reject: RCPT from``).
-REJECT_ACTIONS = frozenset(("reject", "reject_warning", "hold", "discard", "milter-reject", "milter-discard",
+REJECT_ACTIONS: Final = frozenset(("reject", "reject_warning", "hold", "discard", "milter-reject", "milter-discard",
                             "milter-hold"))
 
 
@@ -75,7 +80,7 @@ def disconnect_counts(text: str) -> tuple[int, ...] | None:
     return counts
 
 
-_counts_seen: dict[str, tuple[int, ...] | None] = {}
+_counts_seen: Final[dict[str, tuple[int, ...] | None]] = {}
 
 
 def _disconnect_counts(text: str) -> tuple[int, ...] | None:
@@ -140,27 +145,27 @@ def delivery(text: str):
 
 
 #: The delivery statuses Postfix logs (all ``[\w-]+``, so a known one is the whole regex group).
-STATUSES = frozenset(("sent", "deferred", "bounced", "expired", "deliverable", "undeliverable", "softbounce"))
+STATUSES: Final = frozenset(("sent", "deferred", "bounced", "expired", "deliverable", "undeliverable", "softbounce"))
 #: The ``_DELIVERY`` regex from after the recipient's ``>,`` up to ``, status=``, anchored at both ends.
-_MIDDLE = re.compile(
+_MIDDLE: Final = re.compile(
     r"(?: orig_to=<(.*?)>,)? relay=([^,]*),(?: conn_use=\d+,)? delay=([\d.]+)"
     r"(?:, delays=([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+))?(?:, dsn=([\d.]+))?")
-_middles: dict[str, tuple | bool] = {}
+_middles: Final[dict[str, tuple]] = {}
 
 
-def _delivery_middle(text: str):
-    """``relay=..., delay=.., delays=a/b/c/d, dsn=..`` → (orig_to, relay, delay, a, b, c, d, dsn), or False
+def _delivery_middle(text: str) -> tuple | None:
+    """``relay=..., delay=.., delays=a/b/c/d, dsn=..`` → (orig_to, relay, delay, a, b, c, d, dsn), or None
     when the text is not of that form (then the whole line goes through the regex, which may still
     read it: a recipient with ``>,`` in it)."""
     m = _MIDDLE.fullmatch(text)
     if not m:
-        return False
+        return None
     nan = float("nan")
     try:
         middle = (m[1] or "", m[2], float(m[3]), float(m[4]) if m[4] else nan, float(m[5]) if m[5] else nan,
                   float(m[6]) if m[6] else nan, float(m[7]) if m[7] else nan, m[8] or "")
     except ValueError:  # delay=1.2.3: the whole line decides (not read, or not understood)
-        return False
+        return None
     if len(_middles) > 10_000:  # a cache: keep memory flat
         _middles.clear()
     _middles[text] = middle
@@ -196,6 +201,7 @@ def reject(text: str):
         sender, recipient, helo = tail_fields(body[cut + 2:])
         body = body[:cut]
     reply = _REPLY.match(body)  # milter-reject and hold lines may have no code, or no code and no dsn
+    assert reply is not None  # every text matches (all of it optional)
     code, dsn, reason = int(reply[1] or -1), reply[2] or "", reply[3]
     return m[1], m[2], m[3], m[4], code, dsn, reason, sender, recipient, helo
 
@@ -212,7 +218,7 @@ def tail_fields(text: str) -> tuple[str, str, str]:
 
 
 #: The usual reject tail; a value with no ``<`` or ``>`` ends where ``_TAIL_FIELD``'s ``<(.*?)>`` ends it.
-_TAIL = re.compile(r"(?:from=<([^<>]*)> )?(?:to=<([^<>]*)> )?proto=\w* helo=<([^<>]*)>")
+_TAIL: Final = re.compile(r"(?:from=<([^<>]*)> )?(?:to=<([^<>]*)> )?proto=\w* helo=<([^<>]*)>")
 
 
 def _tail_fields_regex(text: str) -> tuple[str, str, str]:

@@ -22,19 +22,25 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, BinaryIO, Final, NoReturn, Union
 
 MONTHS = {name: i for i, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), start=1)}
 #: Lines longer than this (characters) are no syslog lines (rsyslog's default limit is 8 KiB).
-MAX_LINE = 65536
+MAX_LINE: Final = 65536
 #: How many lines the first-stamp scan reads before it gives up on a file.
 SCAN_LINES = 2000
-_EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
+_EPOCH_ORDINAL: Final = datetime(1970, 1, 1).toordinal()
 #: Stamps remembered by a clock before it forgets them all (lines come nearly in time order,
 #: so recent seconds are what is looked up; a small cache keeps memory flat).
-CACHE_SIZE = 4096
+CACHE_SIZE: Final = 4096
 #: The errors a damaged gzip stream raises while it is read.
 GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+#: Seconds (since the epoch, or an offset) as read: an int where the stamp is whole seconds
+#: (classic stamps, an offset of RFC 3339), else a float.  Kept as they are, not made floats:
+#: the tables' CSV text of 5 and 5.0 differ, and the compiled build would convert an int
+#: passed as ``float``.
+Seconds = Union[int, float]
 
 
 class LogError(Exception):
@@ -46,8 +52,8 @@ class LogError(Exception):
         super().__init__(f"{where}: {message}")
 
 
-def epoch(year: int, month: int, day: int, seconds_of_day: float) -> float:
-    """Seconds since the epoch of a UTC date and time of day (s)."""
+def epoch(year: int, month: int, day: int, seconds_of_day: int) -> int:
+    """Seconds since the epoch of a UTC date and a whole second of the day (s)."""
     return (datetime(year, month, day).toordinal() - _EPOCH_ORDINAL) * 86400 + seconds_of_day
 
 
@@ -60,17 +66,16 @@ class ClassicClock:
     clock.  Results are cached per distinct stamp (lines of one second share one).
     """
 
-    last_offset = 0.0  # s east of UTC: classic stamps are taken as UTC
-
     def __init__(self, year: int):
+        self.last_offset: Seconds = 0.0  # s east of UTC: classic stamps are taken as UTC
         self.year = year
         self.month = 0
-        self.cache: dict[str, float] = {}
+        self.cache: dict[str, int] = {}
         # (year, month, day) → epoch seconds of its midnight: a busy log has a new stamp nearly every
         # second, and making a datetime for each costs more than the rest of the stamp's reading
         self.midnights: dict[tuple[int, int, int], int] = {}
 
-    def __call__(self, key: str) -> float:
+    def __call__(self, key: str) -> int:
         """``key``: the 15 characters of the stamp; raises ValueError if they are none."""
         t = self.cache.get(key)
         if t is not None:
@@ -98,7 +103,7 @@ class ClassicClock:
         return t
 
 
-def _bad(key: str):
+def _bad(key: str) -> NoReturn:
     raise ValueError(f"not a syslog stamp: {key!r}")
 
 
@@ -107,8 +112,8 @@ class Rfc3339Clock:
 
     def __init__(self):
         self.cache: dict[str, float] = {}
-        self.offsets: dict[str, float] = {"": 0.0, "Z": 0.0, "z": 0.0}
-        self.last_offset = 0.0  # s east of UTC of the last stamp read
+        self.offsets: dict[str, Seconds] = {"": 0.0, "Z": 0.0, "z": 0.0}
+        self.last_offset: Seconds = 0.0  # s east of UTC of the last stamp read
 
     def __call__(self, stamp: str) -> float:
         base = self.cache.get(stamp[:19])
@@ -138,7 +143,7 @@ class Rfc3339Clock:
         self.cache[text] = t
         return t
 
-    def _offset(self, text: str) -> float:
+    def _offset(self, text: str) -> Seconds:
         m = re.fullmatch(r"([+-])(\d\d):?(\d\d)", text)
         if not m:
             raise ValueError(f"not an RFC 3339 offset: {text!r}")
@@ -157,7 +162,7 @@ def stamp_format(line: str) -> str | None:
 
 
 # ---------------------------------------------------------------- files
-def open_log(path: Path):
+def open_log(path: Path) -> tuple[io.TextIOWrapper, BinaryIO]:
     """(text stream, raw binary file) of a plain or gzip log; gzip is told by its magic bytes.
 
     The raw file's ``tell()`` is the position on disk, for progress."""
@@ -207,8 +212,8 @@ def scan(path: Path, name: str) -> LogFile:
         with text:
             head = _peek_bytes(text)
             if b"\x00" in head:
-                line = head[:head.index(b"\x00")].count(b"\n") + 1
-                raise LogError(name, line, "binary data (a NUL byte), not a text log"
+                at = head[:head.index(b"\x00")].count(b"\n") + 1
+                raise LogError(name, at, "binary data (a NUL byte), not a text log"
                                + (" (a gzip file inside gzip?)" if head[:2] == b"\x1f\x8b" else ""))
             for lines, line in enumerate(text, start=1):
                 if not first_text and line.strip():
@@ -231,7 +236,7 @@ def scan(path: Path, name: str) -> LogFile:
 
 def _peek_bytes(text: io.TextIOWrapper, size: int = 65536) -> bytes:
     """The first ``size`` bytes under a text stream, which is then rewound to its start."""
-    buffer = text.buffer
+    buffer: Any = text.buffer  # a binary file, or whatever was wrapped
     data = buffer.read(size) if hasattr(buffer, "read") else b""
     buffer.seek(0)
     return data

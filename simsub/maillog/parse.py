@@ -22,29 +22,39 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Final
 
 import pandas as pd
 
 from . import events
-from .lines import (GZIP_ERRORS, MAX_LINE, ClassicClock, LogError, LogFile, MONTHS, Rfc3339Clock, epoch, file_years,
-                    first_time, open_log, scan)
+from .lines import (GZIP_ERRORS, MAX_LINE, ClassicClock, LogError, LogFile, MONTHS, Rfc3339Clock, Seconds, epoch,
+                    file_years, first_time, open_log, scan)
 from .events import SESSION_COUNTS, client
 from .tables import Buffers, FrameSink
 
 #: s of log time after a session's end before its never-queued messages are written out.
-LIMBO_S = 600.0
+LIMBO_S: Final = 600.0
 #: ... and when cleanup had logged the message (it may wait in the incoming queue that long).
-LIMBO_CLEANED_S = 86400.0
+LIMBO_CLEANED_S: Final = 86400.0
 #: A step back in time larger than this (s) counts as timestamps going backwards
 #: (syslog daemons interleave processes' lines by up to about a second).
-BACKWARDS_TOLERANCE_S = 1.0
+BACKWARDS_TOLERANCE_S: Final = 1.0
 #: Distinct other programs counted by name; the rest are counted together.
-MAX_PROGRAM_KINDS = 20
+MAX_PROGRAM_KINDS: Final = 20
 #: Lines between two progress reports.
 PROGRESS_EVERY = 65536
-_NO_COUNTS = (-1,) * len(SESSION_COUNTS)
-DIGITS = frozenset("0123456789")
-NAN = math.nan
+_NO_COUNTS: Final = (-1,) * len(SESSION_COUNTS)
+DIGITS: Final = frozenset("0123456789")
+#: What a line's program is to :meth:`Parser.feed`, which calls the handler of each kind directly (cheaper,
+#: compiled, than calling a bound method kept in a table): not Postfix, a Postfix line only counted, ...
+OTHER: Final = 0
+COUNTED: Final = 1
+SMTPD: Final = 2
+QMGR: Final = 3
+DELIVERY: Final = 4
+CLEANUP: Final = 5
+ANVIL: Final = 6
+NAN: Final = math.nan
 
 
 @dataclass
@@ -65,7 +75,8 @@ class _Session:
     __slots__ = ("id", "host", "service", "pid", "connect_s", "name", "address", "who", "method", "user", "end",
                  "lost_after", "messages")
 
-    def __init__(self, sid, host, service, pid, connect_s, name="", address="", who=None):
+    def __init__(self, sid: int, host: str, service: str, pid: int, connect_s: Seconds, name: str = "",
+                 address: str = "", who: str | None = None):
         self.id = sid
         self.host = host
         self.service = service
@@ -74,7 +85,9 @@ class _Session:
         self.name = name
         self.address = address
         self.who = who  # the connect line's ``name[address]`` text (None without one)
-        self.method = self.user = self.lost_after = ""
+        self.method = ""
+        self.user = ""
+        self.lost_after = ""
         self.end = "disconnect"
         self.messages: list[_Message] | None = None
 
@@ -83,7 +96,7 @@ class _Message:
     __slots__ = ("qid", "session_id", "accepted_s", "name", "address", "user", "sender", "size", "nrcpt",
                  "cleaned", "ended")
 
-    def __init__(self, qid, session_id, accepted_s, name, address, user):
+    def __init__(self, qid: str, session_id: int, accepted_s: Seconds, name: str, address: str, user: str):
         self.qid = qid
         self.session_id = session_id
         self.accepted_s = accepted_s
@@ -91,8 +104,21 @@ class _Message:
         self.address = address
         self.user = user
         self.sender = ""
-        self.size = self.nrcpt = -1
-        self.cleaned = self.ended = False  # cleanup logged it; its session has ended
+        self.size = -1
+        self.nrcpt = -1
+        self.cleaned = False  # cleanup logged it
+        self.ended = False  # its session has ended
+
+
+class _Count:
+    """The handler of lines that are only counted: calling it counts one line of ``kind`` in ``skipped``."""
+
+    def __init__(self, skipped: Counter, kind: str):
+        self.skipped = skipped
+        self.kind = kind
+
+    def __call__(self, *_args: object) -> None:
+        self.skipped[self.kind] += 1
 
 
 class Parser:
@@ -103,30 +129,31 @@ class Parser:
         self.progress = progress
         self.sessions: dict[tuple, _Session] = {}
         self.messages: dict[str, _Message] = {}
-        self.limbo: deque = deque()  # (deadline_s, message) of ended sessions' unqueued messages
-        self.limbo_cleaned: deque = deque()
+        # (deadline_s, message) of ended sessions' unqueued messages
+        self.limbo: deque[tuple[float, _Message]] = deque()
+        self.limbo_cleaned: deque[tuple[float, _Message]] = deque()
         self.next_session = 0
         self.skipped: Counter = Counter()
-        self.tags: dict[str, tuple] = {}
-        self.handlers = {"smtpd": self.smtpd, "qmgr": self.qmgr, "oqmgr": self.qmgr, "anvil": self.anvil,
-                         "cleanup": self.cleanup}
+        # syslog tag → (kind of program, its counter if only counted, service, pid)
+        self.tags: dict[str, tuple[int, _Count | None, str, int]] = {}
+        self.kinds = {"smtpd": SMTPD, "qmgr": QMGR, "oqmgr": QMGR, "anvil": ANVIL, "cleanup": CLEANUP}
         for program in events.DELIVERY_PROGRAMS:
-            self.handlers[program] = self.delivery
+            self.kinds[program] = DELIVERY
         self.lines_read = 0
         self.bytes_done = 0
         self.bytes_total = 0
-        self.first_s = math.inf
-        self.latest_s = -math.inf
+        self.first_s: Seconds = math.inf
+        self.latest_s: Seconds = -math.inf
         self.backwards = 0
         self.backwards_first = ""  # file: line of the first step back
-        self.backwards_max = 0.0
+        self.backwards_max: Seconds = 0.0
         self.without_connect = 0
         self.unfinished = 0
         self.never_queued = 0
         self.services: Counter = Counter()  # smtpd sessions per service
         self.files: list[dict] = []
         self.warnings: list[str] = []
-        self._clock = None
+        self._clock: ClassicClock | Rfc3339Clock | None = None
 
     # ------------------------------------------------------------------ the pass
     def feed(self, log: LogFile, year: int | None) -> None:
@@ -144,7 +171,9 @@ class Parser:
         overlong_first = 0
         number = 0
         # Classic stamps repeat from line to line (one second of a busy log): the last one's time is kept.
-        last_key, last_t = None, 0.0
+        last_key: str | None = None
+        last_t: Seconds = 0.0
+        t: Seconds  # the line's time (s)
         next_progress = self.lines_read + PROGRESS_EVERY
         text, raw = open_log(log.path)
         truncated = None
@@ -176,7 +205,7 @@ class Parser:
                     except (ValueError, IndexError, KeyError, TypeError):
                         not_syslog += 1
                         continue
-                    handler, service, pid, is_postfix = tags.get(tag) or tag_info(tag)
+                    kind, count, service, pid = tags.get(tag) or tag_info(tag)
                     if t != latest:  # a line of another time than the one before (else nothing changes)
                         if t < latest:
                             if t < latest - BACKWARDS_TOLERANCE_S:
@@ -189,14 +218,26 @@ class Parser:
                             next_progress += PROGRESS_EVERY
                             progress(self.lines_read + number, self.bytes_done + raw.tell(), self.bytes_total,
                                      log.name)
-                    if is_postfix:
+                    if kind != OTHER:
                         try:
-                            handler(t, host, service, pid, msg)
+                            if kind == SMTPD:
+                                self.smtpd(t, host, service, pid, msg)
+                            elif kind == DELIVERY:
+                                self.delivery(t, host, service, pid, msg)
+                            elif kind == QMGR:
+                                self.qmgr(t, host, service, pid, msg)
+                            elif kind == CLEANUP:
+                                self.cleanup(t, host, service, pid, msg)
+                            elif kind == ANVIL:
+                                self.anvil(t, host, service, pid, msg)
+                            elif count is not None:
+                                count()
                         except (ValueError, IndexError, KeyError):  # e.g. delay=1.2.3: a line no Postfix writes
                             skipped["postfix line not understood"] += 1
                     else:
                         other += 1
-                        handler()
+                        if count is not None:
+                            count()
         except GZIP_ERRORS as exc:
             truncated = exc
         except OSError as exc:
@@ -220,14 +261,14 @@ class Parser:
                            "postfix_lines": postfix, "other_program_lines": other, "not_syslog_lines": not_syslog,
                            "truncated": truncated is not None})
 
-    def _backwards(self, log: LogFile, number: int, step: float) -> None:
+    def _backwards(self, log: LogFile, number: int, step: Seconds) -> None:
         self.backwards += 1
         if not self.backwards_first:
             self.backwards_first = f"{log.name}: line {number}"
         self.backwards_max = max(self.backwards_max, step)
 
-    def _tag(self, tag: str) -> tuple:
-        """``postfix/submission/smtpd[123]:`` → (handler, service, pid, is_postfix), cached."""
+    def _tag(self, tag: str) -> tuple[int, _Count | None, str, int]:
+        """``postfix/submission/smtpd[123]:`` → (kind, counter or None, service, pid), cached."""
         name, pid = tag[:-1] if tag.endswith(":") else tag, -1
         if name.endswith("]") and "[" in name:
             name, _, number = name[:-1].partition("[")
@@ -235,26 +276,22 @@ class Parser:
             pid = int(number) if number.isdigit() and len(number) <= 9 else -1
         service, _, program = name.rpartition("/")
         if service and program in events.POSTFIX_PROGRAMS:
-            handler = self.handlers.get(program) or self._counter(f"postfix {program} (not tabulated)")
-            info = (handler, service, pid, True)
+            kind = self.kinds.get(program, COUNTED)
+            info = (kind, self._counter(f"postfix {program} (not tabulated)") if kind == COUNTED else None, service,
+                    pid)
         else:
             programs = {k for k in self.skipped if k.startswith("other program: ")}
-            kind = f"other program: {name}"
-            if kind not in programs and len(programs) >= MAX_PROGRAM_KINDS:
-                kind = "other program: (more programs)"
-            info = (self._counter(kind), "", pid, False)
+            counted = f"other program: {name}"
+            if counted not in programs and len(programs) >= MAX_PROGRAM_KINDS:
+                counted = "other program: (more programs)"
+            info = (OTHER, self._counter(counted), "", pid)
         if len(self.tags) > 50_000:  # a cache: pids make tags of long logs countless
             self.tags.clear()
         self.tags[tag] = info
         return info
 
-    def _counter(self, kind: str):
-        skipped = self.skipped
-
-        def count(*_args):
-            skipped[kind] += 1
-        count.kind = kind
-        return count
+    def _counter(self, kind: str) -> _Count:
+        return _Count(self.skipped, kind)
 
     # ------------------------------------------------------------------ smtpd
     def _session(self, host: str, service: str, pid: int) -> _Session:
@@ -265,14 +302,14 @@ class Parser:
             self.without_connect += 1
         return s
 
-    def _open(self, host, service, pid, t, name="", address="") -> _Session:
+    def _open(self, host: str, service: str, pid: int, t: Seconds, name: str = "", address: str = "") -> _Session:
         s = _Session(self.next_session, host, service, pid, t, name, address)
         self.next_session += 1
         self.sessions[(host, service, pid)] = s
         self.services[service] += 1
         return s
 
-    def smtpd(self, t, host, service, pid, msg):
+    def smtpd(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         # Most smtpd lines are connects and disconnects, then QUEUEID: client= lines: those are tried first.
         if msg.startswith("connect from "):
             key = (host, service, pid)
@@ -337,7 +374,7 @@ class Parser:
         else:
             self.skipped["postfix smtpd (not tabulated)"] += 1
 
-    def _message(self, t, s: _Session, qid: str, text: str) -> None:
+    def _message(self, t: Seconds, s: _Session, qid: str, text: str) -> None:
         name, address, method, user = events.submission_client(text)
         old = self.messages.pop(qid, None)
         if old is not None:  # a short queue id used again before its removal was logged
@@ -353,13 +390,13 @@ class Parser:
         else:
             s.messages.append(m)
 
-    def _reject(self, t, session_id: int, qid: str, r: tuple) -> None:
+    def _reject(self, t: Seconds, session_id: int, qid: str, r: tuple) -> None:
         """A row of rejects from :func:`events.reject`'s fields."""
         action, stage, name, address, code, dsn, reason, sender, recipient, helo = r
         self.out.add("rejects", (t, session_id, qid, stage, code, dsn, reason, name, address, sender,
                                  recipient, helo, action))
 
-    def _end(self, s: _Session, t: float, counts: tuple | None, end: str, now: float) -> None:
+    def _end(self, s: _Session, t: Seconds, counts: tuple | None, end: str, now: Seconds) -> None:
         """Write the session's row; ``now``: the current line's time (s), from which its messages that
         never reached qmgr wait ``LIMBO_S`` when ``t`` (its disconnect) is not known."""
         if end == "unfinished":
@@ -374,7 +411,7 @@ class Parser:
             if m.nrcpt < 0 and self.messages.get(m.qid) is m:
                 self.limbo.append((deadline, m))
 
-    def _sweep(self, now: float) -> None:
+    def _sweep(self, now: Seconds) -> None:
         """Write out the messages that were never queued (their limbo is over)."""
         limbo = self.limbo
         while limbo and limbo[0][0] < now:
@@ -395,12 +432,12 @@ class Parser:
                 self.never_queued += m.ended
                 self._write_message(m, NAN)
 
-    def _write_message(self, m: _Message, removed: float) -> None:
+    def _write_message(self, m: _Message, removed: Seconds) -> None:
         self.out.add("messages", (m.qid, m.session_id, m.accepted_s, m.name, m.address, m.user, m.sender, m.size,
                                   m.nrcpt, removed))
 
     # ------------------------------------------------------------------ queue and delivery
-    def qmgr(self, t, host, service, pid, msg):
+    def qmgr(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         qid, sep, rest = msg.partition(": ")
         m = self.messages.get(qid) if sep else None
         if m is None:
@@ -417,7 +454,7 @@ class Parser:
         else:
             self.skipped["postfix qmgr (not tabulated)"] += 1
 
-    def cleanup(self, t, host, service, pid, msg):
+    def cleanup(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         qid, sep, rest = msg.partition(": ")
         m = self.messages.get(qid) if sep else None
         r = events.reject(rest) if rest.startswith("milter-") else None
@@ -429,7 +466,7 @@ class Parser:
             return
         self.skipped["postfix cleanup (not tabulated)"] += 1
 
-    def delivery(self, t, host, service, pid, msg):
+    def delivery(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         qid, sep, rest = msg.partition(": ")
         d = events.delivery(rest) if sep and rest.startswith("to=<") else None
         if d is None:
@@ -437,7 +474,7 @@ class Parser:
             return
         self.out.add("recipients", (qid, t) + d)
 
-    def anvil(self, t, host, service, pid, msg):
+    def anvil(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         a = events.anvil(msg)
         if a is None:
             self.skipped["postfix anvil (not tabulated)"] += 1
@@ -485,7 +522,7 @@ class Parser:
         }
 
 
-def _at_time(stamp: str, t: float, offset: float) -> float:
+def _at_time(stamp: str, t: float, offset: Seconds) -> Seconds:
     """The epoch seconds of anvil's ``at Mon dd hh:mm:ss`` (local time ``offset`` s east of UTC, like
     the line's stamp): the latest such time not after the line's."""
     try:

@@ -17,6 +17,7 @@ import csv
 import gzip
 import io
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,7 @@ SCHEMA: dict[str, tuple[tuple[str, str], ...]] = {
               ("at_s", "f")),
 }
 #: Rows per chunk: enough to make writing cheap, few enough that the six buffers stay small.
-CHUNK = 5_000
+CHUNK: Final = 5_000
 _DTYPES = {"f": np.float64, "i": np.int64, "s": object}
 
 
@@ -134,7 +135,7 @@ class CsvSink:
 #: 1 == 1.0 == True and 0.0 == -0.0 would be written differently).
 REPEATING = {"sessions": columns("sessions").index(_COUNTS[0])}
 #: Distinct runs a :class:`_RunTexts` remembers before it forgets them all (memory stays flat).
-RUN_TEXTS = 10_000
+RUN_TEXTS: Final = 10_000
 
 
 class _RunTexts(dict):
