@@ -115,8 +115,14 @@ class InlineExecutor:
 
 def _ignore_interrupts() -> None:
     """Worker initializer: Ctrl-C reaches every process of the terminal's group; only the parent acts on
-    it (it stops the workers), so a worker never prints a KeyboardInterrupt traceback of its own."""
+    it (it stops the workers), so a worker never prints a KeyboardInterrupt traceback of its own.
+
+    SIGTERM goes back to the default action (end the process, silently): a forked worker inherits the
+    command's handler, which turns SIGTERM into KeyboardInterrupt, and the parent stops its workers with
+    SIGTERM (:meth:`PoolExecutor.abort`) — with that handler a worker waiting for its next run printed a
+    traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class PoolExecutor:
