@@ -47,6 +47,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from benchmarks import write_report
+
 DEFAULT_POLICIES = ("none", "selective-1-5s", "throttle-100h")
 UNTIMED_COLUMNS = ("wall_s", "cached")  # a run's time, and whether it came from a cache (never, here)
 STOP_GRACE_S = 10.0  # SIGTERM, then SIGKILL after this many seconds
@@ -443,10 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dask_cluster: interrupted; the cluster is stopped", file=sys.stderr)
         return 130
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(format_table(report))
-    print(f"written: {args.out}")
+    write_report(args.out, report, format_table(report))
     return 0 if report["identical_tables"] else 1
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import multiprocessing
 import os
 import platform
@@ -55,6 +54,8 @@ from simsub.scenario import default_scenario_path
 from simsub.scenario.loader import build_scenario
 
 import tomllib
+
+from benchmarks import write_report
 
 TARGETS = {
     "model_over_skeleton": "<= 2.0",
@@ -309,10 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, step in steps:
         print(f"benchmark: {name} …", file=sys.stderr, flush=True)
         report[name] = step()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(format_table(report))
-    print(f"written: {args.out}")
+    write_report(args.out, report, format_table(report))
     return 0
 
 

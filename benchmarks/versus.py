@@ -71,6 +71,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from benchmarks import write_report
+
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "0856011"
 QUICK_HORIZON = "43500s"  # 12 h 5 min: the bots (who start at noon) play their first 5 minutes
@@ -346,10 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("versus: interrupted; the compare in progress is stopped", file=sys.stderr)
         return 130
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(format_table(report))
-    print(f"written: {args.out}")
+    write_report(args.out, report, format_table(report))
     return 0
 
 
