@@ -8,6 +8,7 @@ lines and the disconnect line's rcpt= count must agree.
 
 from __future__ import annotations
 
+import gc
 import gzip
 import math
 import os
@@ -21,8 +22,8 @@ import pytest
 
 from benchmarks.maillog import synthetic_lines
 from simsub.cli import main
-from simsub.maillog.lines import LogFile, scan
-from simsub.maillog.parse import LIMBO_S, Parser, parse_maillog
+from simsub.maillog.lines import LogError, LogFile, scan
+from simsub.maillog.parse import LIMBO_S, PARSE_GC_THRESHOLD, Parser, parse_into, parse_maillog
 from simsub.maillog.tables import SCHEMA, Buffers, FrameSink, read_tables
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "maillog"
@@ -286,6 +287,34 @@ def test_state_holds_only_open_sessions_and_queued_messages(tmp_path):
                                    for m in parser.messages.values())
     assert parser.never_queued > len(parser.messages)  # written out on the way: they did not pile up
 
+
+
+class _ThresholdSink:
+    """Records the collector's thresholds each time the parse hands it a chunk."""
+
+    def __init__(self):
+        self.seen: list[tuple[int, int, int]] = []
+
+    def write(self, table, rows):
+        self.seen.append(gc.get_threshold())
+
+
+def test_the_parse_collects_garbage_less_often_and_gives_the_thresholds_back(tmp_path):
+    before = gc.get_threshold()
+    sink = _ThresholdSink()
+    parse_into([FIXTURES / "twin-sleep5.maillog"], Buffers(sink), year=2026)
+    assert sink.seen and all(t == (max(PARSE_GC_THRESHOLD, before[0]), *before[1:]) for t in sink.seen)
+    assert gc.get_threshold() == before
+    # also when the parse stops on bad input
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    with pytest.raises(LogError):
+        parse_into([empty], Buffers(_ThresholdSink()))
+    binary = tmp_path / "other.log"
+    binary.write_text("Mar  9 00:14:37 host dovecot[1]: imap-login: Login\n")
+    with pytest.raises(LogError):
+        parse_into([binary], Buffers(_ThresholdSink()))
+    assert gc.get_threshold() == before
 
 def test_gzip_and_plain_give_the_same_tables(tmp_path):
     plain = FIXTURES / "twin-sleep5.maillog"
