@@ -18,16 +18,23 @@ hashed without the two columns that say how a run was obtained (``wall_s``,
 ``cached``; a run's own timing, the summary's ``run`` section, is not in
 these tables).
 
-It reports, as JSON and as a table, each variant's wall time (s) and the
+It reports, as JSON and as a table, each variant's wall time (s), the
 speed-up of k Dask workers over 1 Dask worker (the ratio of wall times), and
-over k - 1 workers (what the k-th worker added). The cluster is stopped on
+over k - 1 workers (what the k-th worker added), and the time beyond the
+runs: the wall time minus the runs' own wall times summed over the workers
+(what the command and the executor add, plus uneven loads over k > 1
+workers). The cluster is stopped on
 exit, on error and on Ctrl-C or SIGTERM (SIGTERM to each process group, then
 SIGKILL after 10 s); each process also asks Linux to end it if the benchmark
 dies (PR_SET_PDEATHSIG), and workers leave when the scheduler is gone for 30 s.
 
-The workers import the simsub this process imports (``PYTHONPATH``), and each
-reports where it imported it from before any timing, so the cluster runs the
-code being measured; a task also refuses to run on other model code.
+The scheduler and the workers import the simsub this process imports
+(``PYTHONPATH``), and each reports where it imported it from before any
+timing, so the cluster runs the code being measured; a task also refuses to
+run on other model code. The scheduler needs simsub because it unpickles
+every task; the first compare on a new scheduler would pay that import
+(reported apart, ``scheduler_first_import_s``), which the process pool,
+forked from this process, does not.
 """
 
 from __future__ import annotations
@@ -392,6 +399,9 @@ def measure(scenario: str | None = None, policies: tuple[str, ...] = DEFAULT_POL
         row = {"variant": name, "executor": "local process pool" if name.startswith("pool") else "Dask cluster",
                "workers": int(name.split("-")[1]), "wall_s": min(times), "wall_s_all": times, **busy[name],
                "tables": hashes[name], "identical_to_pool": hashes[name] == reference}
+        # what the command spent beyond its runs' share per worker: its own work (planning, tables) and the
+        # executor's (start, waiting for results, close), plus uneven loads when workers > 1
+        row["beyond_runs_s"] = row["wall_s"] - row["runs_wall_s"] / row["workers"]
         if name.startswith("dask"):
             k = row["workers"]
             row["speedup_vs_1_worker"] = dask_1 / row["wall_s"]
@@ -417,8 +427,8 @@ def format_table(report: dict) -> str:
     lines = [f"compare: {c['scenario']}, policies {','.join(c['policies'])}, {c['replications']} replications, "
              f"horizon {c['horizon'] or 'the scenario’s'}: {c['runs']} runs, none from a cache; "
              f"fastest of {report['rounds']} round(s)",
-             f"{'variant':<22} {'wall s':>8} {'vs 1 worker':>12} {'vs one fewer':>13} {'runs sum s':>11}  tables",
-             "-" * 90]
+             f"{'variant':<22} {'wall s':>8} {'vs 1 worker':>12} {'vs one fewer':>13} {'runs sum s':>11} {'beyond s':>9}  tables",
+             "-" * 100]
     for v in report["variants"]:
         label = (f"pool, {v['workers']} processes" if v["variant"].startswith("pool")
                  else f"Dask, {v['workers']} worker{'s' if v['workers'] > 1 else ''}")
@@ -426,11 +436,13 @@ def format_table(report: dict) -> str:
         added = f"{v['speedup_vs_one_fewer_worker']:.2f}x" if "speedup_vs_one_fewer_worker" in v else ""
         same = "reference" if v["variant"].startswith("pool") else ("identical" if v["identical_to_pool"]
                                                                     else "DIFFERENT")
-        lines.append(f"{label:<22} {v['wall_s']:>8.1f} {first:>12} {added:>13} {v['runs_wall_s']:>11.1f}  {same} "
+        lines.append(f"{label:<22} {v['wall_s']:>8.1f} {first:>12} {added:>13} {v['runs_wall_s']:>11.1f} "
+                     f"{v['beyond_runs_s']:>9.1f}  {same} "
                      f"({v['tables']['runs'][:8]}/{v['tables']['summary'][:8]})")
     lines.append(f"Dask with {report['workers']} workers over the pool with as many: "
                  f"{report['dask_over_pool_same_workers']:.2f} of its wall time; runs sum s: the runs' own "
-                 "wall times summed (flat across rows when the cores were not shared)")
+                 "wall times summed (flat across rows when the cores were not shared); beyond s: wall s "
+                 "minus runs sum s over the workers (the command's and the executor's own time, and uneven loads)")
     lines.append(f"the scheduler's first import of simsub (once per scheduler, done before timing): "
                  f"{report['scheduler_first_import_s']:.1f} s")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ def test_the_cluster_gives_the_pools_tables_and_leaves_no_process():
     assert dask_2["speedup_vs_1_worker"] == pytest.approx(report["variants"][1]["wall_s"] / dask_2["wall_s"])
     assert "speedup_vs_one_fewer_worker" in dask_2
     assert isinstance(report["scheduler_first_import_s"], float)
+    assert dask_2["beyond_runs_s"] == pytest.approx(dask_2["wall_s"] - dask_2["runs_wall_s"] / 2)
     # a scheduler and two workers were started, as process groups of their own, and none is left
     groups = cluster.groups()
     assert len(groups) == 3 and os.getpgrp() not in groups
