@@ -427,7 +427,8 @@ def format_table(report: dict) -> str:
     lines = [f"compare: {c['scenario']}, policies {','.join(c['policies'])}, {c['replications']} replications, "
              f"horizon {c['horizon'] or 'the scenario’s'}: {c['runs']} runs, none from a cache; "
              f"fastest of {report['rounds']} round(s)",
-             f"{'variant':<22} {'wall s':>8} {'vs 1 worker':>12} {'vs one fewer':>13} {'runs sum s':>11} {'beyond s':>9}  tables",
+             f"{'variant':<22} {'wall s':>8} {'vs 1 worker':>12} {'vs one fewer':>13} {'runs sum s':>11} "
+             f"{'beyond s':>9}  tables",
              "-" * 100]
     for v in report["variants"]:
         label = (f"pool, {v['workers']} processes" if v["variant"].startswith("pool")
