@@ -14,8 +14,6 @@ from simsub.experiments import compare
 from simsub.experiments.execute import DaskExecutor
 from tests.listeners import DASHBOARD_PORT, dashboard_port_taken, descendants, is_loopback, listening
 
-pytest.importorskip("distributed")
-
 OPTIONS = {"policies": ["none", "selective-1-5s"], "replications": 1, "overrides": {"scenario.horizon": "10m"},
            "cache": None, "progress": False}
 
