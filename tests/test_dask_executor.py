@@ -8,7 +8,6 @@ import os
 import warnings
 
 import pandas as pd
-import pytest
 
 from simsub.experiments import compare
 from simsub.experiments.execute import DaskExecutor
