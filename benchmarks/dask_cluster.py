@@ -18,16 +18,23 @@ hashed without the two columns that say how a run was obtained (``wall_s``,
 ``cached``; a run's own timing, the summary's ``run`` section, is not in
 these tables).
 
-It reports, as JSON and as a table, each variant's wall time (s) and the
+It reports, as JSON and as a table, each variant's wall time (s), the
 speed-up of k Dask workers over 1 Dask worker (the ratio of wall times), and
-over k - 1 workers (what the k-th worker added). The cluster is stopped on
+over k - 1 workers (what the k-th worker added), and the time beyond the
+runs: the wall time minus the runs' own wall times summed over the workers
+(what the command and the executor add, plus uneven loads over k > 1
+workers). The cluster is stopped on
 exit, on error and on Ctrl-C or SIGTERM (SIGTERM to each process group, then
 SIGKILL after 10 s); each process also asks Linux to end it if the benchmark
 dies (PR_SET_PDEATHSIG), and workers leave when the scheduler is gone for 30 s.
 
-The workers import the simsub this process imports (``PYTHONPATH``), and each
-reports where it imported it from before any timing, so the cluster runs the
-code being measured; a task also refuses to run on other model code.
+The scheduler and the workers import the simsub this process imports
+(``PYTHONPATH``), and each reports where it imported it from before any
+timing, so the cluster runs the code being measured; a task also refuses to
+run on other model code. The scheduler needs simsub because it unpickles
+every task; the first compare on a new scheduler would pay that import
+(reported apart, ``scheduler_first_import_s``), which the process pool,
+forked from this process, does not.
 """
 
 from __future__ import annotations
@@ -51,6 +58,11 @@ from benchmarks import write_report
 
 DEFAULT_POLICIES = ("none", "selective-1-5s", "throttle-100h")
 UNTIMED_COLUMNS = ("wall_s", "cached")  # a run's time, and whether it came from a cache (never, here)
+# Dask starts an HTTP server (/health, /metrics) in the scheduler and in each worker even with --no-dashboard;
+# without an address the scheduler's listens on port 8787 of every interface (and warns and moves when another
+# cluster holds it), a worker's on a free port of every interface. On loopback, on a port the system picks, it
+# collides with nothing and is not exposed.
+NO_DASHBOARD = ("--no-dashboard", "--dashboard-address", "127.0.0.1:0")
 STOP_GRACE_S = 10.0  # SIGTERM, then SIGKILL after this many seconds
 START_TIMEOUT_S = 60.0  # a scheduler or worker not up within this long is an error (spawning imports numpy, pandas…)
 
@@ -114,7 +126,7 @@ class Cluster:
 
     def start(self) -> "Cluster":
         self.scheduler = self._spawn("scheduler", [
-            "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--dashboard-address", "127.0.0.1:0",
+            "scheduler", "--host", "127.0.0.1", "--port", "0", *NO_DASHBOARD,
             "--scheduler-file", str(self.scheduler_file)])
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -139,7 +151,7 @@ class Cluster:
         local.mkdir()
         self.workers.append(self._spawn(name, [
             "worker", "--scheduler-file", str(self.scheduler_file), "--nthreads", "1", "--nworkers", "1",
-            "--host", "127.0.0.1", "--no-dashboard", "--dashboard-address", "127.0.0.1:0", "--name", name,
+            "--host", "127.0.0.1", *NO_DASHBOARD, "--name", name,
             "--local-directory", str(local), "--death-timeout", "30"]))
 
     def scale(self, client, count: int) -> None:
@@ -242,6 +254,18 @@ def _where_simsub_is() -> str:
     return simsub.__file__
 
 
+def _import_on_scheduler() -> tuple[float, str]:
+    """Run in the scheduler before timing: import the module a run's task names. The scheduler unpickles
+    every task it is sent, so the first compare on a new scheduler imports simsub there, with the
+    scheduler's event loop stopped meanwhile; done here, the first timed Dask compare does not pay it.
+    The import's time (s) and where simsub came from."""
+    started = time.perf_counter()
+    import simsub
+    import simsub.experiments.execute  # noqa: F401
+
+    return time.perf_counter() - started, simsub.__file__
+
+
 def _warm_up(client) -> set[str]:
     """Run ``_where_simsub_is`` as a task on every worker (the path a run takes: the worker's thread
     pool, serialisation both ways), so the first timed run pays no first-task costs; where each
@@ -297,14 +321,16 @@ def _compare(options: dict, **executor) -> tuple[float, object]:
 
 
 def _rounds(cluster: Cluster, options: dict, workers: int, rounds: int, walls: dict, busy: dict, hashes: dict,
-            where: set, on_cluster, log) -> int:
-    """Every variant ``rounds`` times, interleaved; fills ``walls``, ``busy``, ``hashes`` and ``where``;
-    returns the number of runs of one compare."""
+            where: set, scheduler: dict, on_cluster, log) -> int:
+    """Every variant ``rounds`` times, interleaved; fills ``walls``, ``busy``, ``hashes``, ``where`` and
+    ``scheduler`` (its first import of simsub); returns the number of runs of one compare."""
     from distributed import Client
 
     if on_cluster is not None:
         on_cluster(cluster)
     with Client(cluster.address, timeout=START_TIMEOUT_S) as client:
+        scheduler["import_s"], scheduler_simsub = client.run_on_scheduler(_import_on_scheduler)
+        where.add(scheduler_simsub)
         for round_ in range(rounds):
             name = f"pool-{workers}"
             log(f"round {round_ + 1}/{rounds}: local process pool, {workers} workers")
@@ -356,14 +382,16 @@ def measure(scenario: str | None = None, policies: tuple[str, ...] = DEFAULT_POL
     busy: dict[str, dict[str, float]] = {}  # the runs' own time, of the fastest round
     hashes: dict[str, dict[str, str]] = {}
     where: set[str] = set()
+    scheduler: dict[str, float] = {}
     try:
         with _terminate_as_interrupt(), Cluster(python=python) as cluster:
-            runs = _rounds(cluster, options, workers, rounds, walls, busy, hashes, where, on_cluster, log)
+            runs = _rounds(cluster, options, workers, rounds, walls, busy, hashes, where, scheduler,
+                           on_cluster, log)
     except Interrupted:  # Ctrl-C or SIGTERM during a compare, which stopped its runs; the cluster is stopped too
         raise KeyboardInterrupt from None
     own = str((simsub_root() / "simsub" / "__init__.py").resolve())
     if {str(Path(w).resolve()) for w in where} != {own}:
-        raise RuntimeError(f"Dask workers imported simsub from {sorted(where)}, not from {own}")
+        raise RuntimeError(f"the Dask scheduler and workers imported simsub from {sorted(where)}, not from {own}")
     reference = hashes[f"pool-{workers}"]
     dask_1 = min(walls["dask-1"])
     variants = []
@@ -371,6 +399,9 @@ def measure(scenario: str | None = None, policies: tuple[str, ...] = DEFAULT_POL
         row = {"variant": name, "executor": "local process pool" if name.startswith("pool") else "Dask cluster",
                "workers": int(name.split("-")[1]), "wall_s": min(times), "wall_s_all": times, **busy[name],
                "tables": hashes[name], "identical_to_pool": hashes[name] == reference}
+        # what the command spent beyond its runs' share per worker: its own work (planning, tables) and the
+        # executor's (start, waiting for results, close), plus uneven loads when workers > 1
+        row["beyond_runs_s"] = row["wall_s"] - row["runs_wall_s"] / row["workers"]
         if name.startswith("dask"):
             k = row["workers"]
             row["speedup_vs_1_worker"] = dask_1 / row["wall_s"]
@@ -386,6 +417,7 @@ def measure(scenario: str | None = None, policies: tuple[str, ...] = DEFAULT_POL
         "workers": workers, "rounds": rounds,
         "identical_tables": all(v["identical_to_pool"] for v in variants),
         "dask_over_pool_same_workers": min(walls[f"dask-{workers}"]) / pool_wall,
+        "scheduler_first_import_s": scheduler["import_s"],
         "variants": variants,
     }
 
@@ -395,8 +427,9 @@ def format_table(report: dict) -> str:
     lines = [f"compare: {c['scenario']}, policies {','.join(c['policies'])}, {c['replications']} replications, "
              f"horizon {c['horizon'] or 'the scenario’s'}: {c['runs']} runs, none from a cache; "
              f"fastest of {report['rounds']} round(s)",
-             f"{'variant':<22} {'wall s':>8} {'vs 1 worker':>12} {'vs one fewer':>13} {'runs sum s':>11}  tables",
-             "-" * 90]
+             f"{'variant':<22} {'wall s':>8} {'vs 1 worker':>12} {'vs one fewer':>13} {'runs sum s':>11} "
+             f"{'beyond s':>9}  tables",
+             "-" * 100]
     for v in report["variants"]:
         label = (f"pool, {v['workers']} processes" if v["variant"].startswith("pool")
                  else f"Dask, {v['workers']} worker{'s' if v['workers'] > 1 else ''}")
@@ -404,11 +437,15 @@ def format_table(report: dict) -> str:
         added = f"{v['speedup_vs_one_fewer_worker']:.2f}x" if "speedup_vs_one_fewer_worker" in v else ""
         same = "reference" if v["variant"].startswith("pool") else ("identical" if v["identical_to_pool"]
                                                                     else "DIFFERENT")
-        lines.append(f"{label:<22} {v['wall_s']:>8.1f} {first:>12} {added:>13} {v['runs_wall_s']:>11.1f}  {same} "
+        lines.append(f"{label:<22} {v['wall_s']:>8.1f} {first:>12} {added:>13} {v['runs_wall_s']:>11.1f} "
+                     f"{v['beyond_runs_s']:>9.1f}  {same} "
                      f"({v['tables']['runs'][:8]}/{v['tables']['summary'][:8]})")
     lines.append(f"Dask with {report['workers']} workers over the pool with as many: "
                  f"{report['dask_over_pool_same_workers']:.2f} of its wall time; runs sum s: the runs' own "
-                 "wall times summed (flat across rows when the cores were not shared)")
+                 "wall times summed (flat across rows when the cores were not shared); beyond s: wall s "
+                 "minus runs sum s over the workers (the command's and the executor's own time, and uneven loads)")
+    lines.append(f"the scheduler's first import of simsub (once per scheduler, done before timing): "
+                 f"{report['scheduler_first_import_s']:.1f} s")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks.dask_cluster import Cluster, group_alive, measure, tables_hash
 from tests.commands import ROOT
+from tests.listeners import DASHBOARD_PORT, dashboard_port_taken, in_group, is_loopback, listening
 
 
 def test_the_cluster_gives_the_pools_tables_and_leaves_no_process():
@@ -29,6 +30,8 @@ def test_the_cluster_gives_the_pools_tables_and_leaves_no_process():
     dask_2 = report["variants"][2]
     assert dask_2["speedup_vs_1_worker"] == pytest.approx(report["variants"][1]["wall_s"] / dask_2["wall_s"])
     assert "speedup_vs_one_fewer_worker" in dask_2
+    assert isinstance(report["scheduler_first_import_s"], float)
+    assert dask_2["beyond_runs_s"] == pytest.approx(dask_2["wall_s"] - dask_2["runs_wall_s"] / 2)
     # a scheduler and two workers were started, as process groups of their own, and none is left
     groups = cluster.groups()
     assert len(groups) == 3 and os.getpgrp() not in groups
@@ -48,6 +51,25 @@ def test_the_cluster_is_stopped_when_the_benchmark_fails():
                 raise RuntimeError("stop here")
     assert len(seen[0].groups()) == 2
     assert [g for g in seen[0].groups() if group_alive(g)] == []
+
+
+def test_the_cluster_binds_no_dashboard_port_and_listens_on_loopback_only():
+    """With the dashboard port already held (as by another cluster), the scheduler and a worker start
+    without Dask's "Port 8787 is already in use" warning, and every process of theirs listens only on
+    loopback ports other than the dashboard's."""
+    from distributed import Client
+
+    with dashboard_port_taken(), Cluster() as cluster:
+        with Client(cluster.address, timeout=60) as client:
+            cluster.scale(client, 1)
+            opened = listening(in_group(cluster.groups()))
+        logs = {path.name: path.read_text(errors="replace") for path in cluster.folder.glob("*.log")}
+    # the scheduler's connections and HTTP server, the worker's too, and its nanny's connections
+    assert len(opened) >= 5, opened
+    assert all(is_loopback(address) for address, _ in opened), opened
+    assert DASHBOARD_PORT not in {port for _, port in opened}, opened
+    assert set(logs) == {"scheduler.log", "worker-1.log"}
+    assert not [name for name, text in logs.items() if "already in use" in text]
 
 
 def _processes_mentioning(text: str) -> list[int]:

@@ -168,6 +168,9 @@ class PoolExecutor:
                 process.join(timeout=5)
 
 
+LOCAL_HTTP_ADDRESS = "127.0.0.1:0"  # where ``--dask local``'s scheduler serves HTTP: loopback, a free port
+
+
 class DaskExecutor:
     """A Dask distributed cluster: an existing scheduler, or ``local`` (started here)."""
 
@@ -181,11 +184,16 @@ class DaskExecutor:
             if address == "local":
                 import logging
 
+                # No dashboard, and its HTTP server (which Dask starts even without one, for /health and
+                # /metrics) on a loopback port the system picks: dashboard_address=None would bind 8787
+                # (and warn and move when another cluster holds it).
                 self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                            dashboard_address=None, silence_logs=logging.ERROR)
-                self.client = Client(self.cluster)
+                                            dashboard_address=LOCAL_HTTP_ADDRESS, scheduler_kwargs={"dashboard": False},
+                                            silence_logs=logging.ERROR)
+                self.client = Client(self.cluster, set_as_default=False)
             else:
-                self.client = Client(address, timeout=5)
+                # set_as_default=False: the caller's own Dask client (a notebook's) stays the one its code uses.
+                self.client = Client(address, timeout=5, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
             if self.cluster is not None:
                 self.cluster.close()
@@ -197,7 +205,11 @@ class DaskExecutor:
         from distributed import as_completed
 
         futures = {self.client.submit(run_task, task, key=f"simsub-run-{task.key}", pure=False): task for task in tasks}
-        for future in as_completed(list(futures)):
+        # This client's own event loop: as_completed otherwise tracks the futures on the loop of Dask's
+        # current client, which is another one when the caller has a Client of its own open (a notebook,
+        # the Dask benchmark); that loop is only woken by its own traffic, and every result then came up
+        # to 3 s late, all at once (see docs/experiments.md, "Dask").
+        for future in as_completed(list(futures), loop=self.client.loop):
             task = futures[future]
             try:
                 yield future.result()
