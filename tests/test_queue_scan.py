@@ -201,9 +201,9 @@ def test_the_cases_reach_the_shortcut_and_its_fallbacks():
     seen = {"redeferred": 0, "activated": 0, "long way": 0}
 
     class CountingQueue(MailQueue):
-        def _redefer(self, messages, now):
+        def _redefer(self, messages, recipients, now):
             seen["redeferred"] += len(messages)
-            super()._redefer(messages, now)
+            super()._redefer(messages, recipients, now)
 
         def _activate(self, message):
             seen["activated"] += self.env.now % self.config.queue_run_delay == 0 and message.retry_at > 0

@@ -353,7 +353,7 @@ class MailQueue:
         order would have seen.  Where the shortcut ends (the active queue full, or a
         message sent the long way), every due message after that point, suspended or
         not, goes to the incoming queue in order, as in the plain order of work."""
-        suspended, others = self._take_due(now)
+        suspended, recipients, others = self._take_due(now)
         if not suspended and not others:
             return
         deferred = self.deferred
@@ -388,6 +388,8 @@ class MailQueue:
                         before.append(m)
                     else:
                         later.append((m.retry_at, m.id, m))
+                        for count in m.todo.values():
+                            recipients -= count
                 suspended = before
                 later.extend(others[end + 1:])
             if suspended:
@@ -403,7 +405,7 @@ class MailQueue:
                         seen += 1
                 if seen >= self.peak_active:
                     self.peak_active = seen + 1
-                self._redefer(suspended, now)
+                self._redefer(suspended, recipients, now)
         if later:
             later.sort()
             for _retry_at, message_id, message in later:
@@ -412,10 +414,10 @@ class MailQueue:
                 incoming.append(message)
         self._pump()
 
-    def _take_due(self, now: float) -> tuple[list[QueuedMessage], list[tuple[float, int, QueuedMessage]]]:
+    def _take_due(self, now: float) -> tuple[list[QueuedMessage], int, list[tuple[float, int, QueuedMessage]]]:
         """The deferred messages due at ``now`` (s), out of the buckets: (those whose
         every destination is dead and that :meth:`_redefer` may defer again at once,
-        the others as (retry_at, id, message), unsorted).
+        their recipients, the others as (retry_at, id, message), unsorted).
 
         A message is due if ``retry_at <= now``; since floor(x / width) never decreases
         as x grows, every due message is in a bucket up to floor(now / width), and only
@@ -429,6 +431,7 @@ class MailQueue:
         lifetime_of_kind = self.lifetime_of_kind
         top = math.floor(now / self.bucket_width)
         suspended: list[QueuedMessage] = []
+        recipients = 0
         others: list[tuple[float, int, QueuedMessage]] = []
         for b in range(self.low_bucket, top + 1):
             bucket = buckets.pop(b, None)
@@ -452,12 +455,13 @@ class MailQueue:
                 if (dead and not message.rejected_now and not message.purged
                         and now - message.accepted_at < lifetime_of_kind[message.kind]):
                     suspended.append(message)
+                    recipients += dead
                 else:
                     others.append((message.retry_at, message.id, message))
             if later:
                 buckets[b] = later
         self.low_bucket = top
-        return suspended, others
+        return suspended, recipients, others
 
     def _defer(self, message: QueuedMessage, retry_at: float) -> None:
         """Put ``message`` in the deferred queue until ``retry_at`` (s)."""
@@ -485,9 +489,9 @@ class MailQueue:
                 return False
         return True
 
-    def _redefer(self, messages: list[QueuedMessage], now: float) -> None:
-        """Defer again at once due ``messages`` (from :meth:`_take_due`) whose every
-        destination is dead, as :meth:`_activate` and :meth:`_end_pass` would: every
+    def _redefer(self, messages: list[QueuedMessage], recipients: int, now: float) -> None:
+        """Defer again at once due ``messages`` (from :meth:`_take_due`, with their
+        ``recipients``) whose every destination is dead, as :meth:`_activate` and :meth:`_end_pass` would: every
         recipient is suspended, the pass ends at once, and (not expired) the message
         goes back to the deferred queue with its new ``retry_at`` (s).  The caller
         updates the active queue's peak.  The messages never left ``self.deferred``
@@ -496,12 +500,9 @@ class MailQueue:
         maximal_backoff = self.maximal_backoff
         width = self.bucket_width
         buckets = self.deferred_buckets
-        suspended = 0
         last_b = -1
         bucket: list[QueuedMessage] = []
         for message in messages:
-            for count in message.todo.values():
-                suspended += count
             retry_at = now + min(max(now - message.accepted_at, minimal_backoff), maximal_backoff)
             message.retry_at = retry_at
             b = math.floor(retry_at / width)
@@ -515,7 +516,7 @@ class MailQueue:
                 else:
                     bucket = found
             bucket.append(message)
-        self.suspended_recipients += suspended
+        self.suspended_recipients += recipients
 
     # ------------------------------------------------------------------ delivery
     def _dispatch(self) -> None:
