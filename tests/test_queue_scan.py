@@ -23,13 +23,17 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import simpy
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import simsub
 from simsub.model import world as world_module
-from simsub.model.queue import Kind, MailQueue
+from simsub.model.queue import Kind, MailQueue, QueuedMessage
+from simsub.model.recorder import Recorder
+from simsub.model.reputation import Reputation
 from simsub.model.world import _events
 
 from .test_queue import dest, inject, scenario, small_scenarios, start_world
@@ -40,33 +44,61 @@ class PlainScanQueue(MailQueue):
 
     ``situations`` counts the scans that take the shortcut's fallbacks: due mail
     while other mail waits in the incoming queue or the active queue is full,
-    and mail that expires while suspended with more due mail behind it."""
+    and mail that expires while suspended with more due mail behind it; and the
+    scans where the order of mail to dead destinations matters: after mail that is
+    activated (the active queue's peak), and behind the point where the shortcut
+    ends (the active queue filled, or a message went the long way)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.situations = {"incoming busy": 0, "active full": 0, "expires with mail behind": 0}
+        self.situations = {"incoming busy": 0, "active full": 0, "expires with mail behind": 0,
+                           "suspended after live": 0, "suspended behind the shortcut's end": 0}
 
     def _scan_deferred(self):
         while True:
             yield self.env.timeout(self.config.queue_run_delay)
-            now = self.env.now
-            due = sorted((m for m in self.deferred.values() if m.retry_at <= now), key=lambda m: (m.retry_at, m.id))
-            if due:
-                self.situations["incoming busy"] += bool(self.incoming)
-                self.situations["active full"] += self.active >= self.active_limit
-                self.situations["expires with mail behind"] += any(self._expires_suspended(m, now) for m in due[:-1])
-            for message in due:
-                del self.deferred[message.id]
-                message.where = "incoming"
-                self.incoming.append(message)
-            if due:
-                self._pump()
+            self._plain_scan(self.env.now)
+
+    def _plain_scan(self, now: float) -> None:
+        due = sorted((m for m in self.deferred.values() if m.retry_at <= now), key=lambda m: (m.retry_at, m.id))
+        if due:
+            self.situations["incoming busy"] += bool(self.incoming)
+            self.situations["active full"] += self.active >= self.active_limit
+            self.situations["expires with mail behind"] += any(self._expires_suspended(m, now) for m in due[:-1])
+            dead = [bool(m.todo) and self._dead(m) for m in due]
+            self.situations["suspended after live"] += not self.incoming and self.active < self.active_limit and any(
+                d and any(m.todo and not before for m, before in zip(due[:i], dead[:i])) for i, d in enumerate(dead))
+            self.situations["suspended behind the shortcut's end"] += self._suspended_behind_end(due, dead, now)
+        for message in due:
+            del self.deferred[message.id]
+            message.where = "incoming"
+            self.incoming.append(message)
+        if due:
+            self._pump()
+
+    def _dead(self, message) -> bool:
+        return all(d != self.local and self.windows[d].window == 0 for d in message.todo)
 
     def _expires_suspended(self, message, now: float) -> bool:
         lifetime = (self.config.bounce_queue_lifetime if message.kind >= Kind.BOUNCE
                     else self.config.maximal_queue_lifetime)
-        return now - message.accepted_at >= lifetime and all(
-            d != self.local and self.windows[d].window == 0 for d in message.todo)
+        return now - message.accepted_at >= lifetime and self._dead(message)
+
+    def _suspended_behind_end(self, due, dead, now: float) -> bool:
+        """Mail to dead destinations due after the point where the scan's shortcut
+        ends mid-scan: the active queue filled, or a message went the long way."""
+        if self.incoming or self.active >= self.active_limit:
+            return False  # no shortcut at all
+        active = self.active
+        for i, (m, d) in enumerate(zip(due, dead)):
+            if m.todo and not d:
+                active += 1
+                ended = active >= self.active_limit
+            else:
+                ended = not d or self._expires_suspended(m, now)
+            if ended:
+                return any(dead[i + 1:])
+        return False
 
 
 def state(queue: MailQueue) -> tuple:
@@ -91,10 +123,9 @@ def _some_recipient(m: tuple) -> tuple:
     return m if sum(m[1:4]) else (m[0], 1, *m[2:])
 
 
-# Every test here swaps world's MailQueue for a reference class by patching the module,
-# which the compiled world does not see (it would compare the compiled queue with itself):
-# they run in the pure-Python pass (SIMSUB_PURE_PYTHON=1), skipped with the reason otherwise.
-pytestmark = pytest.mark.pure_only
+# The tests that swap world's MailQueue for a reference class by patching the module,
+# which the compiled world does not see (it would compare the compiled queue with itself),
+# run in the pure-Python pass (SIMSUB_PURE_PYTHON=1), skipped with the reason otherwise.
 
 
 @st.composite
@@ -147,6 +178,7 @@ def play(queue_class, case) -> tuple[list[tuple], dict, dict]:
     return steps, finished(w), situations
 
 
+@pytest.mark.pure_only
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dying_cases())
 def test_the_scan_with_dead_destinations_matches_the_plain_order_of_work(case):
@@ -160,6 +192,7 @@ def test_the_scan_with_dead_destinations_matches_the_plain_order_of_work(case):
     assert end == plain_end
 
 
+@pytest.mark.pure_only
 def test_the_cases_reach_the_shortcut_and_its_fallbacks():
     """One case that takes each path, so the property test above is not vacuous:
     messages deferred again on the spot, live ones activated in the scan, mail that
@@ -168,10 +201,9 @@ def test_the_cases_reach_the_shortcut_and_its_fallbacks():
     seen = {"redeferred": 0, "activated": 0, "long way": 0}
 
     class CountingQueue(MailQueue):
-        def _redefer_suspended(self, message, now):
-            done = super()._redefer_suspended(message, now)
-            seen["redeferred"] += done
-            return done
+        def _redefer(self, messages, recipients, now):
+            seen["redeferred"] += len(messages)
+            super()._redefer(messages, recipients, now)
 
         def _activate(self, message):
             seen["activated"] += self.env.now % self.config.queue_run_delay == 0 and message.retry_at > 0
@@ -192,10 +224,11 @@ def test_the_cases_reach_the_shortcut_and_its_fallbacks():
     steps, end, _ = play(CountingQueue, case)
     assert all(seen.values()), seen
     plain_steps, plain_end, situations = play(PlainScanQueue, case)
-    assert all(situations.values()), situations
+    assert all(situations[k] for k in ("incoming busy", "active full", "expires with mail behind")), situations
     assert (steps, end) == (plain_steps, plain_end)
 
 
+@pytest.mark.pure_only
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(small_scenarios())
 def test_whole_runs_match_the_plain_order_of_work(case):
@@ -211,3 +244,80 @@ def test_whole_runs_match_the_plain_order_of_work(case):
                        result.events.to_csv() if result.events is not None else None,
                        json.dumps({**result.summary, "run": run}, sort_keys=True, default=str)))
     assert tables[0] == tables[1]
+
+
+# --------------------------------------------------------------------------- one scan, by hand
+NOW = 1000.0  # s, when the scan runs
+SCAN_QUEUE = {"delivery_agents": 2, "destination_concurrency": 2, "initial_concurrency": 1,
+              "recipients_per_request": 1, "minimal_backoff": 100, "maximal_backoff": 4000, "queue_run_delay": 300,
+              "maximal_queue_lifetime": 5000, "bounce_queue_lifetime": 5000, "double_bounce": "drop"}
+# Destination 0 is dead, 1 takes everything; per kind of message, its recipients per destination.
+TODO = {"dead": {0: 2}, "live": {1: 1}, "mixed": {0: 1, 1: 1}, "expired": {0: 1}}
+
+# (active limit, messages active, mail waiting in the incoming queue, the deferred
+# messages as (retry_at, id, kind)); the deferred ones are put in the buckets in the
+# order given (not the scan's), and those after ``NOW`` are not due.
+SCANS = {
+    "the active queue fills mid-scan": (4, 1, False, [
+        (950.0, 6, "dead"), (900.0, 5, "dead"), (940.0, 8, "dead"), (905.0, 3, "live"), (910.0, 9, "dead"),
+        (930.0, 4, "mixed"), (910.0, 2, "dead"), (920.0, 7, "live"), (1001.0, 10, "dead")]),
+    "expired mail in the middle": (10, 0, False, [
+        (930.0, 4, "dead"), (920.0, 3, "expired"), (900.0, 1, "dead"), (910.0, 2, "live"), (925.0, 5, "live")]),
+    "dead mail after live mail": (10, 2, False, [(910.0, 2, "dead"), (900.0, 1, "live"), (905.0, 3, "live")]),
+    "dead mail only": (10, 0, False, [(910.0, 2, "dead"), (900.0, 1, "dead"), (1200.0, 3, "dead")]),
+    "mail waits in the incoming queue": (10, 0, True, [(910.0, 2, "dead"), (900.0, 1, "live")]),
+    "the active queue is full": (2, 2, False, [(910.0, 2, "dead"), (900.0, 1, "live"), (920.0, 3, "dead")]),
+}
+
+
+def one_scan(queue_class, layout) -> tuple[MailQueue, list]:
+    """A queue at ``NOW`` in the state ``layout`` describes, then a scan, and another
+    one after the deliveries it started: the queue's state after each."""
+    active_limit, active, waiting, deferred = layout
+    shares = {"legit_share": 0.5, "spam_share": 0.5}
+    sc = scenario(destinations={"d0": dest(**shares), "d1": dest(**shares)}, queue={**SCAN_QUEUE, "active_limit": active_limit})
+    env = simpy.Environment()
+    recorder = Recorder()
+    queue = queue_class(env, sc.queue, sc.destinations, Reputation(env, sc.reputation, recorder), recorder,
+                        np.random.default_rng(1))
+    env.run(until=NOW)
+    queue.windows[0].window = queue.window_limit[0] = 0  # dead
+    queue.active = queue.peak_active = active  # messages being delivered (their requests left out)
+    for retry_at, message_id, kind in deferred:
+        accepted = NOW - (SCAN_QUEUE["maximal_queue_lifetime"] if kind == "expired" else 200 + 97 * message_id)
+        message = QueuedMessage(message_id, Kind.SPAM, "a", False, accepted, dict(TODO[kind]))
+        queue.messages[message_id] = message
+        queue._defer(message, retry_at)
+    if waiting:  # put there without a pump (which would activate it at once while the active queue has room)
+        message = queue.messages[100] = QueuedMessage(100, Kind.LEGIT, "b", True, NOW, {1: 1})
+        queue.incoming.append(message)
+    states = []
+    for t in (NOW, NOW + 300):
+        if t > env.now:
+            env.run(until=t)
+        (queue._plain_scan if isinstance(queue, PlainScanQueue) else queue._scan)(t)
+        states.append((
+            [m.id for m in queue.incoming], queue.active, queue.peak_active, queue.peak_deferred,
+            queue.suspended_recipients, queue.waiting_requests, queue.attempts, queue.bounces,
+            {m.id: (m.where, m.retry_at, dict(m.todo), m.in_flight) for m in queue.messages.values()}))
+    return queue, states
+
+
+@pytest.mark.parametrize("layout", SCANS.values(), ids=SCANS.keys())
+def test_one_scan_matches_the_plain_order_of_work(layout):
+    """Mail to dead destinations is deferred again in the buckets' order, the rest in
+    (retry_at, id) order; the queue must end as the plain order leaves it, the active
+    queue's peak included (what the last suspended message in order would see)."""
+    _, states = one_scan(MailQueue, layout)
+    _, plain = one_scan(PlainScanQueue, layout)
+    assert states == plain
+
+
+def test_the_hand_made_scans_reach_what_they_are_for():
+    reference = {name: one_scan(PlainScanQueue, layout)[0].situations for name, layout in SCANS.items()}
+    assert reference["the active queue fills mid-scan"]["suspended behind the shortcut's end"]
+    assert reference["the active queue fills mid-scan"]["suspended after live"]
+    assert reference["expired mail in the middle"]["suspended behind the shortcut's end"]
+    assert reference["dead mail after live mail"]["suspended after live"]
+    assert reference["mail waits in the incoming queue"]["incoming busy"]
+    assert reference["the active queue is full"]["active full"]

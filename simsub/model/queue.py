@@ -183,11 +183,11 @@ class MailQueue:
         self.incoming: deque[QueuedMessage] = deque()
         self.active = 0
         self.deferred: dict[int, QueuedMessage] = {}
-        # (retry_at, id, message) of deferred messages in buckets of floor(retry_at / width),
-        # so a scan takes only the buckets that can hold due ones and sorts those (a heap of
-        # every deferred message costs a sift through ~17 levels per retry); entries of
-        # messages purged or deferred again meanwhile are skipped when they come up.
-        self.deferred_buckets: dict[int, list[tuple[float, int, QueuedMessage]]] = {}
+        # Deferred messages in buckets of floor(retry_at / width), so a scan takes only the
+        # buckets that can hold due ones (a heap of every deferred message costs a sift
+        # through ~17 levels per retry); entries of messages purged meanwhile are skipped
+        # when they come up.
+        self.deferred_buckets: dict[int, list[QueuedMessage]] = {}
         self.bucket_width = config.queue_run_delay  # s
         self.low_bucket = math.floor(env.now / self.bucket_width)  # no bucket below this one holds an entry
         self.messages: dict[int, QueuedMessage] = {}  # every message still queued, by id
@@ -320,73 +320,148 @@ class MailQueue:
             self._end_pass(message)
 
     def _scan_deferred(self):
-        """Postfix scans the deferred queue every queue_run_delay.
-
-        The due messages are taken in (retry_at, id) order.  Postfix's order of work
-        is: move them all to the incoming queue, then activate them one by one while
-        the active queue has room, then start deliveries.  While nothing else waits in
-        the incoming queue and the active queue has room, a due message would be the
-        very next one activated, so it is activated here at once; that skips a trip
-        through the incoming queue, and a message whose every destination is dead
-        (most of them, in a long listing) is deferred again on the spot by
-        :meth:`_redefer_suspended`, without the general pass.  Only a message that
-        would bounce at activation (expired while suspended) goes the long way, and
-        every message after it, so its bounce queues behind them as before.  Nothing
-        in the loop draws a random number, records a message or pumps the queue (one
-        pump follows it, as in the plain order), so the sequence of everything
-        observable is the one of the plain order of work."""
+        """Postfix scans the deferred queue every queue_run_delay (:meth:`_scan`)."""
         delay = self.config.queue_run_delay
-        deferred = self.deferred
-        incoming = self.incoming
         timeout = self.env.timeout
         while True:
             yield timeout(delay)
-            now = self.env.now
-            due = self._take_due(now)
-            if not due:
-                continue
-            for _retry_at, message_id, message in due:
+            self._scan(self.env.now)
+
+    def _scan(self, now: float) -> None:
+        """One scan of the deferred queue at ``now`` (s).
+
+        Postfix's order of work is: move the due messages (``retry_at <= now``) to the
+        incoming queue in (retry_at, id) order, then activate them one by one while the
+        active queue has room, then start deliveries.  While nothing else waits in the
+        incoming queue and the active queue has room, a due message would be the very
+        next one activated, so it is activated here at once; that skips a trip through
+        the incoming queue, and a message whose every destination is dead (most of
+        them, in a long listing) is deferred again on the spot by :meth:`_redefer`,
+        without the general pass.  Only a message that would bounce at activation
+        (expired while suspended) goes the long way, and every message after it, so
+        its bounce queues behind them as before.  Nothing in the scan draws a random
+        number, records a message or pumps the queue (one pump follows it, as in the
+        plain order), so the sequence of everything observable is the one of the
+        plain order of work.
+
+        Deferring a suspended message again changes nothing the other due messages
+        depend on (the incoming queue, the active count, the windows): each one's new
+        state depends on itself only, the counter it adds to is a sum, and the peak of
+        the active queue a maximum.  So only the other due messages are sorted, and
+        the suspended ones are deferred again in whatever order the buckets hold them,
+        with the peak of the active queue that the last of them in (retry_at, id)
+        order would have seen.  Where the shortcut ends (the active queue full, or a
+        message sent the long way), every due message after that point, suspended or
+        not, goes to the incoming queue in order, as in the plain order of work."""
+        suspended, recipients, others = self._take_due(now)
+        if not suspended and not others:
+            return
+        deferred = self.deferred
+        incoming = self.incoming
+        if incoming or self.active >= self.active_limit or self._pumping:
+            # No shortcut: everything due goes to the incoming queue.
+            later = others + [(m.retry_at, m.id, m) for m in suspended]
+        else:
+            others.sort()
+            active_before = self.active
+            activated = 0
+            end = len(others)  # the index of the message after which the shortcut ends (len: it does not)
+            for j in range(len(others)):
+                message = others[j][2]
+                del deferred[message.id]
+                if message.todo and not self._all_suspended(message):
+                    self._activate(message)  # requests only: no pass ends, nothing bounces
+                    activated += 1
+                    if self.active < self.active_limit:
+                        continue
+                else:  # expired while suspended, or not a deferred message's usual state
+                    message.where = "incoming"
+                    incoming.append(message)
+                end = j
+                break
+            later = []
+            if end < len(others):
+                end_at, end_id, _message = others[end]
+                before: list[QueuedMessage] = []
+                for m in suspended:
+                    if m.retry_at < end_at or (m.retry_at == end_at and m.id < end_id):
+                        before.append(m)
+                    else:
+                        later.append((m.retry_at, m.id, m))
+                        for count in m.todo.values():
+                            recipients -= count
+                suspended = before
+                later.extend(others[end + 1:])
+            if suspended:
+                # In order, each would count as active for the instant of its pass, on top
+                # of the others activated before it: the last one sees the most.
+                seen = active_before
+                if activated:
+                    last_at, last_id = _latest(suspended)
+                    for j in range(activated):
+                        retry_at, message_id, _message = others[j]
+                        if retry_at > last_at or (retry_at == last_at and message_id > last_id):
+                            break
+                        seen += 1
+                if seen >= self.peak_active:
+                    self.peak_active = seen + 1
+                self._redefer(suspended, recipients, now)
+        if later:
+            later.sort()
+            for _retry_at, message_id, message in later:
                 del deferred[message_id]
-                if not incoming and self.active < self.active_limit and not self._pumping:
-                    if self._redefer_suspended(message, now):
-                        continue
-                    if message.todo and not self._all_suspended(message):
-                        self._activate(message)  # requests only: no pass ends, nothing bounces
-                        continue
                 message.where = "incoming"
                 incoming.append(message)
-            self._pump()
+        self._pump()
 
-    def _take_due(self, now: float) -> list[tuple[float, int, QueuedMessage]]:
-        """The deferred messages due at ``now`` (s), in (retry_at, id) order, out of the buckets.
+    def _take_due(self, now: float) -> tuple[list[QueuedMessage], int, list[tuple[float, int, QueuedMessage]]]:
+        """The deferred messages due at ``now`` (s), out of the buckets: (those whose
+        every destination is dead and that :meth:`_redefer` may defer again at once,
+        their recipients, the others as (retry_at, id, message), unsorted).
 
-        An entry is due if ``retry_at <= now``; since floor(x / width) never decreases
-        as x grows, every due entry is in a bucket up to floor(now / width), and only
-        that last bucket can also hold entries not yet due (they stay).  Stale entries
-        (the message purged, or deferred again with another retry_at) are dropped."""
+        A message is due if ``retry_at <= now``; since floor(x / width) never decreases
+        as x grows, every due message is in a bucket up to floor(now / width), and only
+        that last bucket can also hold messages not yet due (they stay).  A message
+        purged while deferred leaves its entry behind, which is dropped here; no other
+        message leaves the deferred queue but through this method, so a deferred
+        message has exactly one entry."""
         buckets = self.deferred_buckets
-        deferred = self.deferred
+        local = self.local
+        windows = self.windows
+        lifetime_of_kind = self.lifetime_of_kind
         top = math.floor(now / self.bucket_width)
-        due: list[tuple[float, int, QueuedMessage]] = []
+        suspended: list[QueuedMessage] = []
+        recipients = 0
+        others: list[tuple[float, int, QueuedMessage]] = []
         for b in range(self.low_bucket, top + 1):
             bucket = buckets.pop(b, None)
             if bucket is None:
                 continue
-            later: list[tuple[float, int, QueuedMessage]] = []
-            for entry in bucket:
-                retry_at, message_id, message = entry
-                if deferred.get(message_id) is not message or message.retry_at != retry_at:
-                    continue  # purged, or deferred again with a later retry
-                if retry_at <= now:
-                    due.append(entry)
+            later: list[QueuedMessage] = []
+            for message in bucket:
+                if message.where != "deferred":
+                    continue  # purged
+                if message.retry_at > now:
+                    later.append(message)
+                    continue
+                # Suspended: every destination dead, in a deferred message's usual state,
+                # and not expiring (an expired message bounces: the long way).
+                dead = 0
+                for d, count in message.todo.items():
+                    if d == local or windows[d].window:
+                        dead = 0
+                        break
+                    dead += count
+                if (dead and not message.rejected_now and not message.purged
+                        and now - message.accepted_at < lifetime_of_kind[message.kind]):
+                    suspended.append(message)
+                    recipients += dead
                 else:
-                    later.append(entry)
+                    others.append((message.retry_at, message.id, message))
             if later:
                 buckets[b] = later
         self.low_bucket = top
-        # A message has one live entry, so no two due entries tie on (retry_at, id).
-        due.sort()
-        return due
+        return suspended, recipients, others
 
     def _defer(self, message: QueuedMessage, retry_at: float) -> None:
         """Put ``message`` in the deferred queue until ``retry_at`` (s)."""
@@ -399,9 +474,9 @@ class MailQueue:
             self.low_bucket = b
         bucket = self.deferred_buckets.get(b)
         if bucket is None:
-            self.deferred_buckets[b] = [(retry_at, message.id, message)]
+            self.deferred_buckets[b] = [message]
         else:
-            bucket.append((retry_at, message.id, message))
+            bucket.append(message)
         if len(deferred) > self.peak_deferred:
             self.peak_deferred = len(deferred)
 
@@ -414,48 +489,34 @@ class MailQueue:
                 return False
         return True
 
-    def _redefer_suspended(self, message: QueuedMessage, now: float) -> bool:
-        """Activate a deferred message whose every destination is dead and defer it again
-        at once, if that pass ends without a bounce; False (and nothing done) otherwise.
-
-        Exactly what :meth:`_activate` and :meth:`_end_pass` would do for it: every
+    def _redefer(self, messages: list[QueuedMessage], recipients: int, now: float) -> None:
+        """Defer again at once due ``messages`` (from :meth:`_take_due`, with their
+        ``recipients``) whose every destination is dead, as :meth:`_activate` and :meth:`_end_pass` would: every
         recipient is suspended, the pass ends at once, and (not expired) the message
-        goes back to the deferred queue with its new ``retry_at`` (s)."""
-        local = self.local
-        windows = self.windows
-        suspended = 0
-        for d, count in message.todo.items():
-            if d == local or windows[d].window:
-                return False  # a live destination: a real pass
-            suspended += count
-        if not suspended or message.rejected_now or message.purged:
-            return False  # not a deferred message's usual state: the general path decides
-        age = now - message.accepted_at
-        if age >= self.lifetime_of_kind[message.kind]:
-            return False  # expires: bounces, so it takes the long way
-        # _activate: the message counts as active for the instant of its pass
-        active = self.active
-        if active >= self.peak_active:
-            self.peak_active = active + 1
-        self.suspended_recipients += suspended
-        # _end_pass: deferred again (_defer, written out: this is the scan's inner loop)
-        retry_at = now + min(max(age, self.minimal_backoff), self.maximal_backoff)
-        message.retry_at = retry_at
-        message.where = "deferred"
-        message_id = message.id
-        deferred = self.deferred
-        deferred[message_id] = message
-        b = math.floor(retry_at / self.bucket_width)
-        if b < self.low_bucket:
-            self.low_bucket = b
-        bucket = self.deferred_buckets.get(b)
-        if bucket is None:
-            self.deferred_buckets[b] = [(retry_at, message_id, message)]
-        else:
-            bucket.append((retry_at, message_id, message))
-        if len(deferred) > self.peak_deferred:
-            self.peak_deferred = len(deferred)
-        return True
+        goes back to the deferred queue with its new ``retry_at`` (s).  The caller
+        updates the active queue's peak.  The messages never left ``self.deferred``
+        (its size and peak stay as they were); only their entries move to new buckets."""
+        minimal_backoff = self.minimal_backoff
+        maximal_backoff = self.maximal_backoff
+        width = self.bucket_width
+        buckets = self.deferred_buckets
+        last_b = -1
+        bucket: list[QueuedMessage] = []
+        for message in messages:
+            retry_at = now + min(max(now - message.accepted_at, minimal_backoff), maximal_backoff)
+            message.retry_at = retry_at
+            b = math.floor(retry_at / width)
+            if b != last_b:  # mostly the same bucket as the last one: old mail waits maximal_backoff
+                last_b = b
+                if b < self.low_bucket:
+                    self.low_bucket = b
+                found = buckets.get(b)
+                if found is None:
+                    bucket = buckets[b] = []
+                else:
+                    bucket = found
+            bucket.append(message)
+        self.suspended_recipients += recipients
 
     # ------------------------------------------------------------------ delivery
     def _dispatch(self) -> None:
@@ -643,6 +704,15 @@ class MailQueue:
         self.recorder.delivery(message.id, int(message.kind), message.accepted_at, message.recipients,
                                message.delivered, message.bounced, message.purged, message.expired,
                                message.pending + message.rejected_now, message.last_delivery)
+
+
+def _latest(messages: list[QueuedMessage]) -> tuple[float, int]:
+    """The largest (retry_at, id) of ``messages`` (not empty)."""
+    last_at, last_id = messages[0].retry_at, messages[0].id
+    for m in messages:
+        if m.retry_at > last_at or (m.retry_at == last_at and m.id > last_id):
+            last_at, last_id = m.retry_at, m.id
+    return last_at, last_id
 
 
 def _thresholds(outcomes) -> tuple[float, float]:

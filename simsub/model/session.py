@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..policy.restrictions import Result, Stage, Verdict
 from ..workload.clients import Client
@@ -20,6 +21,9 @@ from .anvil import AUTH, MAIL, RCPT
 from .dialogue import Dialogue
 from .outcomes import Outcome, Step
 from .smtpd import GRANTED, REFUSED
+
+if TYPE_CHECKING:  # world imports this module; typed, the compiled build reads its attributes directly
+    from .world import World
 
 NAN = math.nan
 _NO_VERDICT = Verdict()
@@ -183,7 +187,7 @@ def _answer(tx: Transaction, verdict: Verdict, strict: bool) -> tuple[bool, Outc
     return alive, refusal
 
 
-def smtp_session(world, client: Client, account: str, message_id: int, recipients: int, all_or_nothing: bool):
+def smtp_session(world: World, client: Client, account: str, message_id: int, recipients: int, all_or_nothing: bool):
     """Generator: run one session now; returns a :class:`SessionResult`.
 
     ``all_or_nothing``: a legitimate mail client gives up the transaction when
@@ -337,18 +341,19 @@ def smtp_session(world, client: Client, account: str, message_id: int, recipient
         dialogue.quit(tx.error_pause(), unread=tx.too_many_errors)
     elif not alive:
         outcome = Outcome.TIMEOUT
-    world.pool.release_at(dialogue.server_end)
+    # Every path above set these (for the type checker, which cannot follow them).
+    server_end, client_left = dialogue.server_end, dialogue.client_left
+    assert outcome is not None and server_end is not None and client_left is not None
+    world.pool.release_at(server_end)
     if anvil_handle is not None:
-        anvil.close(anvil_handle, dialogue.server_end)
-    world.last_end = max(world.last_end, dialogue.server_end, dialogue.client_left)
-    # Every path above set both (for the type checker, which cannot follow them).
-    assert outcome is not None and dialogue.client_left is not None
+        anvil.close(anvil_handle, server_end)
+    world.last_end = max(world.last_end, server_end, client_left)
     slot_wait = start - arrival
-    world.recorder.session(client.population, arrival, outcome, slot_wait, dialogue.server_end - start)
+    world.recorder.session(client.population, arrival, outcome, slot_wait, server_end - start)
     return SessionResult(
         outcome=outcome,
         step=step,
-        client_end=dialogue.client_left,
+        client_end=client_left,
         accepted_at=accepted_at,
         recipients_accepted=accepted_rcpts if outcome.accepted else 0,
         slot_wait=slot_wait,
