@@ -50,13 +50,14 @@ class PlainScanQueue(MailQueue):
         while True:
             yield self.env.timeout(self.config.queue_run_delay)
             now = self.env.now
-            due = sorted((m for m in self.deferred.values() if m.retry_at <= now), key=lambda m: (m.retry_at, m.id))
+            due = sorted((m for m in self.messages.values() if m.where == "deferred" and m.retry_at <= now),
+                         key=lambda m: (m.retry_at, m.id))
             if due:
                 self.situations["incoming busy"] += bool(self.incoming)
                 self.situations["active full"] += self.active >= self.active_limit
                 self.situations["expires with mail behind"] += any(self._expires_suspended(m, now) for m in due[:-1])
             for message in due:
-                del self.deferred[message.id]
+                self.deferred_count -= 1
                 message.where = "incoming"
                 self.incoming.append(message)
             if due:
