@@ -30,7 +30,11 @@ nature:
 5. simulated time per wall second of the default scenario.
 
 ``--quick`` shrinks every size so the whole suite takes a minute or two (used
-by CI to catch breakage, not to judge speed).
+by CI to catch breakage, not to judge speed).  ``--only STEP …`` runs some of
+the steps (skeleton: 0, engine: 1 and 5, recipients: 2, scaling: 3, parallel:
+4), e.g. ``--only scaling`` for the memory figure alone; the report then goes to
+``results/benchmarks-STEP….json`` unless ``--out`` says otherwise, so the full
+report is not overwritten by a partial one.
 """
 
 from __future__ import annotations
@@ -65,6 +69,10 @@ TARGETS = {
     "memory_per_message_bytes": "<= 300",
     "parallel_speedup_2_workers": ">= 1.7",
 }
+
+
+# The suite's steps, in the order they run (``--only`` picks among them).
+STEPS = ("skeleton", "engine", "recipients", "scaling", "parallel")
 
 
 def default_raw() -> dict:
@@ -289,8 +297,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the suite runs (CI)")
-    parser.add_argument("--out", type=Path, default=Path("results/benchmarks.json"), help="JSON output file")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON output file (default results/benchmarks.json, or results/benchmarks-STEP….json "
+                             "with --only)")
+    parser.add_argument("--only", nargs="+", choices=STEPS, metavar="STEP",
+                        help=f"run only these steps ({', '.join(STEPS)})")
     args = parser.parse_args(argv)
+    out = args.out
+    if out is None:
+        out = Path("results/benchmarks.json" if not args.only else f"results/benchmarks-{'-'.join(args.only)}.json")
     raw = default_raw()
     quick = args.quick
     report = {
@@ -307,41 +322,53 @@ def main(argv: list[str] | None = None) -> int:
         ("scaling", lambda: scaling([1, 2] if quick else [1, 4, 16], 44100 if quick else "13h", 2 if quick else 3)),
         ("parallel", lambda: parallel_speedup(4 if quick else 16)),
     ]
+    assert [name for name, _ in steps] == list(STEPS)
     for name, step in steps:
+        if args.only and name not in args.only:
+            continue
         print(f"benchmark: {name} …", file=sys.stderr, flush=True)
         report[name] = step()
-    write_report(args.out, report, format_table(report))
+    write_report(out, report, format_table(report))
     return 0
 
 
 def format_table(report: dict) -> str:
-    engine, rcpt, scale, par = report["engine"], report["recipients"], report["scaling"], report["parallel"]
-    skeleton = report["skeleton"]
-    rows = [
-        ("0. simsub / skeleton CPU per message: simulate()",
-         f"{skeleton['model_over_skeleton']:.2f} ({skeleton['simulate_us_per_message']:.1f} / "
-         f"{skeleton['skeleton_us_per_message']:.1f} µs)", TARGETS["model_over_skeleton"]),
-        ("0. simsub / skeleton CPU per message: whole simsub.run",
-         f"{skeleton['run_over_skeleton']:.2f} ({skeleton['run_us_per_message']:.1f} µs)", "report"),
-        ("1. engine efficiency (simsub / bare SimPy events per s)",
-         f"{engine['engine_efficiency']:.3f} ({engine['simsub_events_per_s']:,.0f} / {engine['simpy_events_per_s']:,.0f})",
-         TARGETS["engine_efficiency"]),
-        ("   context: SimPy events and CPU per recorded message",
-         f"{engine['events_per_message']:.2f} ev, {engine['cpu_us_per_message']:.1f} µs "
-         f"(SimPy: {engine['simpy_us_per_event']:.2f} µs/ev)", "report"),
-        ("2. recipient independence (wall per session, 100 / 1 rcpt)", f"{rcpt['recipient_independence']:.2f}",
-         TARGETS["recipient_independence"]),
-    ]
-    for row in scale["sizes"]:
+    """The figures of the steps in ``report`` (all of them, or those of ``--only``)."""
+    engine, rcpt, scale, par = (report.get(name) for name in ("engine", "recipients", "scaling", "parallel"))
+    skeleton = report.get("skeleton")
+    rows = []
+    if skeleton:
+        rows += [
+            ("0. simsub / skeleton CPU per message: simulate()",
+             f"{skeleton['model_over_skeleton']:.2f} ({skeleton['simulate_us_per_message']:.1f} / "
+             f"{skeleton['skeleton_us_per_message']:.1f} µs)", TARGETS["model_over_skeleton"]),
+            ("0. simsub / skeleton CPU per message: whole simsub.run",
+             f"{skeleton['run_over_skeleton']:.2f} ({skeleton['run_us_per_message']:.1f} µs)", "report"),
+        ]
+    if engine:
+        rows += [
+            ("1. engine efficiency (simsub / bare SimPy events per s)",
+             f"{engine['engine_efficiency']:.3f} ({engine['simsub_events_per_s']:,.0f} / "
+             f"{engine['simpy_events_per_s']:,.0f})", TARGETS["engine_efficiency"]),
+            ("   context: SimPy events and CPU per recorded message",
+             f"{engine['events_per_message']:.2f} ev, {engine['cpu_us_per_message']:.1f} µs "
+             f"(SimPy: {engine['simpy_us_per_event']:.2f} µs/ev)", "report"),
+        ]
+    if rcpt:
+        rows.append(("2. recipient independence (wall per session, 100 / 1 rcpt)",
+                     f"{rcpt['recipient_independence']:.2f}", TARGETS["recipient_independence"]))
+    for row in scale["sizes"] if scale else ():
         rows.append((f"3. scaling {row['factor']}x: time per message vs 1x",
                      f"{row['time_per_message_vs_1x']:.2f} ({row['time_per_message_us']:.0f} µs/msg)",
                      TARGETS["scaling_time_per_message"]))
         rows.append((f"3. scaling {row['factor']}x: peak memory per recorded message",
                      f"{row['memory_per_message_bytes']:,.0f} B (columns {row['recorder_bytes_per_message']:.0f} B)",
                      TARGETS["memory_per_message_bytes"]))
-    rows.append(("4. parallel sweep: 2 workers over 1", f"{par['parallel_speedup_2_workers']:.2f}",
-                 TARGETS["parallel_speedup_2_workers"]))
-    rows.append(("5. simulated time per wall second", f"{engine['simulated_s_per_wall_s']:,.0f} s/s", "report"))
+    if par:
+        rows.append(("4. parallel sweep: 2 workers over 1", f"{par['parallel_speedup_2_workers']:.2f}",
+                     TARGETS["parallel_speedup_2_workers"]))
+    if engine:
+        rows.append(("5. simulated time per wall second", f"{engine['simulated_s_per_wall_s']:,.0f} s/s", "report"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{'figure'.ljust(width)}  {'measured':<40}  target", "-" * (width + 52)]
     lines += [f"{a.ljust(width)}  {b:<40}  {c}" for a, b, c in rows]

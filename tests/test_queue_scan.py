@@ -60,7 +60,8 @@ class PlainScanQueue(MailQueue):
             self._plain_scan(self.env.now)
 
     def _plain_scan(self, now: float) -> None:
-        due = sorted((m for m in self.deferred.values() if m.retry_at <= now), key=lambda m: (m.retry_at, m.id))
+        due = sorted((m for m in self.messages.values() if m.where == "deferred" and m.retry_at <= now),
+                     key=lambda m: (m.retry_at, m.id))
         if due:
             self.situations["incoming busy"] += bool(self.incoming)
             self.situations["active full"] += self.active >= self.active_limit
@@ -70,7 +71,7 @@ class PlainScanQueue(MailQueue):
                 d and any(m.todo and not before for m, before in zip(due[:i], dead[:i])) for i, d in enumerate(dead))
             self.situations["suspended behind the shortcut's end"] += self._suspended_behind_end(due, dead, now)
         for message in due:
-            del self.deferred[message.id]
+            self.deferred_count -= 1
             message.where = "incoming"
             self.incoming.append(message)
         if due:
