@@ -372,7 +372,7 @@ class MailQueue:
             for j in range(len(others)):
                 message = others[j][2]
                 self.deferred_count -= 1
-                if message.todo and not self._all_suspended(message):
+                if message.todo and self._suspended_recipients(message) < 0:  # a live destination
                     self._activate(message)  # requests only: no pass ends, nothing bounces
                     activated += 1
                     if self.active < self.active_limit:
@@ -429,8 +429,6 @@ class MailQueue:
         message leaves the deferred queue but through this method, so a deferred
         message has exactly one entry."""
         buckets = self.deferred_buckets
-        local = self.local
-        windows = self.windows
         lifetime_of_kind = self.lifetime_of_kind
         top = math.floor(now / self.bucket_width)
         suspended: list[QueuedMessage] = []
@@ -449,13 +447,8 @@ class MailQueue:
                     continue
                 # Suspended: every destination dead, in a deferred message's usual state,
                 # and not expiring (an expired message bounces: the long way).
-                dead = 0
-                for d, count in message.todo.items():
-                    if d == local or windows[d].window:
-                        dead = 0
-                        break
-                    dead += count
-                if (dead and not message.rejected_now and not message.purged
+                dead = self._suspended_recipients(message)
+                if (dead > 0 and not message.rejected_now and not message.purged
                         and now - message.accepted_at < lifetime_of_kind[message.kind]):
                     suspended.append(message)
                     recipients += dead
@@ -471,25 +464,30 @@ class MailQueue:
         message.retry_at = retry_at
         message.where = "deferred"
         self.deferred_count += 1
-        b = math.floor(retry_at / self.bucket_width)
+        self._bucket(math.floor(retry_at / self.bucket_width)).append(message)
+        if self.deferred_count > self.peak_deferred:
+            self.peak_deferred = self.deferred_count
+
+    def _bucket(self, b: int) -> list[QueuedMessage]:
+        """The deferred messages' bucket ``b`` (floor(retry_at / bucket_width)), made if it is new."""
         if b < self.low_bucket:  # only a retry_at before the last scan's now (s), which is never
             self.low_bucket = b
         bucket = self.deferred_buckets.get(b)
         if bucket is None:
-            self.deferred_buckets[b] = [message]
-        else:
-            bucket.append(message)
-        if self.deferred_count > self.peak_deferred:
-            self.peak_deferred = self.deferred_count
+            bucket = self.deferred_buckets[b] = []
+        return bucket
 
-    def _all_suspended(self, message: QueuedMessage) -> bool:
-        """True if every destination left to ``message`` is dead (remote, window 0)."""
+    def _suspended_recipients(self, message: QueuedMessage) -> int:
+        """The recipients left to ``message`` if every destination of theirs is dead (remote,
+        window 0), else -1 (a live destination)."""
         local = self.local
         windows = self.windows
-        for d in message.todo:
+        dead = 0
+        for d, count in message.todo.items():
             if d == local or windows[d].window:
-                return False
-        return True
+                return -1
+            dead += count
+        return dead
 
     def _redefer(self, messages: list[QueuedMessage], recipients: int, now: float) -> None:
         """Defer again at once due ``messages`` (from :meth:`_take_due`, with their
@@ -501,7 +499,6 @@ class MailQueue:
         minimal_backoff = self.minimal_backoff
         maximal_backoff = self.maximal_backoff
         width = self.bucket_width
-        buckets = self.deferred_buckets
         last_b = -1
         bucket: list[QueuedMessage] = []
         for message in messages:
@@ -510,13 +507,7 @@ class MailQueue:
             b = math.floor(retry_at / width)
             if b != last_b:  # mostly the same bucket as the last one: old mail waits maximal_backoff
                 last_b = b
-                if b < self.low_bucket:
-                    self.low_bucket = b
-                found = buckets.get(b)
-                if found is None:
-                    bucket = buckets[b] = []
-                else:
-                    bucket = found
+                bucket = self._bucket(b)
             bucket.append(message)
         self.suspended_recipients += recipients
 
