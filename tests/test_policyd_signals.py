@@ -19,12 +19,18 @@ COUNTER = {"recipient_restrictions": ["check_policy_service msgs", "permit_sasl_
                                  "action": "DEFER"}}}
 
 
+#: THROTTLE (limit 3) with a window no test run crosses the boundary of: a fixed window starts at every
+#: multiple of its length on the daemon's clock, so THROTTLE's 60 s window reset the count whenever the
+#: seconds between the first and the last request spanned a full minute (a failure seen once under load).
+THROTTLE_ONE_WINDOW = {**THROTTLE, "services": {"msgs": {**THROTTLE["services"]["msgs"], "window": "10000d"}}}
+
+
 def _ask(client: PolicyClient, user: str, i: int, context: str = "") -> str:
     return client.ask(postfix_request(sasl_username=user, instance=f"{user}-{i}", policy_context=context)).split()[0]
 
 
 def test_sigterm_writes_every_count_and_a_restart_continues_from_it(tmp_path):
-    path = write_scenario(tmp_path / "s.toml", throttle=THROTTLE)
+    path = write_scenario(tmp_path / "s.toml", throttle=THROTTLE_ONE_WINDOW)
     state = tmp_path / "state"
     daemon = Daemon(path, "throttle", "--state", str(state), "--state-interval", "1h", log=tmp_path / "log")
     with daemon:
