@@ -70,3 +70,24 @@ def test_the_executor_waits_on_its_own_client_beside_the_callers(monkeypatch):
         executor.close()
     assert loops == [executor.client.loop] and executor.client.loop is not callers.loop
     pd.testing.assert_frame_equal(_metrics(on_dask), _metrics(compare(workers=1, **OPTIONS)), check_exact=True)
+
+
+def test_a_process_that_only_runs_tasks_does_not_import_the_statistics_stack():
+    """A Dask scheduler or worker unpickles ``run_task`` and so imports ``simsub.experiments.execute``; that
+    import, and the modules a run needs, leave scipy (the paired intervals' statistics, 1-2 s to import)
+    unloaded, while the package's public names still resolve on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import simsub.experiments.execute\n"
+            "from simsub.api import run\n"
+            "from simsub.scenario.loader import build_scenario\n"
+            "from simsub.experiments.design import code_fingerprint\n"
+            "print(sorted(m for m in sys.modules if m == 'scipy' or m.startswith('scipy.')))\n"
+            "import simsub.experiments as e\n"
+            "print(e.compare.__module__, e.tune.__module__, e.Experiment.__module__)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded, names = done.stdout.splitlines()
+    assert loaded == "[]"
+    assert names == "simsub.experiments.study simsub.experiments.tune simsub.experiments.types"
