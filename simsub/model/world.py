@@ -27,6 +27,7 @@ from ..workload.synthetic import (bot_first_start, client_populations, next_bot_
                                   stolen_accounts, user_arrivals)
 from .anvil import Anvil
 from .dialogue import ideal_duration
+from .engine import run as run_events
 from .operator import Operator
 from .outcomes import Outcome
 from .queue import Kind, MailQueue
@@ -301,7 +302,7 @@ def simulate(scenario: Scenario, policy: str, seed: int, recorder: Recorder,
         world.start()
         # Stop when the front end is done: abandoned connect timers and the mail
         # queue's retries would otherwise keep the clock running.
-        world.env.run(until=world.done)
+        run_events(world.env, world.done)  # env.run(until=world.done) without an interpreted step per event
         if world.queue is not None:
             world.queue.finish_all()
         if world.operator is not None:
