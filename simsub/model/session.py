@@ -19,6 +19,7 @@ from ..policy.restrictions import Result, Stage, Verdict
 from ..workload.clients import Client
 from .anvil import AUTH, MAIL, RCPT
 from .dialogue import Dialogue
+from .engine import timeout
 from .outcomes import Outcome, Step
 from .smtpd import GRANTED, REFUSED
 
@@ -125,7 +126,7 @@ def _verdict_on_time(env, stage: Stage, tx: Transaction, state, strict: bool = F
     the checks for empty, discarded and cacheable that function makes)."""
     start = tx.dialogue.prepare(strict)
     if start > env.now:
-        yield env.timeout(start - env.now)
+        yield timeout(env, start - env.now)
     return stage.evaluate(tx, start, state)
 
 
@@ -133,7 +134,7 @@ def _catch_up(env, t: float):
     """Generator: let simulated time reach server time ``t``, so that counters shared
     between sessions (anvil's) are updated in time order."""
     if t > env.now:
-        yield env.timeout(t - env.now)
+        yield timeout(env, t - env.now)
 
 
 def _refuse_recipients(tx: Transaction, verdict: Verdict, recipients: int) -> tuple[bool, int]:

@@ -17,6 +17,8 @@ from collections import deque
 
 import simpy
 
+from .engine import timeout
+
 #: Returned by :meth:`SmtpdPool.connect` when a slot was free.
 GRANTED = "granted"
 #: Returned by :meth:`SmtpdPool.connect` when the accept queue was full.
@@ -55,7 +57,7 @@ class SmtpdPool:
         self.queued += 1
         if self.queued > self.peak_queued:
             self.peak_queued = self.queued
-        self.env.timeout(connect_timeout).callbacks.append(lambda _e, w=waiter: self._give_up(w))  # type: ignore[misc]
+        timeout(self.env, connect_timeout).callbacks.append(lambda _e, w=waiter: self._give_up(w))  # type: ignore[misc]
         return waiter
 
     def release_at(self, when: float) -> None:
@@ -64,7 +66,7 @@ class SmtpdPool:
         if delay <= 0:
             self._release()
         else:
-            self.env.timeout(delay).callbacks.append(self._release_callback)
+            timeout(self.env, delay).callbacks.append(self._release_callback)
 
     # ------------------------------------------------------------------ monitor
     def busy_area(self) -> float:

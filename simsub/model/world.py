@@ -27,7 +27,7 @@ from ..workload.synthetic import (bot_first_start, client_populations, next_bot_
                                   stolen_accounts, user_arrivals)
 from .anvil import Anvil
 from .dialogue import ideal_duration
-from .engine import run as run_events
+from .engine import run as run_events, timeout
 from .operator import Operator
 from .outcomes import Outcome
 from .queue import Kind, MailQueue
@@ -108,7 +108,7 @@ class World:
         if result.recipients_accepted < sum(split.values()):
             split = first_recipients(split, result.recipients_accepted)
         when = result.accepted_at - half_rtt  # the 250 left smtpd half a round trip earlier
-        self.env.timeout(max(when - self.env.now, 0.0)).callbacks.append(
+        timeout(self.env, max(when - self.env.now, 0.0)).callbacks.append(
             lambda _e: self.queue.accept(message_id, kind, account, local_sender, split))  # type: ignore[union-attr]
 
     def next_message_id(self) -> int:
@@ -148,7 +148,7 @@ class World:
             if t >= self.scenario.horizon:
                 break
             if t > env.now:
-                yield env.timeout(t - env.now)
+                yield timeout(env, t - env.now)
             self.active += 1
             env.process(self._user_message(clients.client(n), recipients, None, account, retries))
         self.active -= 1
@@ -164,7 +164,7 @@ class World:
         self.active += 1
         for i, (t, n, r) in enumerate(zip(times.tolist(), clients.tolist(), recipients.tolist())):
             if t > env.now:
-                yield env.timeout(t - env.now)
+                yield timeout(env, t - env.now)
             self.active += 1
             split = None if splits is None else {d: c for d, c in enumerate(splits[i].tolist()) if c}
             env.process(self._user_message(users.client(n), r, split))
@@ -190,7 +190,7 @@ class World:
             policy_delay += result.policy_delay
             if not result.outcome.temporary or attempts > retries:
                 break
-            yield env.timeout(max(result.client_end - env.now, 0.0) + population.retry_interval)
+            yield timeout(env, max(result.client_end - env.now, 0.0) + population.retry_interval)
         if split is not None:
             self.to_queue(result, message_id, Kind.LEGIT, account, True, split, client.half_rtt)
         self.recorder.message(
@@ -219,7 +219,7 @@ class World:
         if first_start >= stop:
             self.active -= 1
             return
-        yield env.timeout(first_start)
+        yield timeout(env, first_start)
         while True:
             draw = next_bot_message(population, accounts, rng)
             if draw is None:
@@ -244,7 +244,7 @@ class World:
             next_start = max(result.client_end, env.now) + pause
             if next_start >= stop:
                 break  # the campaign is over before the next session would start
-            yield env.timeout(next_start - env.now)
+            yield timeout(env, next_start - env.now)
         self.active -= 1
 
     def _sampler(self):
@@ -254,7 +254,7 @@ class World:
         horizon = self.scenario.horizon
         queue = self.queue
         while True:
-            yield env.timeout(width)
+            yield timeout(env, width)
             finished = env.now >= horizon and self.active == 0 and self.pool.busy == 0 and self.pool.queued == 0
             # The last bin ends with the run: at the horizon or when the last session ended.
             t = max(horizon, self.last_end) if finished else env.now
