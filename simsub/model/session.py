@@ -12,7 +12,6 @@ recipients.  The smtpd slot is released at the time the server side ends.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..policy.restrictions import Result, Stage, Verdict
@@ -33,15 +32,21 @@ _REFUSAL = {Result.REJECT: Outcome.REJECTED, Result.DEFER: Outcome.DEFERRED}
 _ANVIL_DEFER = Verdict(result=Result.DEFER, reason="anvil rate limit")
 
 
-@dataclass(slots=True)
 class SessionResult:
-    outcome: Outcome
-    step: Step
-    client_end: float  # s, when the client was done with this session
-    accepted_at: float = NAN  # s, final 250 reached the client
-    recipients_accepted: int = 0
-    slot_wait: float = 0.0  # s waiting for an smtpd
-    policy_delay: float = 0.0  # s of sleeps imposed on this session
+    """What one session came to.  A plain class, not a dataclass: the compiled build
+    would run a dataclass's generated ``__init__`` as interpreted Python, once per session."""
+
+    __slots__ = ("outcome", "step", "client_end", "accepted_at", "recipients_accepted", "slot_wait", "policy_delay")
+
+    def __init__(self, outcome: Outcome, step: Step, client_end: float, accepted_at: float = NAN,
+                 recipients_accepted: int = 0, slot_wait: float = 0.0, policy_delay: float = 0.0):
+        self.outcome = outcome
+        self.step = step
+        self.client_end = client_end  # s, when the client was done with this session
+        self.accepted_at = accepted_at  # s, final 250 reached the client
+        self.recipients_accepted = recipients_accepted
+        self.slot_wait = slot_wait  # s waiting for an smtpd
+        self.policy_delay = policy_delay  # s of sleeps imposed on this session
 
 
 class ErrorLimits:
