@@ -1,5 +1,6 @@
 """simsub.model.engine against SimPy itself: the same schedule played with SimPy's
-``Timeout`` and ``Environment.run`` and with the engine's ``timeout`` and ``run``
+``Timeout``, ``Process`` and ``Environment.run`` and with the engine's ``timeout``,
+``process`` and ``run``
 must process the same events in the same order, at the same times, with the same
 event count, and fail the same way."""
 
@@ -21,7 +22,11 @@ def simpy_run(env, until):
     return env.run(until=until)
 
 
-def play(seed: int, timeout, run) -> tuple[list, int, object]:
+def simpy_process(env, generator):
+    return env.process(generator)
+
+
+def play(seed: int, timeout, run, process=simpy_process) -> tuple[list, int, object]:
     """A mixed schedule: processes yielding timeouts and plain events, callbacks on
     timeouts that make more timeouts, ties in time (integer delays) between all kinds.
     Returns the trace of (time, what), the events scheduled and run's value."""
@@ -57,9 +62,16 @@ def play(seed: int, timeout, run) -> tuple[list, int, object]:
                 timeout(env, rng.randint(0, 3), label + 1000).callbacks.append(callback(label + 1000))
         return fire
 
+    def join(other, name: int):
+        value = yield other  # a process waits for another one to end
+        trace.append((env.now, "joined", name, value))
+
+    procs = []
     for i in range(30):
-        env.process(proc(i))
+        procs.append(process(env, proc(i)))
         timeout(env, rng.randint(0, 5), i).callbacks.append(callback(i))
+    for i in range(0, 30, 3):
+        process(env, join(procs[i], i))
     timeout(env, 9, "end").callbacks.append(lambda _e: done.succeed("finished"))
     timeout(env, 20, "after").callbacks.append(callback(-1))  # still pending when the run stops
     value = run(env, done)
@@ -72,6 +84,8 @@ def test_same_order_times_and_count_as_simpy(seed):
     assert len(expected[0]) > 30
     for timeout, run in ((engine.timeout, simpy_run), (simpy_timeout, engine.run), (engine.timeout, engine.run)):
         assert play(seed, timeout, run) == expected
+    for run in (simpy_run, engine.run):
+        assert play(seed, engine.timeout, run, engine.process) == expected
 
 
 def test_delay_reads_like_a_processed_timeout():
@@ -88,7 +102,7 @@ def test_delay_reads_like_a_processed_timeout():
         engine.timeout(env, -1)
 
 
-def crash(run):
+def crash(run, process=simpy_process):
     """A process fails and nobody waits for it."""
     env = simpy.Environment()
 
@@ -96,33 +110,43 @@ def crash(run):
         yield env.timeout(1)
         raise KeyError("lost")
 
-    env.process(bad())
+    process(env, bad())
     with pytest.raises(KeyError) as info:
         run(env, env.timeout(5))
     return info.value, env.now
 
 
 def test_a_failed_event_nobody_defused_crashes_the_run_like_simpy():
-    ours, ours_now = crash(engine.run)
     theirs, theirs_now = crash(simpy_run)
-    assert ours.args == theirs.args == ("lost",) and ours_now == theirs_now == 1
-    assert isinstance(ours.__cause__, KeyError) and ours.__cause__ is not ours  # a copy, caused by the original
+    assert theirs.args == ("lost",) and theirs_now == 1
+    for run, process in ((engine.run, simpy_process), (simpy_run, engine.process), (engine.run, engine.process)):
+        ours, ours_now = crash(run, process)
+        assert ours.args == theirs.args and ours_now == theirs_now
+        assert isinstance(ours.__cause__, KeyError) and ours.__cause__ is not ours  # a copy, caused by the original
 
 
 def test_a_defused_failure_does_not_crash():
-    for run in (engine.run, simpy_run):
+    # (SimPy's run takes only its own events as ``until``, so not an engine.process)
+    for run, process in ((engine.run, engine.process), (engine.run, simpy_process), (simpy_run, simpy_process)):
         env = simpy.Environment()
         failing = env.event()
 
-        def waiter():
+        def waiter(what):
             try:
-                yield failing
+                yield what
             except ValueError as error:
                 return f"handled {error}"
 
-        proc = env.process(waiter())
+        def failer():
+            yield engine.timeout(env, 2)
+            raise ValueError("y")
+
+        proc = process(env, waiter(failing))
         env.timeout(1).callbacks.append(lambda _e: failing.fail(ValueError("x")))
         assert run(env, proc) == "handled x"
+        # a process that fails, handled by the process waiting for it
+        assert run(env, process(env, waiter(process(env, failer())))) == "handled y"
+        assert env.now == 3
 
 
 def test_failed_until_processed_until_and_empty_schedule():

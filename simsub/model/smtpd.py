@@ -17,7 +17,7 @@ from collections import deque
 
 import simpy
 
-from .engine import timeout
+from .engine import clock, timeout
 
 #: Returned by :meth:`SmtpdPool.connect` when a slot was free.
 GRANTED = "granted"
@@ -62,7 +62,7 @@ class SmtpdPool:
 
     def release_at(self, when: float) -> None:
         """Free one slot at simulated time ``when`` (>= now)."""
-        delay = when - self.env.now
+        delay = when - clock(self.env)
         if delay <= 0:
             self._release()
         else:
@@ -71,7 +71,7 @@ class SmtpdPool:
     # ------------------------------------------------------------------ monitor
     def busy_area(self) -> float:
         """Slot-seconds accumulated from time 0 to now."""
-        return self._area + self.busy * (self.env.now - self._last)
+        return self._area + self.busy * (clock(self.env) - self._last)
 
     def sample(self) -> tuple[int, int]:
         """Peak busy slots and peak queue length since the previous sample."""
@@ -82,7 +82,7 @@ class SmtpdPool:
 
     # ------------------------------------------------------------------ internals
     def _set_busy(self, busy: int) -> None:
-        now = self.env.now
+        now = clock(self.env)
         self._area += self.busy * (now - self._last)
         self._last = now
         self.busy = busy
