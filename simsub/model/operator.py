@@ -22,6 +22,7 @@ import numpy as np
 import simpy
 
 from ..scenario.types import OperatorConfig
+from .engine import timeout
 from .queue import MailQueue
 from .recorder import Recorder
 from .reputation import Reputation
@@ -79,14 +80,14 @@ class Operator:
     def _watch(self):
         config = self.config
         while True:
-            yield self.env.timeout(config.check_interval)
+            yield timeout(self.env, config.check_interval)
             value = self.indicator()
             if value <= config.threshold:
                 continue
             if self.detected_at is None:
                 self.detected_at = self.env.now
             self.recorder.event(self.env.now, "detected", f"{config.rule} = {value:g} > {config.threshold:g}")
-            yield self.env.timeout(config.reaction_delay)
+            yield timeout(self.env, config.reaction_delay)
             self._act()
 
     def _act(self) -> None:

@@ -52,6 +52,7 @@ from mypy_extensions import mypyc_attr
 from ..policy.ratelimit import FixedWindow
 from ..scenario.types import Destination, QueueConfig
 from .destination_window import DestinationWindow
+from .engine import timeout
 from .recorder import Recorder
 from .reputation import Reputation
 
@@ -326,10 +327,10 @@ class MailQueue:
     def _scan_deferred(self):
         """Postfix scans the deferred queue every queue_run_delay (:meth:`_scan`)."""
         delay = self.config.queue_run_delay
-        timeout = self.env.timeout
+        env = self.env
         while True:
-            yield timeout(delay)
-            self._scan(self.env.now)
+            yield timeout(env, delay)
+            self._scan(env.now)
 
     def _scan(self, now: float) -> None:
         """One scan of the deferred queue at ``now`` (s).
@@ -519,7 +520,7 @@ class MailQueue:
         limit = self.window_limit
         requests = self.requests
         busy = self.busy_per_destination
-        timeout = self.env.timeout
+        env = self.env
         while self.agents_busy < agents and self.waiting_requests:
             # Round robin over destinations, skipping those at their concurrency window.
             for d in self._scan_orders[self._rr]:
@@ -537,7 +538,7 @@ class MailQueue:
             self.attempts += 1
             busy[d] += 1
             duration = LOCAL_DELIVERY_TIME if d == self.local else self.delivery_times[d].next()
-            timeout(duration, (message, d, count)).callbacks.append(self._on_delivered)
+            timeout(env, duration, (message, d, count)).callbacks.append(self._on_delivered)
 
     def _delivered(self, event: simpy.Event) -> None:
         """A delivery request is over; ``event.value`` is (message, destination, recipients)."""
@@ -605,7 +606,7 @@ class MailQueue:
                 self.window_limit[d] = 0
                 self._defer_todo(d)
                 generation = window.generation
-                self.env.timeout(self.config.minimal_backoff).callbacks.append(
+                timeout(self.env, self.config.minimal_backoff).callbacks.append(
                     lambda _e: self._revive(d, generation))
         else:
             window.unthrottle(busy + 1)  # Postfix counts the finishing delivery as still busy

@@ -18,6 +18,7 @@ from collections import deque
 import simpy
 
 from ..scenario.types import ReputationList
+from .engine import timeout
 from .recorder import Recorder
 
 BUCKET = 60.0  # s: spam counts are kept per minute
@@ -73,7 +74,7 @@ class Reputation:
         if minute not in self.open_minutes:
             self.open_minutes[minute] = 0
             # The lists look at each minute when it is over.
-            self.env.timeout((minute + 1) * BUCKET - t).callbacks.append(lambda _e, m=minute: self._close_minute(m))  # type: ignore[misc]
+            timeout(self.env, (minute + 1) * BUCKET - t).callbacks.append(lambda _e, m=minute: self._close_minute(m))  # type: ignore[misc]
         self.open_minutes[minute] += recipients
 
     def _close_minute(self, minute: int) -> None:
@@ -88,7 +89,7 @@ class Reputation:
                 state.recent_total -= recent.popleft()[1]
             if state.recent_total > config.threshold and not state.listed and not state.pending:
                 state.pending = True
-                self.env.timeout(config.detection_delay).callbacks.append(lambda _e, n=name: self._list(n))  # type: ignore[misc]
+                timeout(self.env, config.detection_delay).callbacks.append(lambda _e, n=name: self._list(n))  # type: ignore[misc]
 
     def request_delisting(self) -> list[str]:
         """The operator asks every list that has the server listed to remove it."""
@@ -97,7 +98,7 @@ class Reputation:
             if state.listed and not state.delist_requested:
                 state.delist_requested = True
                 asked.append(name)
-                self.env.timeout(state.config.delist_delay).callbacks.append(
+                timeout(self.env, state.config.delist_delay).callbacks.append(
                     lambda _e, n=name: self._delist(n, "operator request"))  # type: ignore[misc]
         return asked
 
@@ -114,7 +115,7 @@ class Reputation:
         state = self.lists[name]
         due = self.last_spam + state.config.expiry
         delay = max(due - self.env.now, 0.0)
-        self.env.timeout(delay).callbacks.append(lambda _e, n=name: self._check_expiry(n))  # type: ignore[misc]
+        timeout(self.env, delay).callbacks.append(lambda _e, n=name: self._check_expiry(n))  # type: ignore[misc]
 
     def _check_expiry(self, name: str) -> None:
         state = self.lists[name]

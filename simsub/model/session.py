@@ -12,13 +12,13 @@ recipients.  The smtpd slot is released at the time the server side ends.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..policy.restrictions import Result, Stage, Verdict
 from ..workload.clients import Client
 from .anvil import AUTH, MAIL, RCPT
 from .dialogue import Dialogue
+from .engine import clock, timeout
 from .outcomes import Outcome, Step
 from .smtpd import GRANTED, REFUSED
 
@@ -32,15 +32,21 @@ _REFUSAL = {Result.REJECT: Outcome.REJECTED, Result.DEFER: Outcome.DEFERRED}
 _ANVIL_DEFER = Verdict(result=Result.DEFER, reason="anvil rate limit")
 
 
-@dataclass(slots=True)
 class SessionResult:
-    outcome: Outcome
-    step: Step
-    client_end: float  # s, when the client was done with this session
-    accepted_at: float = NAN  # s, final 250 reached the client
-    recipients_accepted: int = 0
-    slot_wait: float = 0.0  # s waiting for an smtpd
-    policy_delay: float = 0.0  # s of sleeps imposed on this session
+    """What one session came to.  A plain class, not a dataclass: the compiled build
+    would run a dataclass's generated ``__init__`` as interpreted Python, once per session."""
+
+    __slots__ = ("outcome", "step", "client_end", "accepted_at", "recipients_accepted", "slot_wait", "policy_delay")
+
+    def __init__(self, outcome: Outcome, step: Step, client_end: float, accepted_at: float = NAN,
+                 recipients_accepted: int = 0, slot_wait: float = 0.0, policy_delay: float = 0.0):
+        self.outcome = outcome
+        self.step = step
+        self.client_end = client_end  # s, when the client was done with this session
+        self.accepted_at = accepted_at  # s, final 250 reached the client
+        self.recipients_accepted = recipients_accepted
+        self.slot_wait = slot_wait  # s waiting for an smtpd
+        self.policy_delay = policy_delay  # s of sleeps imposed on this session
 
 
 class ErrorLimits:
@@ -124,16 +130,16 @@ def _verdict_on_time(env, stage: Stage, tx: Transaction, state, strict: bool = F
     command.  Only for a stage :func:`_verdict_now` answered None for (it skips
     the checks for empty, discarded and cacheable that function makes)."""
     start = tx.dialogue.prepare(strict)
-    if start > env.now:
-        yield env.timeout(start - env.now)
+    if start > clock(env):
+        yield timeout(env, start - clock(env))
     return stage.evaluate(tx, start, state)
 
 
 def _catch_up(env, t: float):
     """Generator: let simulated time reach server time ``t``, so that counters shared
     between sessions (anvil's) are updated in time order."""
-    if t > env.now:
-        yield env.timeout(t - env.now)
+    if t > clock(env):
+        yield timeout(env, t - clock(env))
 
 
 def _refuse_recipients(tx: Transaction, verdict: Verdict, recipients: int) -> tuple[bool, int]:
@@ -195,17 +201,17 @@ def smtp_session(world: World, client: Client, account: str, message_id: int, re
     recipients were accepted.
     """
     env = world.env
-    arrival = env.now
+    arrival = clock(env)
     grant = world.pool.connect(client.connect_timeout)
     if grant is REFUSED:
         world.recorder.session(client.population, arrival, Outcome.REFUSED, 0.0, 0.0)
         return SessionResult(Outcome.REFUSED, Step.QUEUE, arrival)
     if grant is not GRANTED:
         if not (yield grant):
-            world.recorder.session(client.population, arrival, Outcome.ABANDONED, env.now - arrival, 0.0)
-            world.last_end = max(world.last_end, env.now)
-            return SessionResult(Outcome.ABANDONED, Step.QUEUE, env.now, slot_wait=env.now - arrival)
-    start = env.now
+            world.recorder.session(client.population, arrival, Outcome.ABANDONED, clock(env) - arrival, 0.0)
+            world.last_end = max(world.last_end, clock(env))
+            return SessionResult(Outcome.ABANDONED, Step.QUEUE, clock(env), slot_wait=clock(env) - arrival)
+    start = clock(env)
     dialogue = Dialogue(arrival, start, client.half_rtt, world.reply_time, client.patience,
                         client.connect_timeout, client.talks)
     tx = Transaction(client, "", message_id, dialogue, world.error_limits)  # the login is known after AUTH

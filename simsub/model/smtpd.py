@@ -17,6 +17,8 @@ from collections import deque
 
 import simpy
 
+from .engine import clock, timeout
+
 #: Returned by :meth:`SmtpdPool.connect` when a slot was free.
 GRANTED = "granted"
 #: Returned by :meth:`SmtpdPool.connect` when the accept queue was full.
@@ -55,21 +57,21 @@ class SmtpdPool:
         self.queued += 1
         if self.queued > self.peak_queued:
             self.peak_queued = self.queued
-        self.env.timeout(connect_timeout).callbacks.append(lambda _e, w=waiter: self._give_up(w))  # type: ignore[misc]
+        timeout(self.env, connect_timeout).callbacks.append(lambda _e, w=waiter: self._give_up(w))  # type: ignore[misc]
         return waiter
 
     def release_at(self, when: float) -> None:
         """Free one slot at simulated time ``when`` (>= now)."""
-        delay = when - self.env.now
+        delay = when - clock(self.env)
         if delay <= 0:
             self._release()
         else:
-            self.env.timeout(delay).callbacks.append(self._release_callback)
+            timeout(self.env, delay).callbacks.append(self._release_callback)
 
     # ------------------------------------------------------------------ monitor
     def busy_area(self) -> float:
         """Slot-seconds accumulated from time 0 to now."""
-        return self._area + self.busy * (self.env.now - self._last)
+        return self._area + self.busy * (clock(self.env) - self._last)
 
     def sample(self) -> tuple[int, int]:
         """Peak busy slots and peak queue length since the previous sample."""
@@ -80,7 +82,7 @@ class SmtpdPool:
 
     # ------------------------------------------------------------------ internals
     def _set_busy(self, busy: int) -> None:
-        now = self.env.now
+        now = clock(self.env)
         self._area += self.busy * (now - self._last)
         self._last = now
         self.busy = busy

@@ -27,6 +27,7 @@ from ..workload.synthetic import (bot_first_start, client_populations, next_bot_
                                   stolen_accounts, user_arrivals)
 from .anvil import Anvil
 from .dialogue import ideal_duration
+from .engine import clock, process, run as run_events, timeout
 from .operator import Operator
 from .outcomes import Outcome
 from .queue import Kind, MailQueue
@@ -107,7 +108,7 @@ class World:
         if result.recipients_accepted < sum(split.values()):
             split = first_recipients(split, result.recipients_accepted)
         when = result.accepted_at - half_rtt  # the 250 left smtpd half a round trip earlier
-        self.env.timeout(max(when - self.env.now, 0.0)).callbacks.append(
+        timeout(self.env, max(when - clock(self.env), 0.0)).callbacks.append(
             lambda _e: self.queue.accept(message_id, kind, account, local_sender, split))  # type: ignore[union-attr]
 
     def next_message_id(self) -> int:
@@ -123,12 +124,12 @@ class World:
         trace = self.scenario.trace
         for i, population in enumerate(self.scenario.populations):
             if trace is not None and population.name in (trace.users, trace.bots):
-                self.env.process(self._replay(i, population))
+                process(self.env, self._replay(i, population))
             elif population.is_bot:
                 self._start_bots(i, population)
             else:
-                self.env.process(self._dispatch_users(i, population))
-        self.env.process(self._sampler())
+                process(self.env, self._dispatch_users(i, population))
+        process(self.env, self._sampler())
 
     def _replay(self, index: int, population: Population):
         """The logged submissions that replace ``population`` (:mod:`simsub.workload.trace`):
@@ -146,10 +147,10 @@ class World:
                                              part.recipients.tolist()):
             if t >= self.scenario.horizon:
                 break
-            if t > env.now:
-                yield env.timeout(t - env.now)
+            if t > clock(env):
+                yield timeout(env, t - clock(env))
             self.active += 1
-            env.process(self._user_message(clients.client(n), recipients, None, account, retries))
+            process(env, self._user_message(clients.client(n), recipients, None, account, retries))
         self.active -= 1
 
     def _dispatch_users(self, index: int, population: Population):
@@ -162,11 +163,11 @@ class World:
             splits = recipient_destinations(recipients, self.queue.legit_shares, rng)
         self.active += 1
         for i, (t, n, r) in enumerate(zip(times.tolist(), clients.tolist(), recipients.tolist())):
-            if t > env.now:
-                yield env.timeout(t - env.now)
+            if t > clock(env):
+                yield timeout(env, t - clock(env))
             self.active += 1
             split = None if splits is None else {d: c for d, c in enumerate(splits[i].tolist()) if c}
-            env.process(self._user_message(users.client(n), r, split))
+            process(env, self._user_message(users.client(n), r, split))
         self.active -= 1
 
     def _user_message(self, client: Client, recipients: int, split: dict[int, int] | None,
@@ -178,7 +179,7 @@ class World:
         if retries is None:
             retries = population.retries
         account = client.sasl_username if account is None else account
-        first = env.now
+        first = clock(env)
         message_id = self.next_message_id()
         attempts = 0
         slot_wait = policy_delay = 0.0
@@ -189,7 +190,7 @@ class World:
             policy_delay += result.policy_delay
             if not result.outcome.temporary or attempts > retries:
                 break
-            yield env.timeout(max(result.client_end - env.now, 0.0) + population.retry_interval)
+            yield timeout(env, max(result.client_end - clock(env), 0.0) + population.retry_interval)
         if split is not None:
             self.to_queue(result, message_id, Kind.LEGIT, account, True, split, client.half_rtt)
         self.recorder.message(
@@ -207,7 +208,7 @@ class World:
             bot = bots.client(b)
             bot.sasl_username = ""
             for w in range(population.parallel):
-                self.env.process(self._bot_worker(population, bot, accounts, self.streams.get("bot", population.name, b, w)))
+                process(self.env, self._bot_worker(population, bot, accounts, self.streams.get("bot", population.name, b, w)))
 
     def _bot_worker(self, population: Population, bot: Client, accounts: AccountPool, rng: np.random.Generator):
         """A closed loop: session, pause, session … from ``start`` to ``stop``."""
@@ -218,7 +219,7 @@ class World:
         if first_start >= stop:
             self.active -= 1
             return
-        yield env.timeout(first_start)
+        yield timeout(env, first_start)
         while True:
             draw = next_bot_message(population, accounts, rng)
             if draw is None:
@@ -227,7 +228,7 @@ class World:
             if self.queue is not None:  # drawn every session, so later draws do not depend on outcomes
                 split = self.queue.split(recipients, True, rng)
                 local_sender = rng.random() >= population.forged_sender
-            first = env.now
+            first = clock(env)
             message_id = self.next_message_id()
             result = yield from smtp_session(self, bot, account, message_id, recipients, False)
             if self.queue is not None:
@@ -240,10 +241,10 @@ class World:
             )
             if result.outcome == Outcome.AUTH_FAILED:
                 accounts.drop(account)
-            next_start = max(result.client_end, env.now) + pause
+            next_start = max(result.client_end, clock(env)) + pause
             if next_start >= stop:
                 break  # the campaign is over before the next session would start
-            yield env.timeout(next_start - env.now)
+            yield timeout(env, next_start - clock(env))
         self.active -= 1
 
     def _sampler(self):
@@ -253,10 +254,10 @@ class World:
         horizon = self.scenario.horizon
         queue = self.queue
         while True:
-            yield env.timeout(width)
-            finished = env.now >= horizon and self.active == 0 and self.pool.busy == 0 and self.pool.queued == 0
+            yield timeout(env, width)
+            finished = clock(env) >= horizon and self.active == 0 and self.pool.busy == 0 and self.pool.queued == 0
             # The last bin ends with the run: at the horizon or when the last session ended.
-            t = max(horizon, self.last_end) if finished else env.now
+            t = max(horizon, self.last_end) if finished else clock(env)
             busy_peak, queue_peak = self.pool.sample()
             if queue is None:
                 self.recorder.sample(t, self.pool.busy_area(), busy_peak, queue_peak)
@@ -301,7 +302,7 @@ def simulate(scenario: Scenario, policy: str, seed: int, recorder: Recorder,
         world.start()
         # Stop when the front end is done: abandoned connect timers and the mail
         # queue's retries would otherwise keep the clock running.
-        world.env.run(until=world.done)
+        run_events(world.env, world.done)  # env.run(until=world.done) without an interpreted step per event
         if world.queue is not None:
             world.queue.finish_all()
         if world.operator is not None:
