@@ -43,7 +43,7 @@ import bisect
 import enum
 import math
 from collections import deque
-from typing import cast
+from typing import Final, cast
 
 import numpy as np
 import simpy
@@ -55,15 +55,22 @@ from .destination_window import DestinationWindow
 from .recorder import Recorder
 from .reputation import Reputation
 
-NAN = math.nan
-LOCAL_DELIVERY_TIME = 0.01  # s, local(8) delivery of a bounce to a mailbox of the ISP
+NAN: Final = math.nan
+LOCAL_DELIVERY_TIME: Final = 0.01  # s, local(8) delivery of a bounce to a mailbox of the ISP
+
+# A message's kind as the queue keeps it: a plain int (compiled, an int compares and indexes
+# natively, an enum member through Python), with the values of Kind below.
+LEGIT: Final = 0
+SPAM: Final = 1
+BOUNCE: Final = 2  # a non-delivery report to the original envelope sender
+DOUBLE_BOUNCE: Final = 3  # a failed bounce, sent to the postmaster
 
 
 class Kind(enum.IntEnum):
-    LEGIT = 0
-    SPAM = 1
-    BOUNCE = 2  # a non-delivery report to the original envelope sender
-    DOUBLE_BOUNCE = 3  # a failed bounce, sent to the postmaster
+    LEGIT = LEGIT
+    SPAM = SPAM
+    BOUNCE = BOUNCE
+    DOUBLE_BOUNCE = DOUBLE_BOUNCE
 
 
 class Draws:
@@ -103,15 +110,18 @@ class QueuedMessage:
                  "rejected_now", "delivered", "bounced", "purged", "expired", "last_delivery", "retry_at",
                  "where")
 
-    def __init__(self, message_id: int, kind: Kind, account: str, local_sender: bool, accepted_at: float,
+    def __init__(self, message_id: int, kind: int, account: str, local_sender: bool, accepted_at: float,
                  todo: dict[int, int]):
         self.id = message_id
-        self.kind = kind
+        self.kind = kind  # a Kind's value
         self.account = account
         self.local_sender = local_sender  # bounces go to a local mailbox
         self.accepted_at = accepted_at
         self.todo = todo  # destination index -> recipients to attempt in the next pass
-        self.recipients = sum(todo.values())
+        recipients = 0
+        for count in todo.values():  # a loop, not sum(): compiled, sum() is a call through Python
+            recipients += count
+        self.recipients = recipients
         self.in_flight = 0  # delivery requests of the current pass not yet done
         self.rejected_now = 0  # recipients rejected in the current pass
         self.delivered = 0
@@ -144,7 +154,8 @@ class MailQueue:
         self.spam_shares = np.array([d.spam_share for d in destinations])
         self.legit_shares = np.array([d.legit_share for d in destinations])
         self.local = n  # request queue of the ISP's own mailboxes (bounces to local senders)
-        self.requests: list[deque] = [deque() for _ in range(n + 1)]
+        # (message, recipients) per request; typed, so that compiled code reads them natively.
+        self.requests: list[deque[tuple[QueuedMessage, int]]] = [deque() for _ in range(n + 1)]
         self.busy_per_destination = [0] * (n + 1)
         # qmgr's in-core queue per remote destination; local(8) keeps the fixed limit.
         self.windows = [DestinationWindow(config.initial_concurrency, config.destination_concurrency,
@@ -165,12 +176,15 @@ class MailQueue:
         self.spam_cumulative = np.cumsum(self.spam_shares / self.spam_shares.sum()).tolist()
         self.uniform = Draws(rng, lambda r, n: r.random(n))
         self.delivery_times = [Draws(rng, d.delivery_time.sample) for d in destinations]
+        self.lists = [d.lists for d in destinations]  # the reputation lists each destination consults
         self.waiting_requests = 0
         self.agents_busy = 0
         # Read on every delivery: plain attributes, not lookups through config.
         self.active_limit = config.active_limit
         self.delivery_agents = config.delivery_agents
         self.destination_concurrency = config.destination_concurrency
+        self.recipients_per_request = config.recipients_per_request
+        self.double_bounce_to_postmaster = config.double_bounce == "postmaster"
         # Read for every suspended message a scan defers again (millions in a long listing).
         self.minimal_backoff = config.minimal_backoff  # s
         self.maximal_backoff = config.maximal_backoff  # s
@@ -212,7 +226,7 @@ class MailQueue:
         self.bounce_window: float | None = None
 
     # ------------------------------------------------------------------ entry points
-    def accept(self, message_id: int, kind: Kind, account: str, local_sender: bool, split: dict[int, int]) -> None:
+    def accept(self, message_id: int, kind: int, account: str, local_sender: bool, split: dict[int, int]) -> None:
         """A message the front end accepted (``split``: destination index -> recipients)."""
         now = self.env.now
         message = QueuedMessage(message_id, kind, account, local_sender, now, dict(split))
@@ -232,7 +246,7 @@ class MailQueue:
         """Delete the queued mail of ``accounts``; returns the recipients purged."""
         total = 0
         for message in list(self.messages.values()):
-            if message.account in accounts and message.kind in (Kind.LEGIT, Kind.SPAM):
+            if message.account in accounts and message.kind <= SPAM:  # not a bounce
                 pending = message.pending
                 message.purged += pending
                 total += pending
@@ -304,7 +318,7 @@ class MailQueue:
         self.active += 1
         if self.active > self.peak_active:
             self.peak_active = self.active
-        per_request = self.config.recipients_per_request
+        per_request = self.recipients_per_request
         message.rejected_now = 0
         todo, message.todo = message.todo, {}
         windows = self.windows
@@ -530,7 +544,7 @@ class MailQueue:
             self._rr = d + 1 if d != self.local else 0
             message, count = requests[d].popleft()
             self.waiting_requests -= 1
-            if message.purged and message.kind in (Kind.LEGIT, Kind.SPAM) and message.pending == 0:
+            if message.purged and message.kind <= SPAM and message.pending == 0:
                 self._request_done(message)
                 continue
             self.agents_busy += 1
@@ -541,7 +555,7 @@ class MailQueue:
 
     def _delivered(self, event: simpy.Event) -> None:
         """A delivery request is over; ``event.value`` is (message, destination, recipients)."""
-        message, d, count = cast(tuple, event.value)
+        message, d, count = cast("tuple[QueuedMessage, int, int]", event.value)
         self.agents_busy -= 1
         self.busy_per_destination[d] -= 1
         now = self.env.now
@@ -553,8 +567,8 @@ class MailQueue:
         if d == self.local:
             accepted, deferred, rejected = count, 0, 0
         else:
-            destination = self.destinations[d]
-            refusal = self.reputation.refusal(destination.lists) if destination.lists else None
+            lists = self.lists[d]
+            refusal = self.reputation.refusal(lists) if lists else None
             limit = self.limits[d]
             site_failure = False  # smtp_site_fail with a soft error: the queue manager throttles
             if refusal is not None:
@@ -571,13 +585,15 @@ class MailQueue:
             else:
                 accept, defer = self.outcome_p[d][message.kind]
                 accepted = deferred = 0
-                for u in self.uniform.take(count):  # each recipient: accept, defer or reject
+                uniform = self.uniform
+                for _ in range(count):  # each recipient: accept, defer or reject
+                    u = uniform.next()  # the draws uniform.take(count) would give, without the list
                     if u < accept:
                         accepted += 1
                     elif u < defer:
                         deferred += 1
                 rejected = count - accepted - deferred
-            if accepted and message.kind == Kind.SPAM:
+            if accepted and message.kind == SPAM:
                 # Lists learn of spam that reaches mailboxes: spam traps, user complaints.
                 self.reputation.spam_sent(now, accepted)
             self._feedback(d, site_failure)
@@ -643,32 +659,30 @@ class MailQueue:
     def _end_pass(self, message: QueuedMessage) -> None:
         now = self.env.now
         self.active -= 1
-        config = self.config
         if message.rejected_now:
             message.bounced += message.rejected_now
             self._bounce(message, now)
             message.rejected_now = 0
         if message.pending and not message.purged:
             age = now - message.accepted_at
-            lifetime = config.bounce_queue_lifetime if message.kind >= Kind.BOUNCE else config.maximal_queue_lifetime
-            if age >= lifetime:
+            if age >= self.lifetime_of_kind[message.kind]:
                 message.expired += message.pending
                 message.todo = {}
                 self._bounce(message, now)
                 self._finish(message)
             else:
-                self._defer(message, now + min(max(age, config.minimal_backoff), config.maximal_backoff))
+                self._defer(message, now + min(max(age, self.minimal_backoff), self.maximal_backoff))
         else:
             self._finish(message)
 
     def _bounce(self, message: QueuedMessage, now: float) -> None:
         """One non-delivery report per message per pass."""
-        if message.kind == Kind.DOUBLE_BOUNCE:
+        if message.kind == DOUBLE_BOUNCE:
             return  # Postfix never bounces a double bounce
-        if message.kind == Kind.BOUNCE:
+        if message.kind == BOUNCE:
             self.double_bounces += 1
-            if self.config.double_bounce == "postmaster":
-                self._new_bounce(Kind.DOUBLE_BOUNCE, {self.local: 1}, now)
+            if self.double_bounce_to_postmaster:
+                self._new_bounce(DOUBLE_BOUNCE, {self.local: 1}, now)
             return
         self.bounces += 1
         if self.bounce_window is not None:
@@ -680,9 +694,9 @@ class MailQueue:
             target = {self.local: 1}
         else:  # a forged sender somewhere out there
             target = {min(bisect.bisect_right(self.spam_cumulative, self.uniform.next()), self.local - 1): 1}
-        self._new_bounce(Kind.BOUNCE, target, now)
+        self._new_bounce(BOUNCE, target, now)
 
-    def _new_bounce(self, kind: Kind, target: dict[int, int], now: float) -> None:
+    def _new_bounce(self, kind: int, target: dict[int, int], now: float) -> None:
         bounce = QueuedMessage(self._next_id, kind, "", True, now, target)
         self._next_id -= 1
         self._enqueue(bounce)
@@ -694,7 +708,7 @@ class MailQueue:
 
     def _record(self, message: QueuedMessage) -> None:
         # Recipients rejected in a pass still open at the end have not bounced yet: still queued.
-        self.recorder.delivery(message.id, int(message.kind), message.accepted_at, message.recipients,
+        self.recorder.delivery(message.id, message.kind, message.accepted_at, message.recipients,
                                message.delivered, message.bounced, message.purged, message.expired,
                                message.pending + message.rejected_now, message.last_delivery)
 
