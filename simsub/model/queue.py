@@ -106,9 +106,9 @@ class Draws:
 class QueuedMessage:
     """One message in the mail queue; counts are recipients."""
 
-    __slots__ = ("id", "kind", "account", "local_sender", "accepted_at", "recipients", "todo", "in_flight",
-                 "rejected_now", "delivered", "bounced", "purged", "expired", "last_delivery", "retry_at",
-                 "where")
+    __slots__ = ("id", "kind", "account", "local_sender", "accepted_at", "recipients", "todo", "todo_mask",
+                 "in_flight", "rejected_now", "delivered", "bounced", "purged", "expired", "last_delivery",
+                 "retry_at", "where")
 
     def __init__(self, message_id: int, kind: int, account: str, local_sender: bool, accepted_at: float,
                  todo: dict[int, int]):
@@ -118,9 +118,14 @@ class QueuedMessage:
         self.local_sender = local_sender  # bounces go to a local mailbox
         self.accepted_at = accepted_at
         self.todo = todo  # destination index -> recipients to attempt in the next pass
+        # Bit d set: destination d is in ``todo``; kept with it wherever ``todo`` changes, so the
+        # deferred-queue scan tells mail to dead destinations without walking each message's dict.
+        mask = 0
         recipients = 0
-        for count in todo.values():  # a loop, not sum(): compiled, sum() is a call through Python
+        for d, count in todo.items():  # a loop, not sum(): compiled, sum() is a call through Python
+            mask |= 1 << d
             recipients += count
+        self.todo_mask = mask
         self.recipients = recipients
         self.in_flight = 0  # delivery requests of the current pass not yet done
         self.rejected_now = 0  # recipients rejected in the current pass
@@ -251,6 +256,7 @@ class MailQueue:
                 message.purged += pending
                 total += pending
                 message.todo = {}
+                message.todo_mask = 0
                 if message.where == "deferred":
                     self.deferred_count -= 1
                     self._finish(message)
@@ -321,11 +327,13 @@ class MailQueue:
         per_request = self.recipients_per_request
         message.rejected_now = 0
         todo, message.todo = message.todo, {}
+        message.todo_mask = 0
         windows = self.windows
         for destination, count in todo.items():
             if destination != self.local and windows[destination].window == 0:
                 # qmgr_message_resolve: "This queue is dead. Defer delivery to this recipient."
                 message.todo[destination] = count
+                message.todo_mask |= 1 << destination
                 self.suspended_recipients += count
                 continue
             while count > 0:
@@ -448,6 +456,11 @@ class MailQueue:
         suspended: list[QueuedMessage] = []
         recipients = 0
         others: list[tuple[float, int, QueuedMessage]] = []
+        # Bit d set: d is local or a live remote destination (no window changes during a scan).
+        live = 1 << self.local
+        for d, window in enumerate(self.windows):
+            if window.window:
+                live |= 1 << d
         for b in range(self.low_bucket, top + 1):
             bucket = buckets.pop(b, None)
             if bucket is None:
@@ -460,12 +473,15 @@ class MailQueue:
                     later.append(message)
                     continue
                 # Suspended: every destination dead, in a deferred message's usual state,
-                # and not expiring (an expired message bounces: the long way).
-                dead = self._suspended_recipients(message)
-                if (dead > 0 and not message.rejected_now and not message.purged
+                # and not expiring (an expired message bounces: the long way).  In that
+                # state (no rejection waiting to bounce, nothing purged) the recipients left
+                # in ``todo`` are the pending ones: each of the others was delivered or
+                # bounced when its request ended.
+                mask = message.todo_mask
+                if (mask and not mask & live and not message.rejected_now and not message.purged
                         and now - message.accepted_at < lifetime_of_kind[message.kind]):
                     suspended.append(message)
-                    recipients += dead
+                    recipients += message.pending
                 else:
                     others.append((message.retry_at, message.id, message))
             if later:
@@ -602,6 +618,7 @@ class MailQueue:
             message.last_delivery = now
         if deferred:
             message.todo[d] = message.todo.get(d, 0) + deferred
+            message.todo_mask |= 1 << d
         message.rejected_now += rejected
         message.in_flight -= 1
         if message.in_flight == 0:
@@ -648,6 +665,7 @@ class MailQueue:
             message, count = waiting.popleft()
             if not message.purged:
                 message.todo[d] = message.todo.get(d, 0) + count
+                message.todo_mask |= 1 << d
                 self.suspended_recipients += count
             self._request_done(message)
 
@@ -668,6 +686,7 @@ class MailQueue:
             if age >= self.lifetime_of_kind[message.kind]:
                 message.expired += message.pending
                 message.todo = {}
+                message.todo_mask = 0
                 self._bounce(message, now)
                 self._finish(message)
             else:
