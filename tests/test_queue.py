@@ -469,6 +469,14 @@ class CheckedQueue(MailQueue):
         self.requests = [Requests() for _ in self.requests]
         CheckedQueue.instances.append(self)
 
+    def _scan(self, now: float) -> None:
+        # The scan reads a message's todo_mask and pending count instead of walking its todo.
+        for m in self.messages.values():
+            assert m.todo_mask == sum(1 << d for d in m.todo), (m.id, m.todo_mask, m.todo)
+            if m.where == "deferred" and not m.rejected_now and not m.purged:
+                assert m.pending == sum(m.todo.values()), (m.id, m.pending, m.todo)
+        super()._scan(now)
+
     def _dispatch(self) -> None:
         super()._dispatch()
         self.dispatches += 1

@@ -39,11 +39,10 @@ delivery request.
 
 from __future__ import annotations
 
-import bisect
 import enum
 import math
 from collections import deque
-from typing import cast
+from typing import Final, cast
 
 import numpy as np
 import simpy
@@ -56,15 +55,22 @@ from .engine import timeout
 from .recorder import Recorder
 from .reputation import Reputation
 
-NAN = math.nan
-LOCAL_DELIVERY_TIME = 0.01  # s, local(8) delivery of a bounce to a mailbox of the ISP
+NAN: Final = math.nan
+LOCAL_DELIVERY_TIME: Final = 0.01  # s, local(8) delivery of a bounce to a mailbox of the ISP
+
+# A message's kind as the queue keeps it: a plain int (compiled, an int compares and indexes
+# natively, an enum member through Python), with the values of Kind below.
+LEGIT: Final = 0
+SPAM: Final = 1
+BOUNCE: Final = 2  # a non-delivery report to the original envelope sender
+DOUBLE_BOUNCE: Final = 3  # a failed bounce, sent to the postmaster
 
 
 class Kind(enum.IntEnum):
-    LEGIT = 0
-    SPAM = 1
-    BOUNCE = 2  # a non-delivery report to the original envelope sender
-    DOUBLE_BOUNCE = 3  # a failed bounce, sent to the postmaster
+    LEGIT = LEGIT
+    SPAM = SPAM
+    BOUNCE = BOUNCE
+    DOUBLE_BOUNCE = DOUBLE_BOUNCE
 
 
 class Draws:
@@ -100,19 +106,27 @@ class Draws:
 class QueuedMessage:
     """One message in the mail queue; counts are recipients."""
 
-    __slots__ = ("id", "kind", "account", "local_sender", "accepted_at", "recipients", "todo", "in_flight",
-                 "rejected_now", "delivered", "bounced", "purged", "expired", "last_delivery", "retry_at",
-                 "where")
+    __slots__ = ("id", "kind", "account", "local_sender", "accepted_at", "recipients", "todo", "todo_mask",
+                 "in_flight", "rejected_now", "delivered", "bounced", "purged", "expired", "last_delivery",
+                 "retry_at", "where")
 
-    def __init__(self, message_id: int, kind: Kind, account: str, local_sender: bool, accepted_at: float,
+    def __init__(self, message_id: int, kind: int, account: str, local_sender: bool, accepted_at: float,
                  todo: dict[int, int]):
         self.id = message_id
-        self.kind = kind
+        self.kind = kind  # a Kind's value
         self.account = account
         self.local_sender = local_sender  # bounces go to a local mailbox
         self.accepted_at = accepted_at
         self.todo = todo  # destination index -> recipients to attempt in the next pass
-        self.recipients = sum(todo.values())
+        # Bit d set: destination d is in ``todo``; kept with it wherever ``todo`` changes, so the
+        # deferred-queue scan tells mail to dead destinations without walking each message's dict.
+        mask = 0
+        recipients = 0
+        for d, count in todo.items():  # a loop, not sum(): compiled, sum() is a call through Python
+            mask |= 1 << d
+            recipients += count
+        self.todo_mask = mask
+        self.recipients = recipients
         self.in_flight = 0  # delivery requests of the current pass not yet done
         self.rejected_now = 0  # recipients rejected in the current pass
         self.delivered = 0
@@ -145,7 +159,8 @@ class MailQueue:
         self.spam_shares = np.array([d.spam_share for d in destinations])
         self.legit_shares = np.array([d.legit_share for d in destinations])
         self.local = n  # request queue of the ISP's own mailboxes (bounces to local senders)
-        self.requests: list[deque] = [deque() for _ in range(n + 1)]
+        # (message, recipients) per request; typed, so that compiled code reads them natively.
+        self.requests: list[deque[tuple[QueuedMessage, int]]] = [deque() for _ in range(n + 1)]
         self.busy_per_destination = [0] * (n + 1)
         # qmgr's in-core queue per remote destination; local(8) keeps the fixed limit.
         self.windows = [DestinationWindow(config.initial_concurrency, config.destination_concurrency,
@@ -166,12 +181,15 @@ class MailQueue:
         self.spam_cumulative = np.cumsum(self.spam_shares / self.spam_shares.sum()).tolist()
         self.uniform = Draws(rng, lambda r, n: r.random(n))
         self.delivery_times = [Draws(rng, d.delivery_time.sample) for d in destinations]
+        self.lists = [d.lists for d in destinations]  # the reputation lists each destination consults
         self.waiting_requests = 0
         self.agents_busy = 0
         # Read on every delivery: plain attributes, not lookups through config.
         self.active_limit = config.active_limit
         self.delivery_agents = config.delivery_agents
         self.destination_concurrency = config.destination_concurrency
+        self.recipients_per_request = config.recipients_per_request
+        self.double_bounce_to_postmaster = config.double_bounce == "postmaster"
         # Read for every suspended message a scan defers again (millions in a long listing).
         self.minimal_backoff = config.minimal_backoff  # s
         self.maximal_backoff = config.maximal_backoff  # s
@@ -213,7 +231,7 @@ class MailQueue:
         self.bounce_window: float | None = None
 
     # ------------------------------------------------------------------ entry points
-    def accept(self, message_id: int, kind: Kind, account: str, local_sender: bool, split: dict[int, int]) -> None:
+    def accept(self, message_id: int, kind: int, account: str, local_sender: bool, split: dict[int, int]) -> None:
         """A message the front end accepted (``split``: destination index -> recipients)."""
         now = self.env.now
         message = QueuedMessage(message_id, kind, account, local_sender, now, dict(split))
@@ -233,11 +251,12 @@ class MailQueue:
         """Delete the queued mail of ``accounts``; returns the recipients purged."""
         total = 0
         for message in list(self.messages.values()):
-            if message.account in accounts and message.kind in (Kind.LEGIT, Kind.SPAM):
+            if message.account in accounts and message.kind <= SPAM:  # not a bounce
                 pending = message.pending
                 message.purged += pending
                 total += pending
                 message.todo = {}
+                message.todo_mask = 0
                 if message.where == "deferred":
                     self.deferred_count -= 1
                     self._finish(message)
@@ -305,14 +324,16 @@ class MailQueue:
         self.active += 1
         if self.active > self.peak_active:
             self.peak_active = self.active
-        per_request = self.config.recipients_per_request
+        per_request = self.recipients_per_request
         message.rejected_now = 0
         todo, message.todo = message.todo, {}
+        message.todo_mask = 0
         windows = self.windows
         for destination, count in todo.items():
             if destination != self.local and windows[destination].window == 0:
                 # qmgr_message_resolve: "This queue is dead. Defer delivery to this recipient."
                 message.todo[destination] = count
+                message.todo_mask |= 1 << destination
                 self.suspended_recipients += count
                 continue
             while count > 0:
@@ -435,6 +456,11 @@ class MailQueue:
         suspended: list[QueuedMessage] = []
         recipients = 0
         others: list[tuple[float, int, QueuedMessage]] = []
+        # Bit d set: d is local or a live remote destination (no window changes during a scan).
+        live = 1 << self.local
+        for d, window in enumerate(self.windows):
+            if window.window:
+                live |= 1 << d
         for b in range(self.low_bucket, top + 1):
             bucket = buckets.pop(b, None)
             if bucket is None:
@@ -447,12 +473,15 @@ class MailQueue:
                     later.append(message)
                     continue
                 # Suspended: every destination dead, in a deferred message's usual state,
-                # and not expiring (an expired message bounces: the long way).
-                dead = self._suspended_recipients(message)
-                if (dead > 0 and not message.rejected_now and not message.purged
+                # and not expiring (an expired message bounces: the long way).  In that
+                # state (no rejection waiting to bounce, nothing purged) the recipients left
+                # in ``todo`` are the pending ones: each of the others was delivered or
+                # bounced when its request ended.
+                mask = message.todo_mask
+                if (mask and not mask & live and not message.rejected_now and not message.purged
                         and now - message.accepted_at < lifetime_of_kind[message.kind]):
                     suspended.append(message)
-                    recipients += dead
+                    recipients += message.pending
                 else:
                     others.append((message.retry_at, message.id, message))
             if later:
@@ -531,7 +560,7 @@ class MailQueue:
             self._rr = d + 1 if d != self.local else 0
             message, count = requests[d].popleft()
             self.waiting_requests -= 1
-            if message.purged and message.kind in (Kind.LEGIT, Kind.SPAM) and message.pending == 0:
+            if message.purged and message.kind <= SPAM and message.pending == 0:
                 self._request_done(message)
                 continue
             self.agents_busy += 1
@@ -542,7 +571,7 @@ class MailQueue:
 
     def _delivered(self, event: simpy.Event) -> None:
         """A delivery request is over; ``event.value`` is (message, destination, recipients)."""
-        message, d, count = cast(tuple, event.value)
+        message, d, count = cast("tuple[QueuedMessage, int, int]", event.value)
         self.agents_busy -= 1
         self.busy_per_destination[d] -= 1
         now = self.env.now
@@ -554,8 +583,8 @@ class MailQueue:
         if d == self.local:
             accepted, deferred, rejected = count, 0, 0
         else:
-            destination = self.destinations[d]
-            refusal = self.reputation.refusal(destination.lists) if destination.lists else None
+            lists = self.lists[d]
+            refusal = self.reputation.refusal(lists) if lists else None
             limit = self.limits[d]
             site_failure = False  # smtp_site_fail with a soft error: the queue manager throttles
             if refusal is not None:
@@ -572,13 +601,15 @@ class MailQueue:
             else:
                 accept, defer = self.outcome_p[d][message.kind]
                 accepted = deferred = 0
-                for u in self.uniform.take(count):  # each recipient: accept, defer or reject
+                uniform = self.uniform
+                for _ in range(count):  # each recipient: accept, defer or reject
+                    u = uniform.next()  # the draws uniform.take(count) would give, without the list
                     if u < accept:
                         accepted += 1
                     elif u < defer:
                         deferred += 1
                 rejected = count - accepted - deferred
-            if accepted and message.kind == Kind.SPAM:
+            if accepted and message.kind == SPAM:
                 # Lists learn of spam that reaches mailboxes: spam traps, user complaints.
                 self.reputation.spam_sent(now, accepted)
             self._feedback(d, site_failure)
@@ -587,6 +618,7 @@ class MailQueue:
             message.last_delivery = now
         if deferred:
             message.todo[d] = message.todo.get(d, 0) + deferred
+            message.todo_mask |= 1 << d
         message.rejected_now += rejected
         message.in_flight -= 1
         if message.in_flight == 0:
@@ -633,6 +665,7 @@ class MailQueue:
             message, count = waiting.popleft()
             if not message.purged:
                 message.todo[d] = message.todo.get(d, 0) + count
+                message.todo_mask |= 1 << d
                 self.suspended_recipients += count
             self._request_done(message)
 
@@ -642,34 +675,33 @@ class MailQueue:
             self._end_pass(message)
 
     def _end_pass(self, message: QueuedMessage) -> None:
-        now = self.env.now
+        now: float = self.env.now  # typed: compiled, the arithmetic below is on doubles, not Python objects
         self.active -= 1
-        config = self.config
         if message.rejected_now:
             message.bounced += message.rejected_now
             self._bounce(message, now)
             message.rejected_now = 0
         if message.pending and not message.purged:
             age = now - message.accepted_at
-            lifetime = config.bounce_queue_lifetime if message.kind >= Kind.BOUNCE else config.maximal_queue_lifetime
-            if age >= lifetime:
+            if age >= self.lifetime_of_kind[message.kind]:
                 message.expired += message.pending
                 message.todo = {}
+                message.todo_mask = 0
                 self._bounce(message, now)
                 self._finish(message)
             else:
-                self._defer(message, now + min(max(age, config.minimal_backoff), config.maximal_backoff))
+                self._defer(message, now + min(max(age, self.minimal_backoff), self.maximal_backoff))
         else:
             self._finish(message)
 
     def _bounce(self, message: QueuedMessage, now: float) -> None:
         """One non-delivery report per message per pass."""
-        if message.kind == Kind.DOUBLE_BOUNCE:
+        if message.kind == DOUBLE_BOUNCE:
             return  # Postfix never bounces a double bounce
-        if message.kind == Kind.BOUNCE:
+        if message.kind == BOUNCE:
             self.double_bounces += 1
-            if self.config.double_bounce == "postmaster":
-                self._new_bounce(Kind.DOUBLE_BOUNCE, {self.local: 1}, now)
+            if self.double_bounce_to_postmaster:
+                self._new_bounce(DOUBLE_BOUNCE, {self.local: 1}, now)
             return
         self.bounces += 1
         if self.bounce_window is not None:
@@ -680,10 +712,10 @@ class MailQueue:
         if message.local_sender:
             target = {self.local: 1}
         else:  # a forged sender somewhere out there
-            target = {min(bisect.bisect_right(self.spam_cumulative, self.uniform.next()), self.local - 1): 1}
-        self._new_bounce(Kind.BOUNCE, target, now)
+            target = {min(_bisect_right(self.spam_cumulative, self.uniform.next()), self.local - 1): 1}
+        self._new_bounce(BOUNCE, target, now)
 
-    def _new_bounce(self, kind: Kind, target: dict[int, int], now: float) -> None:
+    def _new_bounce(self, kind: int, target: dict[int, int], now: float) -> None:
         bounce = QueuedMessage(self._next_id, kind, "", True, now, target)
         self._next_id -= 1
         self._enqueue(bounce)
@@ -695,7 +727,7 @@ class MailQueue:
 
     def _record(self, message: QueuedMessage) -> None:
         # Recipients rejected in a pass still open at the end have not bounced yet: still queued.
-        self.recorder.delivery(message.id, int(message.kind), message.accepted_at, message.recipients,
+        self.recorder.delivery(message.id, message.kind, message.accepted_at, message.recipients,
                                message.delivered, message.bounced, message.purged, message.expired,
                                message.pending + message.rejected_now, message.last_delivery)
 
@@ -707,6 +739,16 @@ def _latest(messages: list[QueuedMessage]) -> tuple[float, int]:
         if m.retry_at > last_at or (m.retry_at == last_at and m.id > last_id):
             last_at, last_id = m.retry_at, m.id
     return last_at, last_id
+
+
+def _bisect_right(cumulative: list[float], x: float) -> int:
+    """bisect.bisect_right(cumulative, x) for a non-decreasing list: the entries <= ``x``
+    (a few, one per destination; compiled, a loop beats a call through Python)."""
+    i = 0
+    n = len(cumulative)
+    while i < n and cumulative[i] <= x:
+        i += 1
+    return i
 
 
 def _thresholds(outcomes) -> tuple[float, float]:

@@ -9,6 +9,7 @@ code turns the columns into tables; the model never computes statistics.
 from __future__ import annotations
 
 from array import array
+from typing import Any, Callable
 
 MESSAGE_COLUMNS = (
     ("message_id", "q"),  # also the id of its row in the deliveries table, if accepted
@@ -76,9 +77,10 @@ class Recorder:
         self.origins: list[str] = []
         self.accounts: list[str] = []
         self._account_codes: dict[str, int] = {}
-        self._m = [self.messages[name].append for name, _ in MESSAGE_COLUMNS]
-        self._s = [self.sessions[name].append for name, _ in SESSION_COLUMNS]
-        self._d = [self.deliveries[name].append for name, _ in DELIVERY_COLUMNS]
+        # Each column's append, typed: compiled, a list of them is indexed natively.
+        self._m: list[Callable[[Any], None]] = [self.messages[name].append for name, _ in MESSAGE_COLUMNS]
+        self._s: list[Callable[[Any], None]] = [self.sessions[name].append for name, _ in SESSION_COLUMNS]
+        self._d: list[Callable[[Any], None]] = [self.deliveries[name].append for name, _ in DELIVERY_COLUMNS]
 
     def account_code(self, name: str) -> int:
         code = self._account_codes.get(name)
