@@ -476,11 +476,13 @@ class Parser:
 
     def delivery(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         qid, sep, rest = msg.partition(": ")
-        d = events.delivery(rest) if sep and rest.startswith("to=<") else None
+        d = events.delivery_parts(rest) if sep and rest.startswith("to=<") else None
         if d is None:
             self.skipped["postfix delivery agent (not tabulated)"] += 1
             return
-        self.out.add("recipients", (qid, t) + d)
+        to, middle, middle_text, status, detail = d
+        # the buffers' layout of a recipients row (tables.RECIPIENT_ROW): the middle's fields and their text
+        self.out.add("recipients", (qid, t, to, middle_text, status, detail, middle))
 
     def anvil(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         a = events.anvil(msg)
