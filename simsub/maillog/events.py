@@ -133,7 +133,7 @@ def delivery(text: str):
     return (to, *middle, status, detail)
 
 
-def delivery_parts(text: str) -> tuple[str, tuple, str, str, str] | None:
+def delivery_parts(text: str, start: int = 0) -> tuple[str, tuple, str, str, str] | None:
     """What :func:`delivery` reads, as (to, middle, middle's CSV text, status, detail): ``middle`` is
     (orig_to, relay, delay, a, b, c, d, dsn), the recipients table's columns between the recipient and
     the status, and its CSV text is ``"%s,%s,%s,%s,%s,%s,%s,%s" % middle`` (what the CSV writer would
@@ -142,19 +142,26 @@ def delivery_parts(text: str) -> tuple[str, tuple, str, str, str] | None:
     Most delivery lines of a log repeat the same relay, delays and dsn: the part between the
     recipient and ``, status=`` is parsed once and remembered with its CSV text
     (:func:`_delivery_middle`), so the floats of a repeated middle are not formatted again.  The
-    result is what ``_DELIVERY`` gives; any line the shortcut is not sure of goes through it."""
-    cut = text.find(">,")
+    result is what ``_DELIVERY`` gives; any line the shortcut is not sure of goes through it.
+
+    ``start``: where the fields begin in ``text`` (read in place: the same as ``text[start:]``)."""
+    cut = text.find(">,", start)
     status_at = text.find(", status=", cut + 2)
-    if cut > 3 and status_at > 0 and text[:4] == "to=<":
-        known = _middles.get(text[cut + 2:status_at])
+    if cut > start + 3 and status_at > 0 and text.startswith("to=<", start):
+        middle_text = text[cut + 2:status_at]
+        known = _middles.get(middle_text)
         if known is None:
-            known = _delivery_middle(text[cut + 2:status_at])
-        status, _, detail = text[status_at + 9:].partition(" ")
+            known = _delivery_middle(middle_text)
+        space = text.find(" ", status_at + 9)  # what text[status_at + 9:].partition(" ") cuts
+        if space < 0:
+            status, detail = text[status_at + 9:], ""
+        elif text[space + 1:space + 2] == "(" and text[-1] == ")":
+            status, detail = text[status_at + 9:space], text[space + 2:-1]
+        else:
+            status, detail = text[status_at + 9:space], text[space + 1:]
         if known is not None and status in STATUSES:
-            if detail[:1] == "(" and detail[-1:] == ")":
-                detail = detail[1:-1]
-            return text[4:cut], known[0], known[1], status, detail
-    return _delivery_regex_parts(text)
+            return text[start + 4:cut], known[0], known[1], status, detail
+    return _delivery_regex_parts(text, start)
 
 
 #: The delivery statuses Postfix logs (all ``[\w-]+``, so a known one is the whole regex group).
@@ -197,8 +204,8 @@ def _delivery_regex(text: str):
     return (to, *middle, status, detail)
 
 
-def _delivery_regex_parts(text: str) -> tuple[str, tuple, str, str, str] | None:
-    m = _DELIVERY.match(text)
+def _delivery_regex_parts(text: str, start: int = 0) -> tuple[str, tuple, str, str, str] | None:
+    m = _DELIVERY.match(text, start)
     if not m:
         return None
     nan = float("nan")
@@ -274,9 +281,10 @@ def anvil(text: str):
     return m[1], int(m[2]), m[3] or "", m[4]
 
 
-def qmgr_from(text: str):
-    """``from=<s>, size=600, nrcpt=3 (queue active)`` → (sender, size, nrcpt); None if not one."""
-    m = _QMGR_FROM.match(text)
+def qmgr_from(text: str, start: int = 0):
+    """``from=<s>, size=600, nrcpt=3 (queue active)`` → (sender, size, nrcpt); None if not one.
+    ``start``: where the fields begin in ``text`` (the same as ``text[start:]``)."""
+    m = _QMGR_FROM.match(text, start)
     return (m[1], int(m[2]), int(m[3])) if m else None
 
 

@@ -192,10 +192,14 @@ class Parser:
                         overlong += 1
                         overlong_first = overlong_first or number
                         continue
+                    # The host, tag and text are cut out of the line by position: no copy of the line's
+                    # rest, no list (what ``rest.split(" ", 2)`` and ``msg.rstrip()`` would give).
                     try:
                         if line[0] in DIGITS:
-                            stamp, _, rest = line.partition(" ")
-                            t = rfc(stamp)
+                            start = line.find(" ") + 1
+                            t = rfc(line[:start - 1] if start else line)
+                            if not start:
+                                raise ValueError
                         else:
                             key = line[:15]
                             if key != last_key:
@@ -203,13 +207,22 @@ class Parser:
                                 last_key = key
                             t = last_t
                             if line[15] == " ":
-                                rest = line[16:]
+                                start = 16
                             else:  # a fraction of a second after the stamp
                                 cut = line.index(" ", 15)
                                 t += float(line[15:cut])
-                                rest = line[cut + 1:]
-                        host, tag, msg = rest.split(" ", 2)
-                        msg = msg.rstrip()
+                                start = cut + 1
+                        host_end = line.find(" ", start)
+                        tag_end = line.find(" ", host_end + 1) if host_end >= 0 else -1
+                        if tag_end < 0:
+                            raise ValueError
+                        host = line[start:host_end]
+                        tag = line[host_end + 1:tag_end]
+                        # the text without the line break; rstrip() when more white space may end it
+                        if line[-1] == "\n" and not line[-2].isspace():
+                            msg = line[tag_end + 1:-1]
+                        else:
+                            msg = line[tag_end + 1:].rstrip()
                     except (ValueError, IndexError, KeyError, TypeError):
                         not_syslog += 1
                         continue
@@ -446,17 +459,18 @@ class Parser:
 
     # ------------------------------------------------------------------ queue and delivery
     def qmgr(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
-        qid, sep, rest = msg.partition(": ")
-        m = self.messages.get(qid) if sep else None
+        cut = msg.find(": ")  # what msg.partition(": ") cuts, the rest read in place
+        qid = msg[:cut]
+        m = self.messages.get(qid) if cut >= 0 else None
         if m is None:
             self.skipped["postfix qmgr: message not received by smtpd in this log"] += 1
-        elif rest.startswith("from="):
-            queued = events.qmgr_from(rest)
+        elif msg.startswith("from=", cut + 2):
+            queued = events.qmgr_from(msg, cut + 2)
             if queued is None:  # e.g. from=<>, status=expired, returned to sender
                 self.skipped["postfix qmgr (not tabulated)"] += 1
             elif m.nrcpt < 0:  # later from= lines are the same message leaving the deferred queue
                 m.sender, m.size, m.nrcpt = queued
-        elif rest == "removed":
+        elif len(msg) == cut + 9 and msg.endswith("removed"):  # the rest is "removed"
             del self.messages[qid]
             self._write_message(m, t)
         else:
@@ -475,14 +489,14 @@ class Parser:
         self.skipped["postfix cleanup (not tabulated)"] += 1
 
     def delivery(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
-        qid, sep, rest = msg.partition(": ")
-        d = events.delivery_parts(rest) if sep and rest.startswith("to=<") else None
+        cut = msg.find(": ")  # what msg.partition(": ") cuts, read in place
+        d = events.delivery_parts(msg, cut + 2) if cut >= 0 and msg.startswith("to=<", cut + 2) else None
         if d is None:
             self.skipped["postfix delivery agent (not tabulated)"] += 1
             return
         to, middle, middle_text, status, detail = d
-        # the buffers' layout of a recipients row (tables.RECIPIENT_ROW): the middle's fields and their text
-        self.out.add("recipients", (qid, t, to, middle_text, status, detail, middle))
+        # the buffers' layout of a recipients row (tables.flat_rows): the middle's fields and their text
+        self.out.add("recipients", (msg[:cut], t, to, middle_text, status, detail, middle))
 
     def anvil(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         a = events.anvil(msg)
