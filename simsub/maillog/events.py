@@ -125,23 +125,43 @@ def submission_client(text: str) -> tuple[str, str, str, str]:
 
 def delivery(text: str):
     """``to=<r>, [orig_to=<o>,] relay=..., delay=.., delays=a/b/c/d, dsn=.., status=.. (detail)``
-    → (to, orig_to, relay, delay, a, b, c, d, dsn, status, detail) with numbers as floats (NaN if absent).
+    → (to, orig_to, relay, delay, a, b, c, d, dsn, status, detail) with numbers as floats (NaN if absent)."""
+    d = delivery_parts(text)
+    if d is None:
+        return None
+    to, middle, _, status, detail = d
+    return (to, *middle, status, detail)
+
+
+def delivery_parts(text: str, start: int = 0) -> tuple[str, tuple, str, str, str] | None:
+    """What :func:`delivery` reads, as (to, middle, middle's CSV text, status, detail): ``middle`` is
+    (orig_to, relay, delay, a, b, c, d, dsn), the recipients table's columns between the recipient and
+    the status, and its CSV text is ``"%s,%s,%s,%s,%s,%s,%s,%s" % middle`` (what the CSV writer would
+    make of those columns when none needs quoting; see :class:`~simsub.maillog.tables.CsvSink`).
 
     Most delivery lines of a log repeat the same relay, delays and dsn: the part between the
-    recipient and ``, status=`` is parsed once and remembered (:func:`_delivery_middle`).  The
-    result is what ``_DELIVERY`` gives; any line the shortcut is not sure of goes through it."""
-    cut = text.find(">,")
+    recipient and ``, status=`` is parsed once and remembered with its CSV text
+    (:func:`_delivery_middle`), so the floats of a repeated middle are not formatted again.  The
+    result is what ``_DELIVERY`` gives; any line the shortcut is not sure of goes through it.
+
+    ``start``: where the fields begin in ``text`` (read in place: the same as ``text[start:]``)."""
+    cut = text.find(">,", start)
     status_at = text.find(", status=", cut + 2)
-    if cut > 3 and status_at > 0 and text[:4] == "to=<":
-        middle = _middles.get(text[cut + 2:status_at])
-        if middle is None:
-            middle = _delivery_middle(text[cut + 2:status_at])
-        status, _, detail = text[status_at + 9:].partition(" ")
-        if middle and status in STATUSES:
-            if detail[:1] == "(" and detail[-1:] == ")":
-                detail = detail[1:-1]
-            return (text[4:cut], *middle, status, detail)
-    return _delivery_regex(text)
+    if cut > start + 3 and status_at > 0 and text.startswith("to=<", start):
+        middle_text = text[cut + 2:status_at]
+        known = _middles.get(middle_text)
+        if known is None:
+            known = _delivery_middle(middle_text)
+        space = text.find(" ", status_at + 9)  # what text[status_at + 9:].partition(" ") cuts
+        if space < 0:
+            status, detail = text[status_at + 9:], ""
+        elif text[space + 1:space + 2] == "(" and text[-1] == ")":
+            status, detail = text[status_at + 9:space], text[space + 2:-1]
+        else:
+            status, detail = text[status_at + 9:space], text[space + 1:]
+        if known is not None and status in STATUSES:
+            return text[start + 4:cut], known[0], known[1], status, detail
+    return _delivery_regex_parts(text, start)
 
 
 #: The delivery statuses Postfix logs (all ``[\w-]+``, so a known one is the whole regex group).
@@ -150,13 +170,16 @@ STATUSES: Final = frozenset(("sent", "deferred", "bounced", "expired", "delivera
 _MIDDLE: Final = re.compile(
     r"(?: orig_to=<(.*?)>,)? relay=([^,]*),(?: conn_use=\d+,)? delay=([\d.]+)"
     r"(?:, delays=([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+))?(?:, dsn=([\d.]+))?")
-_middles: Final[dict[str, tuple]] = {}
+#: The text of a middle → (its fields, their CSV text).
+_middles: Final[dict[str, tuple[tuple, str]]] = {}
+#: How a middle's fields are written in a CSV row (str() of each, as csv.writer and ``%s`` write them).
+MIDDLE_CSV: Final = ",".join(["%s"] * 8)
 
 
-def _delivery_middle(text: str) -> tuple | None:
-    """``relay=..., delay=.., delays=a/b/c/d, dsn=..`` → (orig_to, relay, delay, a, b, c, d, dsn), or None
-    when the text is not of that form (then the whole line goes through the regex, which may still
-    read it: a recipient with ``>,`` in it)."""
+def _delivery_middle(text: str) -> tuple[tuple, str] | None:
+    """``relay=..., delay=.., delays=a/b/c/d, dsn=..`` → ((orig_to, relay, delay, a, b, c, d, dsn), CSV
+    text), or None when the text is not of that form (then the whole line goes through the regex, which
+    may still read it: a recipient with ``>,`` in it)."""
     m = _MIDDLE.fullmatch(text)
     if not m:
         return None
@@ -168,22 +191,30 @@ def _delivery_middle(text: str) -> tuple | None:
         return None
     if len(_middles) > 10_000:  # a cache: keep memory flat
         _middles.clear()
-    _middles[text] = middle
-    return middle
+    known = _middles[text] = (middle, MIDDLE_CSV % middle)
+    return known
 
 
 def _delivery_regex(text: str):
-    m = _DELIVERY.match(text)
+    """What ``_DELIVERY`` reads, as :func:`delivery`'s fields (the reference of the shortcut)."""
+    d = _delivery_regex_parts(text)
+    if d is None:
+        return None
+    to, middle, _, status, detail = d
+    return (to, *middle, status, detail)
+
+
+def _delivery_regex_parts(text: str, start: int = 0) -> tuple[str, tuple, str, str, str] | None:
+    m = _DELIVERY.match(text, start)
     if not m:
         return None
     nan = float("nan")
     detail = m[11]
     if detail[:1] == "(" and detail[-1:] == ")":
         detail = detail[1:-1]
-    return (m[1], m[2] or "", m[3], float(m[4]),
-            float(m[5]) if m[5] else nan, float(m[6]) if m[6] else nan,
-            float(m[7]) if m[7] else nan, float(m[8]) if m[8] else nan,
-            m[9] or "", m[10], detail)
+    middle = (m[2] or "", m[3], float(m[4]), float(m[5]) if m[5] else nan, float(m[6]) if m[6] else nan,
+              float(m[7]) if m[7] else nan, float(m[8]) if m[8] else nan, m[9] or "")
+    return m[1], middle, MIDDLE_CSV % middle, m[10], detail
 
 
 def reject(text: str):
@@ -250,9 +281,10 @@ def anvil(text: str):
     return m[1], int(m[2]), m[3] or "", m[4]
 
 
-def qmgr_from(text: str):
-    """``from=<s>, size=600, nrcpt=3 (queue active)`` → (sender, size, nrcpt); None if not one."""
-    m = _QMGR_FROM.match(text)
+def qmgr_from(text: str, start: int = 0):
+    """``from=<s>, size=600, nrcpt=3 (queue active)`` → (sender, size, nrcpt); None if not one.
+    ``start``: where the fields begin in ``text`` (the same as ``text[start:]``)."""
+    m = _QMGR_FROM.match(text, start)
     return (m[1], int(m[2]), int(m[3])) if m else None
 
 

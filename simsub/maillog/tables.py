@@ -1,6 +1,11 @@
 """The parsed tables' columns, and row buffers that hand chunks of rows to a sink.
 
-Rows are tuples in the order of the table's columns.  A buffer keeps at most
+Rows are tuples in the order of the table's columns, but for one: a recipients row in the buffers is
+(queue_id, t_s, recipient, the middle's CSV text, status, detail, middle), where ``middle`` is the
+tuple of the 8 columns from orig_recipient to dsn, whose text the parser made once per distinct
+middle (:func:`~simsub.maillog.events.delivery_parts`): formatting floats is most of writing a row,
+and most delivery lines repeat their relay, delays and dsn.  :func:`flat_rows` gives the rows in column
+order.  A buffer keeps at most
 ``CHUNK`` rows; each full chunk goes to the sink, which either makes it a
 DataFrame and keeps it (:class:`FrameSink`, for
 :func:`~simsub.maillog.parse.parse_maillog`) or appends it to a gzip CSV file
@@ -22,6 +27,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from .events import MIDDLE_CSV
 from .events import SESSION_COUNTS as _COUNTS
 
 #: table → ((column, type), ...), see docs/maillog.md for what each column means.
@@ -53,6 +59,24 @@ def columns(table: str) -> list[str]:
     return [name for name, _ in SCHEMA[table]]
 
 
+#: Tables whose rows the buffers hold in another layout than the columns' (see the module's docstring).
+LAID_OUT: Final = frozenset(("recipients",))
+
+
+def flat_rows(table: str, rows: list[tuple]) -> list[tuple]:
+    """``rows`` as the buffers hold them → in the order of the table's columns."""
+    if table == "recipients":
+        return [row[:3] + row[6] + row[4:6] for row in rows]
+    return rows
+
+
+def recipient_row(row: tuple) -> tuple:
+    """A recipients row in the order of the columns → as the buffers hold it (the parser makes these
+    itself, the middle's text once per distinct middle)."""
+    middle = tuple(row[3:11])
+    return (*row[:3], MIDDLE_CSV % middle, row[11], row[12], middle)
+
+
 def frame(table: str, rows: list[tuple]) -> pd.DataFrame:
     """A DataFrame of ``rows`` with the table's columns and types (also when there are none)."""
     names = columns(table)
@@ -67,7 +91,7 @@ class FrameSink:
         self.chunks: dict[str, list[pd.DataFrame]] = {table: [] for table in SCHEMA}
 
     def write(self, table: str, rows: list[tuple]) -> None:
-        self.chunks[table].append(frame(table, rows))
+        self.chunks[table].append(frame(table, flat_rows(table, rows)))
 
     def result(self) -> dict[str, pd.DataFrame]:
         return {table: pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else
@@ -101,13 +125,18 @@ class CsvSink:
             writer = csv.writer(text, lineterminator="\n")
             writer.writerow(columns(table))
             width = len(SCHEMA[table])
+            line = ",".join(["%s"] * width)
             first = REPEATING.get(table)
             run = None if first is None else ("%s," * first, first, _RunTexts(width - first))
-            self.files[table] = (raw, text, writer, ",".join(["%s"] * width), width - 1, run)
+            # the recipients' buffered rows: the middle's 8 columns are one text (their 7 commas in it)
+            laid_out = ",".join(["%s"] * (width - 7)) if table in LAID_OUT else None
+            self.files[table] = (raw, text, writer, line, width - 1, run, laid_out)
 
     def write(self, table: str, rows: list[tuple]) -> None:
-        _, text, writer, line, commas, run = self.files[table]
-        if run is None:
+        _, text, writer, line, commas, run, laid_out = self.files[table]
+        if laid_out is not None:  # the same text as line % flat row
+            chunk = "\n".join([laid_out % row[:6] for row in rows])
+        elif run is None:
             chunk = "\n".join([line % row for row in rows])
         else:  # the same text as line % row
             head, first, texts = run
@@ -116,7 +145,7 @@ class CsvSink:
                 and "\r" not in chunk):
             text.write(chunk + "\n")
             return
-        for row in rows:
+        for row in flat_rows(table, rows):
             plain = line % row
             if plain.count(",") == commas and '"' not in plain and "\n" not in plain and "\r" not in plain:
                 text.write(plain + "\n")
