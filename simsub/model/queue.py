@@ -394,7 +394,7 @@ class MailQueue:
             for j in range(len(others)):
                 message = others[j][2]
                 self.deferred_count -= 1
-                if message.todo and self._suspended_recipients(message) < 0:  # a live destination
+                if message.todo_mask & self._live_destinations():  # a live destination
                     self._activate(message)  # requests only: no pass ends, nothing bounces
                     activated += 1
                     if self.active < self.active_limit:
@@ -456,11 +456,7 @@ class MailQueue:
         suspended: list[QueuedMessage] = []
         recipients = 0
         others: list[tuple[float, int, QueuedMessage]] = []
-        # Bit d set: d is local or a live remote destination (no window changes during a scan).
-        live = 1 << self.local
-        for d, window in enumerate(self.windows):
-            if window.window:
-                live |= 1 << d
+        live = self._live_destinations()  # no window changes during a scan
         for b in range(self.low_bucket, top + 1):
             bucket = buckets.pop(b, None)
             if bucket is None:
@@ -507,17 +503,14 @@ class MailQueue:
             bucket = self.deferred_buckets[b] = []
         return bucket
 
-    def _suspended_recipients(self, message: QueuedMessage) -> int:
-        """The recipients left to ``message`` if every destination of theirs is dead (remote,
-        window 0), else -1 (a live destination)."""
-        local = self.local
-        windows = self.windows
-        dead = 0
-        for d, count in message.todo.items():
-            if d == local or windows[d].window:
-                return -1
-            dead += count
-        return dead
+    def _live_destinations(self) -> int:
+        """A mask of the destinations mail can go to now: bit d set if d is local or a
+        live remote destination (window > 0); compared with a message's ``todo_mask``."""
+        live = 1 << self.local
+        for d, window in enumerate(self.windows):
+            if window.window:
+                live |= 1 << d
+        return live
 
     def _redefer(self, messages: list[QueuedMessage], recipients: int, now: float) -> None:
         """Defer again at once due ``messages`` (from :meth:`_take_due`, with their
