@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 
 from ..analysis.intervals import Interval, paired
 from ..errors import ScenarioError
@@ -110,19 +112,33 @@ def _met(op: str, mean: float, threshold: float) -> bool:
 
 
 class _Seeds:
-    """Per-seed values of each policy in a compare (first grid point only: rankings are for compares)."""
+    """Per-seed values of each policy in a compare (first grid point only: rankings are for compares).
+
+    A ranking asks for the same policy's values, and the same pair's difference, many times over (every
+    policy against every other on every headline metric, then again to pick the recommendation): each
+    is computed once and remembered (a compare's report used to spend seconds re-filtering the runs
+    table, more than the parent process's whole report otherwise)."""
 
     def __init__(self, experiment: Experiment):
         runs = experiment.runs
         self.ok = runs[runs["status"] == "ok"] if "status" in runs else runs
         self.confidence = experiment.confidence
         self.summary = experiment.summary
+        self._rows: dict[str, pd.DataFrame] = {}  # policy → its runs, indexed by seed
+        self._values: dict[tuple[str, str], dict[Any, float]] = {}
+        self._differences: dict[tuple[str, str, str], Interval] = {}
+        self._pairs: dict[tuple[str, str], pd.DataFrame] = {}  # (a, b) → the runs of both
 
     def values(self, policy: str, metric: str) -> dict[Any, float]:
-        rows = self.ok[self.ok["policy"] == policy]
-        if metric not in rows:
-            return {}
-        return rows.set_index("seed")[metric].astype(float).to_dict()
+        """seed → value of ``metric`` for ``policy`` (a dict shared between calls: do not change it)."""
+        found = self._values.get((policy, metric))
+        if found is None:
+            rows = self._rows.get(policy)
+            if rows is None:
+                rows = self._rows[policy] = self.ok[self.ok["policy"] == policy].set_index("seed")
+            found = rows[metric].astype(float).to_dict() if metric in rows else {}
+            self._values[(policy, metric)] = found
+        return found
 
     def mean(self, policy: str, metric: str) -> float:
         values = [v for v in self.values(policy, metric).values() if math.isfinite(v)]
@@ -136,9 +152,14 @@ class _Seeds:
 
     def difference(self, a: str, b: str, metric: str) -> Interval:
         """a minus b on matching seeds."""
-        both = self.ok[self.ok["policy"].isin([a, b])]
-        return paired(self.values(a, metric), self.values(b, metric), self.confidence,
-                      *difference_range(metric, both))
+        found = self._differences.get((a, b, metric))
+        if found is None:
+            both = self._pairs.get((a, b))
+            if both is None:
+                both = self._pairs[(a, b)] = self.ok[self.ok["policy"].isin([a, b])]
+            found = self._differences[(a, b, metric)] = paired(
+                self.values(a, metric), self.values(b, metric), self.confidence, *difference_range(metric, both))
+        return found
 
 
 def _sign(direction: str) -> float:
