@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..scenario.types import Population, Scenario
+from ..scenario.types import Origin, Population, Scenario
 from .clients import AccountPool, Client
 from .rng import Streams
 
@@ -56,28 +56,48 @@ class ClientPopulation:
             start = numbering.get(int(code), 0)
             self.number_in_origin[mine] = start + np.arange(len(mine))
             numbering[int(code)] = start + len(mine)
+        # Per client as Python lists and per origin as plain values, made once: a client
+        # built from them costs no numpy scalar indexing and no ipaddress object
+        # (tolist() gives the same doubles and ints the arrays hold).
+        self._origin_list: list[int] = self.origin_of.tolist()
+        self._number_list: list[int] = self.number_in_origin.tolist()
+        self._half_rtt: list[float] = [rtt / 2 for rtt in self.rtt.tolist()]
+        self._patience: list[float] = self.patience.tolist()
+        self._connect_timeout: list[float] = self.connect_timeout.tolist()
+        self._talks = population.on_timeout == "talk"
+        self._name = population.name
+        self._ranges = [_ipv4_range(o) for o in origins]
         self._clients: dict[int, Client] = {}
 
     def client(self, n: int) -> Client:
         client = self._clients.get(n)
         if client is None:
-            origin = self.origins[self.origin_of[n]]
-            k = int(self.number_in_origin[n])
-            client = Client(
-                population=self.index,
-                number=n,
-                origin=int(self.origin_of[n]),
-                hostname=origin.hostname_for(k),
-                address=origin.address_for(k),
-                mynetworks=origin.mynetworks,
-                half_rtt=float(self.rtt[n]) / 2,
-                patience=float(self.patience[n]),
-                connect_timeout=float(self.connect_timeout[n]),
-                talks=self.population.on_timeout == "talk",
-                sasl_username=f"{self.population.name}{n}",
-            )
+            code = self._origin_list[n]
+            origin = self.origins[code]
+            k = self._number_list[n]
+            client = Client(self.index, n, code, origin.hostname_for(k),
+                            _address(origin, self._ranges[code], k),
+                            origin.mynetworks, self._half_rtt[n], self._patience[n], self._connect_timeout[n],
+                            self._talks, f"{self._name}{n}")
             self._clients[n] = client
         return client
+
+
+def _ipv4_range(origin: Origin) -> tuple[int, int] | None:
+    """(first address as an integer, number of addresses) of an IPv4 origin; None for IPv6."""
+    network = origin.network
+    if network.version != 4:
+        return None
+    return int(network.network_address), network.num_addresses
+
+
+def _address(origin: Origin, ipv4: tuple[int, int] | None, k: int) -> str:
+    """``origin.address_for(k)``: the same string, for IPv4 from integer arithmetic
+    (``ipv4`` from :func:`_ipv4_range`) without an ``ipaddress`` object per client."""
+    if ipv4 is None:
+        return origin.address_for(k)
+    a = ipv4[0] + k % ipv4[1]
+    return f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}"
 
 
 def client_populations(scenario: Scenario, streams: Streams) -> dict[str, ClientPopulation]:
