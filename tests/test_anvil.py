@@ -168,3 +168,16 @@ def test_scenario_reference_documents_every_anvil_key():
     text = (Path(__file__).resolve().parents[1] / "scenarios" / "README.md").read_text(encoding="utf-8")
     section = text.split("### `[mta.anvil]`", 1)[1].split("\n## ", 1)[0]
     assert not [k for k in loader._ANVIL if f"| `{k}` |" not in section]
+
+
+def test_connections_open_rate_windows_when_only_another_rate_is_limited():
+    """With a MAIL rate limit and no connection limit at all, a connection still opens
+    the client's window (anvil counts every event): MAIL at 104.5 s is in a new window
+    that the connection at 100.5 s opened (100 + 3 < 104), so it is allowed; had the
+    first MAIL opened the window (at 103 s) it would be the second in it and refused."""
+    anvil = Anvil(AnvilLimits(connection_count_limit=0, message_rate_limit=1, rate_time_unit=3.0))
+    handle, refused = anvil.connect("192.0.2.1", 100.5)
+    assert handle is None and refused is False  # no count limit: nothing to close
+    assert anvil.event("192.0.2.1", MAIL, 103.5) is False
+    assert anvil.event("192.0.2.1", MAIL, 104.5) is False
+    assert anvil.event("192.0.2.1", MAIL, 105.0) is True

@@ -50,6 +50,10 @@ class Anvil:
         self.unit = limits.rate_time_unit
         self.rate_limit = {CONNECTION: limits.connection_rate_limit, MAIL: limits.message_rate_limit,
                            RCPT: limits.recipient_rate_limit, AUTH: limits.auth_rate_limit}
+        # With no rate limit at all the rate windows are never compared, so connect()
+        # need not keep them; with no count limit it need not track open connections.
+        self._rates = limits.rates
+        self._count_limit = limits.connection_count_limit
         self._clients: dict[str, _Client] = {}
         self._exempt: dict[str, bool] = {}
 
@@ -68,16 +72,18 @@ class Anvil:
         return self.rate_limit[event] > 0
 
     def connect(self, address: str, t: float) -> tuple[list[float] | None, bool]:
-        """smtpd takes a connection at ``t``: (handle to close it with, refused?)."""
+        """smtpd takes a connection at ``t``: (handle to close it with, refused?); the
+        handle is None when no count limit is set (nothing to close)."""
         entry = self._clients.get(address)
         if entry is None:
             entry = self._clients[address] = _Client()
+        over_rate = self._rates and self._count(entry, CONNECTION, t) > self.rate_limit[CONNECTION] > 0
+        if self._count_limit <= 0:
+            return None, over_rate
         entry.open = [end for end in entry.open if end[0] > t]
         handle = [math.inf]
         entry.open.append(handle)
-        over_rate = self._count(entry, CONNECTION, t) > self.rate_limit[CONNECTION] > 0
-        over_count = len(entry.open) > self.limits.connection_count_limit > 0
-        return handle, over_rate or over_count
+        return handle, over_rate or len(entry.open) > self._count_limit
 
     @staticmethod
     def close(handle: list[float], t: float) -> None:

@@ -63,6 +63,35 @@ class ErrorLimits:
 _NO_LIMITS = ErrorLimits(soft=1 << 62, hard=1 << 62, sleep=0.0)
 
 
+class SessionStage:
+    """A policy's stage with what the session asks it every command as native attributes
+    (a :class:`Stage` is interpreted: each read of its flags is a dictionary lookup)."""
+
+    __slots__ = ("stage", "name", "empty", "cacheable", "stateful", "same_for_each_recipient")
+
+    def __init__(self, stage: Stage, name: str):
+        self.stage = stage
+        self.name = name  # the key of its verdicts cached per client
+        self.empty: bool = stage.empty
+        self.cacheable: bool = stage.cacheable
+        self.stateful: bool = stage.stateful
+        self.same_for_each_recipient: bool = stage.same_for_each_recipient
+
+
+class SessionStages:
+    """A policy's stages, one attribute per SMTP command (a run builds it once)."""
+
+    __slots__ = ("connect", "helo", "mail", "rcpt", "data", "end_of_data")
+
+    def __init__(self, stages: dict[str, Stage]):
+        self.connect = SessionStage(stages["connect"], "connect")
+        self.helo = SessionStage(stages["helo"], "helo")
+        self.mail = SessionStage(stages["mail"], "mail")
+        self.rcpt = SessionStage(stages["rcpt"], "rcpt")
+        self.data = SessionStage(stages["data"], "data")
+        self.end_of_data = SessionStage(stages["end_of_data"], "end_of_data")
+
+
 class Transaction:
     """What restrictions may ask about the session (a Postfix policy request)."""
 
@@ -96,12 +125,14 @@ class Transaction:
 
     def note(self, verdict: Verdict, times: int = 1) -> None:
         """Add a verdict's sleeps (``times`` over) and message flags to the session."""
+        if verdict is _NO_VERDICT:  # nothing to add (most commands under most policies)
+            return
         self.delay += verdict.delay * times
         self.hold |= verdict.hold
         self.discarded |= verdict.discard
 
 
-def _verdict_now(stage: Stage, name: str, tx: Transaction, state, strict: bool = False) -> Verdict | None:
+def _verdict_now(stage: SessionStage, tx: Transaction, state, strict: bool = False) -> Verdict | None:
     """The verdict of ``stage`` for the command the client sends next, or None
     when the stage consults a policy service: then simulated time must first
     catch up with the server's clock (:func:`_verdict_on_time`).
@@ -116,23 +147,23 @@ def _verdict_now(stage: Stage, name: str, tx: Transaction, state, strict: bool =
         verdicts = tx.client.verdicts
         if verdicts is None:
             verdicts = tx.client.verdicts = {}
-        cached = verdicts.get(name)
+        cached = verdicts.get(stage.name)
         if cached is None:
-            cached = verdicts[name] = stage.evaluate(tx, 0.0, state)
+            cached = verdicts[stage.name] = stage.stage.evaluate(tx, 0.0, state)
         return cached
     if stage.stateful:
         return None
-    return stage.evaluate(tx, tx.dialogue.prepare(strict), state)
+    return stage.stage.evaluate(tx, tx.dialogue.prepare(strict), state)
 
 
-def _verdict_on_time(env, stage: Stage, tx: Transaction, state, strict: bool = False):
+def _verdict_on_time(env, stage: SessionStage, tx: Transaction, state, strict: bool = False):
     """Generator: a stateful stage's verdict, evaluated when the server reaches the
     command.  Only for a stage :func:`_verdict_now` answered None for (it skips
     the checks for empty, discarded and cacheable that function makes)."""
     start = tx.dialogue.prepare(strict)
     if start > clock(env):
         yield timeout(env, start - clock(env))
-    return stage.evaluate(tx, start, state)
+    return stage.stage.evaluate(tx, start, state)
 
 
 def _catch_up(env, t: float):
@@ -167,17 +198,17 @@ def _refuse_recipients(tx: Transaction, verdict: Verdict, recipients: int) -> tu
     return alive, answered
 
 
-def _command_now(stage: Stage, name: str, tx: Transaction, state, strict: bool = False):
+def _command_now(stage: SessionStage, tx: Transaction, state, strict: bool = False):
     """One command (EHLO, MAIL FROM, DATA, end of data) with its stage's
     restrictions: (client still there, refusal outcome or None), or None when
     the stage must wait for simulated time (then use :func:`_command_on_time`)."""
     if tx.too_many_errors:  # smtpd answers 421 instead and hangs up
         return tx.dialogue.server_hangup(tx.error_pause()), Outcome.DEFERRED
-    verdict = _verdict_now(stage, name, tx, state, strict)
+    verdict = _verdict_now(stage, tx, state, strict)
     return None if verdict is None else _answer(tx, verdict, strict)
 
 
-def _command_on_time(env, stage: Stage, tx: Transaction, state, strict: bool = False):
+def _command_on_time(env, stage: SessionStage, tx: Transaction, state, strict: bool = False):
     """Generator: :func:`_command_now` for a stage that consults a policy service."""
     verdict = yield from _verdict_on_time(env, stage, tx, state, strict)
     return _answer(tx, verdict, strict)
@@ -185,6 +216,8 @@ def _command_on_time(env, stage: Stage, tx: Transaction, state, strict: bool = F
 
 def _answer(tx: Transaction, verdict: Verdict, strict: bool) -> tuple[bool, Outcome | None]:
     """smtpd replies to the command after the verdict's sleeps (and its error pause)."""
+    if verdict is _NO_VERDICT:  # no sleep, no flag, no refusal: skip the interpreted Verdict's attributes
+        return tx.dialogue.command(0.0 + tx.error_pause(), strict), None
     tx.note(verdict)
     alive = tx.dialogue.command(verdict.delay + tx.error_pause(), strict)
     refusal = _REFUSAL.get(verdict.result) if alive else None
@@ -215,7 +248,7 @@ def smtp_session(world: World, client: Client, account: str, message_id: int, re
     dialogue = Dialogue(arrival, start, client.half_rtt, world.reply_time, client.patience,
                         client.connect_timeout, client.talks)
     tx = Transaction(client, "", message_id, dialogue, world.error_limits)  # the login is known after AUTH
-    stages = world.policy.stages
+    stages = world.stages
     state = world.policy_state
     outcome = None
     accepted_rcpts = 0
@@ -236,9 +269,9 @@ def smtp_session(world: World, client: Client, account: str, message_id: int, re
 
     # Banner: with smtpd_delay_reject = no the client list runs before it.
     if outcome is None and not dialogue.ended:
-        v = _verdict_now(stages["connect"], "connect", tx, state, strict=True)
+        v = _verdict_now(stages.connect, tx, state, strict=True)
         if v is None:
-            v = yield from _verdict_on_time(env, stages["connect"], tx, state, strict=True)
+            v = yield from _verdict_on_time(env, stages.connect, tx, state, strict=True)
         tx.note(v)
         alive = dialogue.banner(v.delay)
         if alive:
@@ -246,8 +279,8 @@ def smtp_session(world: World, client: Client, account: str, message_id: int, re
 
     if alive and outcome is None:
         step = Step.EHLO
-        alive, outcome = (_command_now(stages["helo"], "helo", tx, state, strict=True)
-                          or (yield from _command_on_time(env, stages["helo"], tx, state, strict=True)))
+        alive, outcome = (_command_now(stages.helo, tx, state, strict=True)
+                          or (yield from _command_on_time(env, stages.helo, tx, state, strict=True)))
 
     if alive and outcome is None:
         step = Step.AUTH
@@ -268,17 +301,17 @@ def smtp_session(world: World, client: Client, account: str, message_id: int, re
         if counted and anvil.limited(MAIL) and anvil.event(client.address, MAIL, dialogue.prepare()):
             alive, outcome = _answer(tx, _ANVIL_DEFER, False)
         else:
-            alive, outcome = (_command_now(stages["mail"], "mail", tx, state)
-                              or (yield from _command_on_time(env, stages["mail"], tx, state)))
+            alive, outcome = (_command_now(stages.mail, tx, state)
+                              or (yield from _command_on_time(env, stages.mail, tx, state)))
 
     if alive and outcome is None:
         step = Step.RCPT
-        stage = stages["rcpt"]
+        stage = stages.rcpt
         rejected = deferred = 0
         anvil_rcpt = counted and anvil.limited(RCPT)  # each RCPT counted, and refused beyond the rate
         if stage.same_for_each_recipient and not anvil_rcpt:
             # One verdict for all recipients; closed-form timeline.
-            v = _verdict_now(stage, "rcpt", tx, state)
+            v = _verdict_now(stage, tx, state)
             if v is None:
                 v = yield from _verdict_on_time(env, stage, tx, state)
             if v.result in (Result.REJECT, Result.DEFER):
@@ -305,11 +338,11 @@ def smtp_session(world: World, client: Client, account: str, message_id: int, re
                     v = _ANVIL_DEFER  # 450 4.7.1 before any restriction
                 elif first:
                     first = False
-                    v = _verdict_now(stage, "rcpt", tx, state)
+                    v = _verdict_now(stage, tx, state)
                     if v is None:
                         v = yield from _verdict_on_time(env, stage, tx, state)
                 else:
-                    v = _NO_VERDICT if tx.discarded else stage.evaluate(tx, dialogue.prepare(), state)
+                    v = _NO_VERDICT if tx.discarded else stage.stage.evaluate(tx, dialogue.prepare(), state)
                 tx.note(v)
                 if not dialogue.command(v.delay + tx.error_pause()):
                     alive = False
@@ -330,13 +363,13 @@ def smtp_session(world: World, client: Client, account: str, message_id: int, re
 
     if alive and outcome is None:
         step = Step.DATA
-        alive, outcome = (_command_now(stages["data"], "data", tx, state, strict=True)
-                          or (yield from _command_on_time(env, stages["data"], tx, state, strict=True)))
+        alive, outcome = (_command_now(stages.data, tx, state, strict=True)
+                          or (yield from _command_on_time(env, stages.data, tx, state, strict=True)))
 
     if alive and outcome is None:
         step = Step.END_OF_DATA
-        alive, outcome = (_command_now(stages["end_of_data"], "end_of_data", tx, state)
-                          or (yield from _command_on_time(env, stages["end_of_data"], tx, state)))
+        alive, outcome = (_command_now(stages.end_of_data, tx, state)
+                          or (yield from _command_on_time(env, stages.end_of_data, tx, state)))
         if alive and outcome is None:
             step = Step.QUIT
             accepted_at = dialogue.last_receipt

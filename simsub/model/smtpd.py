@@ -38,6 +38,7 @@ class SmtpdPool:
         self.peak_busy = 0
         self.peak_queued = 0
         self.total_peak_busy = 0
+        self._release_event = self._release_callback  # one bound method for every release_at
 
     # ------------------------------------------------------------------ clients
     def connect(self, connect_timeout: float):
@@ -66,7 +67,7 @@ class SmtpdPool:
         if delay <= 0:
             self._release()
         else:
-            timeout(self.env, delay).callbacks.append(self._release_callback)
+            timeout(self.env, delay).callbacks.append(self._release_event)
 
     # ------------------------------------------------------------------ monitor
     def busy_area(self) -> float:

@@ -21,7 +21,7 @@ import simpy
 
 from ..scenario.types import Population, Scenario
 from ..workload.clients import AccountNames, AccountPool, Client
-from ..workload.rng import Streams
+from ..workload.rng import Streams, random01
 from ..workload.trace import TraceClients, load_trace
 from ..workload.synthetic import (bot_first_start, client_populations, next_bot_message, recipient_destinations,
                                   stolen_accounts, user_arrivals)
@@ -33,7 +33,7 @@ from .outcomes import Outcome
 from .queue import Kind, MailQueue
 from .reputation import Reputation
 from .recorder import Recorder
-from .session import ErrorLimits, smtp_session
+from .session import ErrorLimits, SessionStages, smtp_session
 from .smtpd import SmtpdPool
 
 #: ``progress(sim_time_s, horizon_s, events)`` is called once per time-series bin.
@@ -68,6 +68,7 @@ class World:
         self.env = simpy.Environment()
         self.policy = scenario.policies[policy_name]
         self.policy_state = self.policy.new_state()
+        self.stages = SessionStages(self.policy.stages)
         self.pool = SmtpdPool(self.env, scenario.mta.process_limit, scenario.mta.backlog)
         self.reply_time = scenario.mta.reply_time
         mta = scenario.mta
@@ -158,15 +159,15 @@ class World:
         users = self.users[population.name]
         rng = self.streams.get("arrivals", population.name)
         times, clients, recipients = user_arrivals(population, self.scenario.horizon, rng)
-        splits = None
-        if self.queue is not None:
-            splits = recipient_destinations(recipients, self.queue.legit_shares, rng)
+        splits: list[list[int]] | None = None
+        if self.queue is not None:  # as lists once: no numpy row per message
+            splits = recipient_destinations(recipients, self.queue.legit_shares, rng).tolist()
         self.active += 1
         for i, (t, n, r) in enumerate(zip(times.tolist(), clients.tolist(), recipients.tolist())):
             if t > clock(env):
                 yield timeout(env, t - clock(env))
             self.active += 1
-            split = None if splits is None else {d: c for d, c in enumerate(splits[i].tolist()) if c}
+            split = None if splits is None else {d: c for d, c in enumerate(splits[i]) if c}
             process(env, self._user_message(users.client(n), r, split))
         self.active -= 1
 
@@ -227,7 +228,7 @@ class World:
             account, recipients, pause = draw
             if self.queue is not None:  # drawn every session, so later draws do not depend on outcomes
                 split = self.queue.split(recipients, True, rng)
-                local_sender = rng.random() >= population.forged_sender
+                local_sender = random01(rng) >= population.forged_sender
             first = clock(env)
             message_id = self.next_message_id()
             result = yield from smtp_session(self, bot, account, message_id, recipients, False)

@@ -16,11 +16,13 @@ draw the very same clients, arrivals and bot sessions as a run does.
 
 from __future__ import annotations
 
+from array import array
+
 import numpy as np
 
-from ..scenario.types import Population, Scenario
+from ..scenario.types import Origin, Population, Scenario
 from .clients import AccountPool, Client
-from .rng import Streams
+from .rng import Streams, random01
 
 
 class ClientPopulation:
@@ -41,43 +43,74 @@ class ClientPopulation:
         n = population.count
         shares = np.array(list(population.origins.values()))
         which = rng.choice(len(shares), size=n, p=shares / shares.sum())
-        self.origin_of = np.array(self.origin_codes)[which]
+        origin_of = np.array(self.origin_codes)[which]
         rtts = np.stack([np.broadcast_to(o.rtt.sample(rng, n), (n,)) for o in origins])
-        self.rtt = rtts[self.origin_of, np.arange(n)]
-        self.patience = np.broadcast_to(population.patience.sample(rng, n), (n,)).astype(float)
+        rtt = rtts[origin_of, np.arange(n)]
+        patience = np.broadcast_to(population.patience.sample(rng, n), (n,)).astype(float)
         if population.connect_timeout is None:
-            self.connect_timeout = self.patience
+            connect_timeout = patience
         else:
-            self.connect_timeout = np.broadcast_to(population.connect_timeout.sample(rng, n), (n,)).astype(float)
+            connect_timeout = np.broadcast_to(population.connect_timeout.sample(rng, n), (n,)).astype(float)
         numbering = {} if numbering is None else numbering
-        self.number_in_origin = np.zeros(n, dtype=np.int64)
-        for code in np.unique(self.origin_of):
-            mine = np.flatnonzero(self.origin_of == code)
+        number_in_origin = np.zeros(n, dtype=np.int64)
+        for code in np.unique(origin_of):
+            mine = np.flatnonzero(origin_of == code)
             start = numbering.get(int(code), 0)
-            self.number_in_origin[mine] = start + np.arange(len(mine))
+            number_in_origin[mine] = start + np.arange(len(mine))
             numbering[int(code)] = start + len(mine)
+        # Per client: origin index, round trip (s), patience (s), connect timeout (s),
+        # number within its origin.  Held as array.array, as compact as the numpy arrays
+        # they come from (8 bytes a client each), because indexing one gives a plain
+        # float or int: building a client costs no numpy scalar per attribute.
+        self.origin_of = _ints(origin_of)
+        self.rtt = _floats(rtt)
+        self.patience = _floats(patience)
+        self.connect_timeout = self.patience if connect_timeout is patience else _floats(connect_timeout)
+        self.number_in_origin = _ints(number_in_origin)
+        self._talks = population.on_timeout == "talk"
+        self._name = population.name
+        self._ranges = [_ipv4_range(o) for o in origins]
         self._clients: dict[int, Client] = {}
 
     def client(self, n: int) -> Client:
         client = self._clients.get(n)
         if client is None:
-            origin = self.origins[self.origin_of[n]]
-            k = int(self.number_in_origin[n])
-            client = Client(
-                population=self.index,
-                number=n,
-                origin=int(self.origin_of[n]),
-                hostname=origin.hostname_for(k),
-                address=origin.address_for(k),
-                mynetworks=origin.mynetworks,
-                half_rtt=float(self.rtt[n]) / 2,
-                patience=float(self.patience[n]),
-                connect_timeout=float(self.connect_timeout[n]),
-                talks=self.population.on_timeout == "talk",
-                sasl_username=f"{self.population.name}{n}",
-            )
+            code = self.origin_of[n]
+            origin = self.origins[code]
+            k = self.number_in_origin[n]
+            client = Client(self.index, n, code, origin.hostname_for(k),
+                            _address(origin, self._ranges[code], k),
+                            origin.mynetworks, self.rtt[n] / 2, self.patience[n], self.connect_timeout[n],
+                            self._talks, f"{self._name}{n}")
             self._clients[n] = client
         return client
+
+
+def _floats(values: np.ndarray) -> array[float]:
+    """A numpy array's values as an ``array.array`` of doubles (the same numbers)."""
+    return array("d", np.ascontiguousarray(values, dtype=np.float64).tobytes())
+
+
+def _ints(values: np.ndarray) -> array[int]:
+    """A numpy integer array's values as an ``array.array`` of 64-bit integers."""
+    return array("q", np.ascontiguousarray(values, dtype=np.int64).tobytes())
+
+
+def _ipv4_range(origin: Origin) -> tuple[int, int] | None:
+    """(first address as an integer, number of addresses) of an IPv4 origin; None for IPv6."""
+    network = origin.network
+    if network.version != 4:
+        return None
+    return int(network.network_address), network.num_addresses
+
+
+def _address(origin: Origin, ipv4: tuple[int, int] | None, k: int) -> str:
+    """``origin.address_for(k)``: the same string, for IPv4 from integer arithmetic
+    (``ipv4`` from :func:`_ipv4_range`) without an ``ipaddress`` object per client."""
+    if ipv4 is None:
+        return origin.address_for(k)
+    a = ipv4[0] + k % ipv4[1]
+    return f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}"
 
 
 def client_populations(scenario: Scenario, streams: Streams) -> dict[str, ClientPopulation]:
@@ -127,7 +160,7 @@ def stolen_accounts(population: Population) -> list[str]:
 
 def bot_first_start(population: Population, rng: np.random.Generator) -> float:
     """When one bot worker starts its campaign (s): ``start`` plus a uniform share of ``ramp``."""
-    return population.start + population.ramp * rng.random()
+    return population.start + population.ramp * random01(rng)
 
 
 def next_bot_message(population: Population, accounts: AccountPool,
@@ -135,7 +168,7 @@ def next_bot_message(population: Population, accounts: AccountPool,
     """A bot worker's draws for its next session: (account, recipients, pause in s),
     or None when every stolen account is dead.  Shared with the real-time twin
     player (:mod:`simsub.twin.player`) so both play the same sessions."""
-    account = accounts.pick(rng.random())
+    account = accounts.pick(random01(rng))
     if account is None:
         return None
     return account, int(population.recipients.sample(rng)), float(population.pause.sample(rng))
