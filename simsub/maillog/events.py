@@ -52,6 +52,30 @@ REJECT_ACTIONS: Final = frozenset(("reject", "reject_warning", "hold", "discard"
                             "milter-hold"))
 
 
+class Run:
+    """A run of a table row's columns and their CSV text, made once and shared by the rows that repeat it
+    (a session's command counts, a delivery line's relay, delays and dsn): ``values`` the columns,
+    ``text`` what the CSV writer makes of them, ``str()`` of each joined by commas (when none needs
+    quoting).  ``str()`` of a run is its text, so ``"%s" % run`` writes the columns without formatting
+    their numbers again (:class:`~simsub.maillog.tables.CsvSink`)."""
+    __slots__ = ("values", "text")
+
+    def __init__(self, values: tuple, text: str):
+        self.values = values
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Run({self.values!r}, {self.text!r})"
+
+
+def run_of(values: tuple) -> Run:
+    """The run of ``values``, its text made as the CSV writer makes it."""
+    return Run(values, ",".join(["%s"] * len(values)) % values)
+
+
 def client(text: str) -> tuple[str, str]:
     """``name[address]`` (``unknown[2001:db8::1]`` too) → (name, address); ("", "") if not one.
 
@@ -69,6 +93,12 @@ def client(text: str) -> tuple[str, str]:
 def disconnect_counts(text: str) -> tuple[int, ...] | None:
     """``ehlo=1 auth=0/1 ... commands=3/4`` → the sessions table's count columns (SESSION_COUNTS order,
     0 for a command not used); None when the line has no counts (Postfix before 3.0 logged none)."""
+    run = disconnect_run(text)
+    return None if run is None else run.values
+
+
+def disconnect_run(text: str) -> Run | None:
+    """:func:`disconnect_counts` as a :class:`Run` (the counts and their CSV text), or None."""
     # A server's sessions repeat a few dialogues over and over: remember the answers.
     try:
         return _counts_seen[text]
@@ -76,11 +106,14 @@ def disconnect_counts(text: str) -> tuple[int, ...] | None:
         pass
     if len(_counts_seen) > 10_000:
         _counts_seen.clear()
-    counts = _counts_seen[text] = _disconnect_counts(text)
-    return counts
+    counts = _disconnect_counts(text)
+    run = _counts_seen[text] = None if counts is None else run_of(counts)
+    return run
 
 
-_counts_seen: Final[dict[str, tuple[int, ...] | None]] = {}
+_counts_seen: Final[dict[str, Run | None]] = {}
+#: The counts of a session whose disconnect line gave none (-1: missing).
+NO_COUNTS: Final = run_of((-1,) * len(SESSION_COUNTS))
 
 
 def _disconnect_counts(text: str) -> tuple[int, ...] | None:
@@ -129,14 +162,14 @@ def delivery(text: str):
     d = delivery_parts(text)
     if d is None:
         return None
-    to, middle, _, status, detail = d
-    return (to, *middle, status, detail)
+    to, middle, status, detail = d
+    return (to, *middle.values, status, detail)
 
 
-def delivery_parts(text: str, start: int = 0) -> tuple[str, tuple, str, str, str] | None:
-    """What :func:`delivery` reads, as (to, middle, middle's CSV text, status, detail): ``middle`` is
+def delivery_parts(text: str, start: int = 0) -> tuple[str, Run, str, str] | None:
+    """What :func:`delivery` reads, as (to, middle, status, detail): ``middle`` is the :class:`Run` of
     (orig_to, relay, delay, a, b, c, d, dsn), the recipients table's columns between the recipient and
-    the status, and its CSV text is ``"%s,%s,%s,%s,%s,%s,%s,%s" % middle`` (what the CSV writer would
+    the status, with their CSV text ``"%s,%s,%s,%s,%s,%s,%s,%s" % values`` (what the CSV writer would
     make of those columns when none needs quoting; see :class:`~simsub.maillog.tables.CsvSink`).
 
     Most delivery lines of a log repeat the same relay, delays and dsn: the part between the
@@ -160,7 +193,7 @@ def delivery_parts(text: str, start: int = 0) -> tuple[str, tuple, str, str, str
         else:
             status, detail = text[status_at + 9:space], text[space + 1:]
         if known is not None and status in STATUSES:
-            return text[start + 4:cut], known[0], known[1], status, detail
+            return text[start + 4:cut], known, status, detail
     return _delivery_regex_parts(text, start)
 
 
@@ -170,15 +203,15 @@ STATUSES: Final = frozenset(("sent", "deferred", "bounced", "expired", "delivera
 _MIDDLE: Final = re.compile(
     r"(?: orig_to=<(.*?)>,)? relay=([^,]*),(?: conn_use=\d+,)? delay=([\d.]+)"
     r"(?:, delays=([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+))?(?:, dsn=([\d.]+))?")
-#: The text of a middle → (its fields, their CSV text).
-_middles: Final[dict[str, tuple[tuple, str]]] = {}
+#: The text of a middle → the run of its fields.
+_middles: Final[dict[str, Run]] = {}
 #: How a middle's fields are written in a CSV row (str() of each, as csv.writer and ``%s`` write them).
 MIDDLE_CSV: Final = ",".join(["%s"] * 8)
 
 
-def _delivery_middle(text: str) -> tuple[tuple, str] | None:
-    """``relay=..., delay=.., delays=a/b/c/d, dsn=..`` → ((orig_to, relay, delay, a, b, c, d, dsn), CSV
-    text), or None when the text is not of that form (then the whole line goes through the regex, which
+def _delivery_middle(text: str) -> Run | None:
+    """``relay=..., delay=.., delays=a/b/c/d, dsn=..`` → the run of (orig_to, relay, delay, a, b, c, d,
+    dsn), or None when the text is not of that form (then the whole line goes through the regex, which
     may still read it: a recipient with ``>,`` in it)."""
     m = _MIDDLE.fullmatch(text)
     if not m:
@@ -191,7 +224,7 @@ def _delivery_middle(text: str) -> tuple[tuple, str] | None:
         return None
     if len(_middles) > 10_000:  # a cache: keep memory flat
         _middles.clear()
-    known = _middles[text] = (middle, MIDDLE_CSV % middle)
+    known = _middles[text] = Run(middle, MIDDLE_CSV % middle)
     return known
 
 
@@ -200,11 +233,11 @@ def _delivery_regex(text: str):
     d = _delivery_regex_parts(text)
     if d is None:
         return None
-    to, middle, _, status, detail = d
-    return (to, *middle, status, detail)
+    to, middle, status, detail = d
+    return (to, *middle.values, status, detail)
 
 
-def _delivery_regex_parts(text: str, start: int = 0) -> tuple[str, tuple, str, str, str] | None:
+def _delivery_regex_parts(text: str, start: int = 0) -> tuple[str, Run, str, str] | None:
     m = _DELIVERY.match(text, start)
     if not m:
         return None
@@ -214,7 +247,7 @@ def _delivery_regex_parts(text: str, start: int = 0) -> tuple[str, tuple, str, s
         detail = detail[1:-1]
     middle = (m[2] or "", m[3], float(m[4]), float(m[5]) if m[5] else nan, float(m[6]) if m[6] else nan,
               float(m[7]) if m[7] else nan, float(m[8]) if m[8] else nan, m[9] or "")
-    return m[1], middle, MIDDLE_CSV % middle, m[10], detail
+    return m[1], Run(middle, MIDDLE_CSV % middle), m[10], detail
 
 
 def reject(text: str):
