@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from simsub.maillog import events
+from simsub.maillog import events, parse
 from simsub.maillog.tables import SCHEMA, CsvSink, flat_rows, laid_out_row
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -139,6 +139,35 @@ def test_disconnect_runs_carry_the_text_of_their_counts():
             row = (1, "h", "smtpd", 2, 3.5, 4, "n", "a", "", "", "disconnect", "", run)
             assert flat_rows("sessions", [row]) == [row[:12] + run.values]
             assert laid_out_row("sessions", row[:12] + run.values)[12].text == run.text
+
+
+def test_qmgr_from_is_the_regexs_on_fixture_and_mutated_lines():
+    texts = [t.partition(": ")[2] for t in fixture_messages() if ": from=<" in t]
+    assert len(texts) > 20
+    extra = ["from=<a>, size=1, nrcpt=2", "from=<a>, size=1, nrcpt=12345678901234567890 (queue active)",
+             "from=<a>, size=1234567890123456789, nrcpt=1", "from=<a>, size=\u0661\u0662, nrcpt=\u0663",
+             "from=<a>, size=x>, size=5, nrcpt=1", "from=<a\nb>, size=1, nrcpt=1", "from=<>, size=0, nrcpt=0x"]
+    cases = texts + extra + mutated(texts + extra, 20_000, seed=10)
+    differ = [t for t in cases if events.qmgr_from(t) != events._qmgr_from_regex(t)
+              or events.qmgr_from("Q1: " + t, 4) != events._qmgr_from_regex(t)]
+    assert not differ, differ[:3]
+    read = sum(events.qmgr_from(t) is not None for t in cases)
+    assert 1000 < read < len(cases) - 1000  # lines read, and lines the regex refuses
+
+
+def test_starts_at_is_startswith_at_a_position():
+    texts = fixture_messages()[:200] + ["", "t", "to=<", "xto=<"]
+    for text in texts:
+        for prefix in ("to=<", "from=", "from=<", text[3:7] or "x"):
+            for at in range(len(text) + 2):
+                assert events.starts_at(text, prefix, at) == text.startswith(prefix, at), (text, prefix, at)
+
+
+def test_printable_ascii_is_not_white_space():
+    """The line's text is cut before its line break without rstrip() when the character before is one of these."""
+    assert len(parse.PRINTABLE_ASCII) == 94 and not any(c.isspace() for c in parse.PRINTABLE_ASCII)
+    assert all(c in parse.PRINTABLE_ASCII or c.isspace() or not c.isascii() or not c.isprintable()
+               for c in map(chr, range(128)))
 
 
 def test_client_is_the_regexs_on_fixture_and_mutated_lines():

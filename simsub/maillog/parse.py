@@ -52,6 +52,8 @@ PROGRESS_EVERY = 65536
 #: (docs/maillog.md), and what a collection can free (cycles: none are made per line) stays small.
 PARSE_GC_THRESHOLD: Final = 100_000
 DIGITS: Final = frozenset("0123456789")
+#: The characters from "!" to "~": none is white space (a set: compiled, comparing strings by order is a generic call).
+PRINTABLE_ASCII: Final = frozenset(map(chr, range(0x21, 0x7F)))
 #: What a line's program is to :meth:`Parser.feed`, which calls the handler of each kind directly (cheaper,
 #: compiled, than calling a bound method kept in a table): not Postfix, a Postfix line only counted, ...
 OTHER: Final = 0
@@ -182,7 +184,6 @@ class Parser:
         last_key = "\n" * 15
         last_t: Seconds = 0.0
         t: Seconds  # the line's time (s)
-        last_host = ""  # the host of the line before: nearly every line has the same, reused, not sliced
         next_progress = self.lines_read + PROGRESS_EVERY
         text, raw = open_log(log.path)
         truncated = None
@@ -223,15 +224,12 @@ class Parser:
                     if end < 0:  # fewer than three fields after the stamp
                         not_syslog += 1
                         continue
-                    if at - start == len(last_host) and line.startswith(last_host, start):
-                        host = last_host
-                    else:
-                        host = last_host = line[start:at]
+                    host = line[start:at]
                     tag = line[at + 1:end]
                     # the text without its line break: what rstrip() leaves when the character before the
                     # break is printable ASCII (else rstrip() itself, which also takes other white space)
                     stop = len(line) - 1
-                    if stop > end + 1 and line[stop] == "\n" and "!" <= line[stop - 1] <= "~":
+                    if stop > end + 1 and line[stop] == "\n" and line[stop - 1] in PRINTABLE_ASCII:
                         msg = line[end + 1:stop]
                     else:
                         msg = line[end + 1:].rstrip()
@@ -474,7 +472,7 @@ class Parser:
         m = self.messages.get(qid) if cut >= 0 else None
         if m is None:
             self.skipped["postfix qmgr: message not received by smtpd in this log"] += 1
-        elif msg.startswith("from=", cut + 2):
+        elif events.starts_at(msg, "from=", cut + 2):
             queued = events.qmgr_from(msg, cut + 2)
             if queued is None:  # e.g. from=<>, status=expired, returned to sender
                 self.skipped["postfix qmgr (not tabulated)"] += 1
@@ -500,7 +498,7 @@ class Parser:
 
     def delivery(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         cut = msg.find(": ")  # what msg.partition(": ") cuts, read in place
-        d = events.delivery_parts(msg, cut + 2) if cut >= 0 and msg.startswith("to=<", cut + 2) else None
+        d = events.delivery_parts(msg, cut + 2) if cut >= 0 and events.starts_at(msg, "to=<", cut + 2) else None
         if d is None:
             self.skipped["postfix delivery agent (not tabulated)"] += 1
             return
