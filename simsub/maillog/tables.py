@@ -53,8 +53,14 @@ SCHEMA: dict[str, tuple[tuple[str, str], ...]] = {
     "anvil": (("t_s", "f"), ("statistic", "s"), ("value", "i"), ("service", "s"), ("client", "s"),
               ("at_s", "f")),
 }
-#: Rows per chunk: enough to make writing cheap, few enough that the six buffers stay small.
-CHUNK: Final = 5_000
+#: Rows per chunk: enough to make writing a chunk cheap, few enough that a chunk's rows are still in the
+#: processor's caches when they are written and freed.  5,000 cost a quarter more CPU for parse and write
+#: than 250 (a thousand: nearly as little): the six buffers' rows (tuples and strings, a few hundred bytes
+#: a row) outgrew the caches between being made and being written (docs/maillog.md).
+CHUNK: Final = 250
+#: Rows a :class:`FrameSink` gathers per table before it makes them a DataFrame (a frame per chunk would be
+#: many small frames: pandas' cost per frame, then per frame in the concatenation).
+FRAME_ROWS: Final = 50_000
 _DTYPES = {"f": np.float64, "i": np.int64, "s": object}
 
 
@@ -93,15 +99,26 @@ def frame(table: str, rows: list[tuple]) -> pd.DataFrame:
 
 
 class FrameSink:
-    """Keeps every chunk; :meth:`result` is one DataFrame per table."""
+    """Keeps every row, ``FRAME_ROWS`` at a time as a DataFrame; :meth:`result` is one DataFrame per table."""
 
     def __init__(self):
         self.chunks: dict[str, list[pd.DataFrame]] = {table: [] for table in SCHEMA}
+        self.pending: dict[str, list[tuple]] = {table: [] for table in SCHEMA}
 
     def write(self, table: str, rows: list[tuple]) -> None:
-        self.chunks[table].append(frame(table, flat_rows(table, rows)))
+        pending = self.pending[table]
+        pending += flat_rows(table, rows)
+        if len(pending) >= FRAME_ROWS:
+            self._frame(table)
+
+    def _frame(self, table: str) -> None:
+        self.chunks[table].append(frame(table, self.pending[table]))
+        self.pending[table] = []
 
     def result(self) -> dict[str, pd.DataFrame]:
+        for table, pending in self.pending.items():
+            if pending:
+                self._frame(table)
         return {table: pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else
                 (chunks[0] if chunks else frame(table, [])) for table, chunks in self.chunks.items()}
 
