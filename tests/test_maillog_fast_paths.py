@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from simsub.maillog import events
-from simsub.maillog.tables import LAID_OUT, SCHEMA, CsvSink, flat_rows, recipient_row
+from simsub.maillog import events, parse
+from simsub.maillog.tables import SCHEMA, CsvSink, flat_rows, laid_out_row
 
 FIXTURES = Path(__file__).parent / "fixtures"
 #: Pieces a mutation inserts: those that change what the fast paths or CSV quoting must decide (no line
@@ -94,13 +94,15 @@ def test_delivery_fields_are_the_regexs_on_fixture_and_mutated_lines():
 
 
 def same_parts(a, b) -> bool:
-    return a == b or (a is not None and b is not None and a[0] == b[0] and same(a[1], b[1]) and a[2:] == b[2:])
+    """Equal (to, middle, status, detail) of delivery_parts: the middles' values (NaN equal to NaN) and text."""
+    return a == b or (a is not None and b is not None and a[0] == b[0] and same(a[1].values, b[1].values)
+                      and a[1].text == b[1].text and a[2:] == b[2:])
 
 
 def test_delivery_parts_carry_the_text_of_their_middle():
     """The recipients row's middle text, made by the parser (once per distinct middle, or per line on the
-    regex's path), is str() of each of its fields joined by commas; the buffers' layout gives the columns
-    back in order."""
+    regex's path), is str() of each of its fields joined by commas, and str() of the run; the buffers'
+    layout gives the columns back in order."""
     texts = [t.partition(": ")[2] for t in fixture_messages() if ": to=<" in t]
     parts = []
     for text in texts + mutated(texts, 5_000, seed=8):
@@ -112,14 +114,60 @@ def test_delivery_parts_carry_the_text_of_their_middle():
         assert same_parts(events.delivery_parts(f"4Lx2Yk0Jv8z3hC1: {text}", 17), d), text
         if d is not None:
             parts.append(d)
-            assert d[2] == ",".join(str(v) for v in d[1]), d
+            assert d[1].text == ",".join(str(v) for v in d[1].values) == str(d[1]) == "%s" % (d[1],), d
     assert len(parts) > 1000
-    assert any(d[1][0] for d in parts) and any(d[1][3] != d[1][3] for d in parts)  # orig_to=, no delays=
-    for to, middle, text, status, detail in parts[:500]:
-        flat = ("Q1", 5, to, *middle, status, detail)
-        row = recipient_row(flat)
-        assert row == ("Q1", 5, to, text, status, detail, middle)
-        assert flat_rows("recipients", [row]) == [flat]
+    # orig_to=, no delays=
+    assert any(d[1].values[0] for d in parts) and any(d[1].values[3] != d[1].values[3] for d in parts)
+    for to, middle, status, detail in parts[:500]:
+        flat = ("Q1", 5, to, *middle.values, status, detail)
+        row = laid_out_row("recipients", flat)
+        assert row[:3] + row[4:] == ("Q1", 5, to, status, detail) and row[3].text == middle.text
+        assert flat_rows("recipients", [("Q1", 5, to, middle, status, detail)]) == [flat]
+        assert same(flat_rows("recipients", [row])[0], flat)
+
+
+def test_disconnect_runs_carry_the_text_of_their_counts():
+    """A session's command counts as the parser buffers them: the counts and str() of each joined by commas."""
+    texts = [t for t in fixture_messages() if t.startswith("disconnect from ")]
+    cases = [t[16:].partition(" ")[2] for t in texts + mutated(texts, 3_000, seed=9)]
+    runs = [events.disconnect_run(text) for text in cases]
+    assert sum(run is not None for run in runs) > 100 and None in runs
+    for text, run in zip(cases, runs):
+        assert events.disconnect_counts(text) == (None if run is None else run.values)
+        if run is not None:
+            assert run.text == ",".join(str(v) for v in run.values) == str(run)
+            row = (1, "h", "smtpd", 2, 3.5, 4, "n", "a", "", "", "disconnect", "", run)
+            assert flat_rows("sessions", [row]) == [row[:12] + run.values]
+            assert laid_out_row("sessions", row[:12] + run.values)[12].text == run.text
+
+
+def test_qmgr_from_is_the_regexs_on_fixture_and_mutated_lines():
+    texts = [t.partition(": ")[2] for t in fixture_messages() if ": from=<" in t]
+    assert len(texts) > 20
+    extra = ["from=<a>, size=1, nrcpt=2", "from=<a>, size=1, nrcpt=12345678901234567890 (queue active)",
+             "from=<a>, size=1234567890123456789, nrcpt=1", "from=<a>, size=\u0661\u0662, nrcpt=\u0663",
+             "from=<a>, size=x>, size=5, nrcpt=1", "from=<a\nb>, size=1, nrcpt=1", "from=<>, size=0, nrcpt=0x"]
+    cases = texts + extra + mutated(texts + extra, 20_000, seed=10)
+    differ = [t for t in cases if events.qmgr_from(t) != events._qmgr_from_regex(t)
+              or events.qmgr_from("Q1: " + t, 4) != events._qmgr_from_regex(t)]
+    assert not differ, differ[:3]
+    read = sum(events.qmgr_from(t) is not None for t in cases)
+    assert 1000 < read < len(cases) - 1000  # lines read, and lines the regex refuses
+
+
+def test_starts_at_is_startswith_at_a_position():
+    texts = fixture_messages()[:200] + ["", "t", "to=<", "xto=<"]
+    for text in texts:
+        for prefix in ("to=<", "from=", "from=<", text[3:7] or "x"):
+            for at in range(len(text) + 2):
+                assert events.starts_at(text, prefix, at) == text.startswith(prefix, at), (text, prefix, at)
+
+
+def test_printable_ascii_is_not_white_space():
+    """The line's text is cut before its line break without rstrip() when the character before is one of these."""
+    assert len(parse.PRINTABLE_ASCII) == 94 and not any(c.isspace() for c in parse.PRINTABLE_ASCII)
+    assert all(c in parse.PRINTABLE_ASCII or c.isspace() or not c.isascii() or not c.isprintable()
+               for c in map(chr, range(128)))
 
 
 def test_client_is_the_regexs_on_fixture_and_mutated_lines():
@@ -159,7 +207,7 @@ def csv_bytes(rows_by_table: dict, folder: Path) -> dict[str, bytes]:
     for table, chunks in rows_by_table.items():
         for rows in chunks:
             # as the parser buffers them (recipients: the middle's text made once, not by the writer)
-            sink.write(table, [recipient_row(row) for row in rows] if table in LAID_OUT else rows)
+            sink.write(table, [laid_out_row(table, row) for row in rows])
     sink.close()
     return {table: gzip.decompress((folder / f"{table}.csv.gz").read_bytes()) for table in SCHEMA}
 

@@ -52,6 +52,37 @@ REJECT_ACTIONS: Final = frozenset(("reject", "reject_warning", "hold", "discard"
                             "milter-hold"))
 
 
+class Run:
+    """A run of a table row's columns and their CSV text, made once and shared by the rows that repeat it
+    (a session's command counts, a delivery line's relay, delays and dsn): ``values`` the columns,
+    ``text`` what the CSV writer makes of them, ``str()`` of each joined by commas (when none needs
+    quoting).  ``str()`` of a run is its text, so ``"%s" % run`` writes the columns without formatting
+    their numbers again (:class:`~simsub.maillog.tables.CsvSink`)."""
+    __slots__ = ("values", "text")
+
+    def __init__(self, values: tuple, text: str):
+        self.values = values
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Run({self.values!r}, {self.text!r})"
+
+
+def run_of(values: tuple) -> Run:
+    """The run of ``values``, its text made as the CSV writer makes it."""
+    return Run(values, ",".join(["%s"] * len(values)) % values)
+
+
+def starts_at(text: str, prefix: str, at: int) -> bool:
+    """``text.startswith(prefix, at)`` for ``at`` >= 0, as a search bounded to ``len(prefix)`` characters: compiled,
+    ``startswith`` with a position is a generic method call (its arguments parsed from a tuple) costing several
+    times what ``find`` with bounds costs."""
+    return text.find(prefix, at, at + len(prefix)) == at
+
+
 def client(text: str) -> tuple[str, str]:
     """``name[address]`` (``unknown[2001:db8::1]`` too) → (name, address); ("", "") if not one.
 
@@ -69,6 +100,12 @@ def client(text: str) -> tuple[str, str]:
 def disconnect_counts(text: str) -> tuple[int, ...] | None:
     """``ehlo=1 auth=0/1 ... commands=3/4`` → the sessions table's count columns (SESSION_COUNTS order,
     0 for a command not used); None when the line has no counts (Postfix before 3.0 logged none)."""
+    run = disconnect_run(text)
+    return None if run is None else run.values
+
+
+def disconnect_run(text: str) -> Run | None:
+    """:func:`disconnect_counts` as a :class:`Run` (the counts and their CSV text), or None."""
     # A server's sessions repeat a few dialogues over and over: remember the answers.
     try:
         return _counts_seen[text]
@@ -76,11 +113,14 @@ def disconnect_counts(text: str) -> tuple[int, ...] | None:
         pass
     if len(_counts_seen) > 10_000:
         _counts_seen.clear()
-    counts = _counts_seen[text] = _disconnect_counts(text)
-    return counts
+    counts = _disconnect_counts(text)
+    run = _counts_seen[text] = None if counts is None else run_of(counts)
+    return run
 
 
-_counts_seen: Final[dict[str, tuple[int, ...] | None]] = {}
+_counts_seen: Final[dict[str, Run | None]] = {}
+#: The counts of a session whose disconnect line gave none (-1: missing).
+NO_COUNTS: Final = run_of((-1,) * len(SESSION_COUNTS))
 
 
 def _disconnect_counts(text: str) -> tuple[int, ...] | None:
@@ -129,14 +169,14 @@ def delivery(text: str):
     d = delivery_parts(text)
     if d is None:
         return None
-    to, middle, _, status, detail = d
-    return (to, *middle, status, detail)
+    to, middle, status, detail = d
+    return (to, *middle.values, status, detail)
 
 
-def delivery_parts(text: str, start: int = 0) -> tuple[str, tuple, str, str, str] | None:
-    """What :func:`delivery` reads, as (to, middle, middle's CSV text, status, detail): ``middle`` is
+def delivery_parts(text: str, start: int = 0) -> tuple[str, Run, str, str] | None:
+    """What :func:`delivery` reads, as (to, middle, status, detail): ``middle`` is the :class:`Run` of
     (orig_to, relay, delay, a, b, c, d, dsn), the recipients table's columns between the recipient and
-    the status, and its CSV text is ``"%s,%s,%s,%s,%s,%s,%s,%s" % middle`` (what the CSV writer would
+    the status, with their CSV text ``"%s,%s,%s,%s,%s,%s,%s,%s" % values`` (what the CSV writer would
     make of those columns when none needs quoting; see :class:`~simsub.maillog.tables.CsvSink`).
 
     Most delivery lines of a log repeat the same relay, delays and dsn: the part between the
@@ -147,7 +187,7 @@ def delivery_parts(text: str, start: int = 0) -> tuple[str, tuple, str, str, str
     ``start``: where the fields begin in ``text`` (read in place: the same as ``text[start:]``)."""
     cut = text.find(">,", start)
     status_at = text.find(", status=", cut + 2)
-    if cut > start + 3 and status_at > 0 and text.startswith("to=<", start):
+    if cut > start + 3 and status_at > 0 and starts_at(text, "to=<", start):
         middle_text = text[cut + 2:status_at]
         known = _middles.get(middle_text)
         if known is None:
@@ -160,7 +200,7 @@ def delivery_parts(text: str, start: int = 0) -> tuple[str, tuple, str, str, str
         else:
             status, detail = text[status_at + 9:space], text[space + 1:]
         if known is not None and status in STATUSES:
-            return text[start + 4:cut], known[0], known[1], status, detail
+            return text[start + 4:cut], known, status, detail
     return _delivery_regex_parts(text, start)
 
 
@@ -170,15 +210,15 @@ STATUSES: Final = frozenset(("sent", "deferred", "bounced", "expired", "delivera
 _MIDDLE: Final = re.compile(
     r"(?: orig_to=<(.*?)>,)? relay=([^,]*),(?: conn_use=\d+,)? delay=([\d.]+)"
     r"(?:, delays=([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+))?(?:, dsn=([\d.]+))?")
-#: The text of a middle → (its fields, their CSV text).
-_middles: Final[dict[str, tuple[tuple, str]]] = {}
+#: The text of a middle → the run of its fields.
+_middles: Final[dict[str, Run]] = {}
 #: How a middle's fields are written in a CSV row (str() of each, as csv.writer and ``%s`` write them).
 MIDDLE_CSV: Final = ",".join(["%s"] * 8)
 
 
-def _delivery_middle(text: str) -> tuple[tuple, str] | None:
-    """``relay=..., delay=.., delays=a/b/c/d, dsn=..`` → ((orig_to, relay, delay, a, b, c, d, dsn), CSV
-    text), or None when the text is not of that form (then the whole line goes through the regex, which
+def _delivery_middle(text: str) -> Run | None:
+    """``relay=..., delay=.., delays=a/b/c/d, dsn=..`` → the run of (orig_to, relay, delay, a, b, c, d,
+    dsn), or None when the text is not of that form (then the whole line goes through the regex, which
     may still read it: a recipient with ``>,`` in it)."""
     m = _MIDDLE.fullmatch(text)
     if not m:
@@ -191,7 +231,7 @@ def _delivery_middle(text: str) -> tuple[tuple, str] | None:
         return None
     if len(_middles) > 10_000:  # a cache: keep memory flat
         _middles.clear()
-    known = _middles[text] = (middle, MIDDLE_CSV % middle)
+    known = _middles[text] = Run(middle, MIDDLE_CSV % middle)
     return known
 
 
@@ -200,11 +240,11 @@ def _delivery_regex(text: str):
     d = _delivery_regex_parts(text)
     if d is None:
         return None
-    to, middle, _, status, detail = d
-    return (to, *middle, status, detail)
+    to, middle, status, detail = d
+    return (to, *middle.values, status, detail)
 
 
-def _delivery_regex_parts(text: str, start: int = 0) -> tuple[str, tuple, str, str, str] | None:
+def _delivery_regex_parts(text: str, start: int = 0) -> tuple[str, Run, str, str] | None:
     m = _DELIVERY.match(text, start)
     if not m:
         return None
@@ -214,7 +254,7 @@ def _delivery_regex_parts(text: str, start: int = 0) -> tuple[str, tuple, str, s
         detail = detail[1:-1]
     middle = (m[2] or "", m[3], float(m[4]), float(m[5]) if m[5] else nan, float(m[6]) if m[6] else nan,
               float(m[7]) if m[7] else nan, float(m[8]) if m[8] else nan, m[9] or "")
-    return m[1], middle, MIDDLE_CSV % middle, m[10], detail
+    return m[1], Run(middle, MIDDLE_CSV % middle), m[10], detail
 
 
 def reject(text: str):
@@ -283,7 +323,27 @@ def anvil(text: str):
 
 def qmgr_from(text: str, start: int = 0):
     """``from=<s>, size=600, nrcpt=3 (queue active)`` → (sender, size, nrcpt); None if not one.
-    ``start``: where the fields begin in ``text`` (the same as ``text[start:]``)."""
+    ``start``: where the fields begin in ``text`` (the same as ``text[start:]``).
+
+    What ``_QMGR_FROM`` reads, cut with ``str.find`` where the line has the usual form: the first
+    ``>, size=`` ends the sender, the size's digits (``\\d``: ``str.isdecimal``) run up to the first
+    ``, nrcpt=``, and the recipients' digits up to a space or the end; any other line goes through the
+    regex (whose lazy sender may end at a later ``>, size=``)."""
+    if starts_at(text, "from=<", start):
+        cut = text.find(">, size=", start + 6)
+        comma = text.find(", nrcpt=", cut + 8) if cut >= 0 else -1
+        if comma > 0 and 0 < comma - cut - 8 <= 18:
+            size = text[cut + 8:comma]
+            space = text.find(" ", comma + 8)
+            nrcpt = text[comma + 8:] if space < 0 else text[comma + 8:space]
+            sender = text[start + 6:cut]
+            if 0 < len(nrcpt) <= 18 and size.isdecimal() and nrcpt.isdecimal() and "\n" not in sender:
+                return sender, int(size), int(nrcpt)
+    return _qmgr_from_regex(text, start)
+
+
+def _qmgr_from_regex(text: str, start: int = 0):
+    """What ``_QMGR_FROM`` reads (the reference of :func:`qmgr_from`'s shortcut)."""
     m = _QMGR_FROM.match(text, start)
     return (m[1], int(m[2]), int(m[3])) if m else None
 

@@ -30,7 +30,7 @@ import pandas as pd
 from . import events
 from .lines import (GZIP_ERRORS, MAX_LINE, ClassicClock, LogError, LogFile, MONTHS, Rfc3339Clock, Seconds, epoch,
                     file_years, first_time, open_log, scan)
-from .events import SESSION_COUNTS, client
+from .events import NO_COUNTS, Run, client
 from .tables import Buffers, FrameSink
 
 #: s of log time after a session's end before its never-queued messages are written out.
@@ -51,8 +51,9 @@ PROGRESS_EVERY = 65536
 #: This many is a collection every few thousand lines: 10-17 % less CPU for the whole parse
 #: (docs/maillog.md), and what a collection can free (cycles: none are made per line) stays small.
 PARSE_GC_THRESHOLD: Final = 100_000
-_NO_COUNTS: Final = (-1,) * len(SESSION_COUNTS)
 DIGITS: Final = frozenset("0123456789")
+#: The characters from "!" to "~": none is white space (a set: compiled, comparing strings by order is a generic call).
+PRINTABLE_ASCII: Final = frozenset(map(chr, range(0x21, 0x7F)))
 #: What a line's program is to :meth:`Parser.feed`, which calls the handler of each kind directly (cheaper,
 #: compiled, than calling a bound method kept in a table): not Postfix, a Postfix line only counted, ...
 OTHER: Final = 0
@@ -178,8 +179,9 @@ class Parser:
         other = not_syslog = overlong = 0
         overlong_first = 0
         number = 0
-        # Classic stamps repeat from line to line (one second of a busy log): the last one's time is kept.
-        last_key: str | None = None
+        # Classic stamps repeat from line to line (one second of a busy log): the last one's time is kept,
+        # and a line that starts with the same 15 characters is not sliced (no line starts with line breaks).
+        last_key = "\n" * 15
         last_t: Seconds = 0.0
         t: Seconds  # the line's time (s)
         next_progress = self.lines_read + PROGRESS_EVERY
@@ -187,34 +189,50 @@ class Parser:
         truncated = None
         try:
             with text:
-                for number, line in enumerate(text, start=1):
+                for line in text:
+                    number += 1
                     if len(line) > MAX_LINE:
                         overlong += 1
                         overlong_first = overlong_first or number
                         continue
+                    # Host, tag and text are cut by position (str.find and three slices, what
+                    # line.split(" ", 2) after the stamp gives): fewer objects per line than a copy of the
+                    # rest, a list and rstrip().  Compiled (the build the speed is judged on) this is
+                    # faster; in pure Python it costs more bytecodes than one split (docs/maillog.md).
                     try:
                         if line[0] in DIGITS:
-                            stamp, _, rest = line.partition(" ")
-                            t = rfc(stamp)
+                            start = line.find(" ")
+                            t = rfc(line[:start] if start >= 0 else line)
+                            start = start + 1 if start >= 0 else len(line)
                         else:
-                            key = line[:15]
-                            if key != last_key:
+                            if not line.startswith(last_key):
+                                key = line[:15]
                                 last_t = seconds_of(key) or classic(key)
                                 last_key = key
                             t = last_t
                             if line[15] == " ":
-                                rest = line[16:]
+                                start = 16
                             else:  # a fraction of a second after the stamp
                                 cut = line.index(" ", 15)
                                 t += float(line[15:cut])
-                                rest = line[cut + 1:]
-                        # (cutting host, tag and text by position with str.find, without the copy of the
-                        # rest and the list, is faster compiled but slower pure: docs/maillog.md)
-                        host, tag, msg = rest.split(" ", 2)
-                        msg = msg.rstrip()
+                                start = cut + 1
                     except (ValueError, IndexError, KeyError, TypeError):
                         not_syslog += 1
                         continue
+                    at = line.find(" ", start)
+                    end = line.find(" ", at + 1) if at >= 0 else -1
+                    if end < 0:  # fewer than three fields after the stamp
+                        not_syslog += 1
+                        continue
+                    host = line[start:at]
+                    tag = line[at + 1:end]
+                    # the text without its line break: what rstrip() leaves when the character before the
+                    # break is printable ASCII (else rstrip() itself, which also takes other white space)
+                    stop = len(line) - 1
+                    if stop > end + 1 and line[stop] == "\n" and line[stop - 1] in PRINTABLE_ASCII:
+                        msg = line[end + 1:stop]
+                    else:
+                        msg = line[end + 1:].rstrip()
                     kind, count, service, pid = tags.get(tag) or tag_info(tag)
                     if t != latest:  # a line of another time than the one before (else nothing changes)
                         if t < latest:
@@ -346,7 +364,7 @@ class Parser:
                 name, address = client(who)
                 if address:
                     s.name, s.address = name, address
-            self._end(s, t, events.disconnect_counts(counts), s.end, t)
+            self._end(s, t, events.disconnect_run(counts), s.end, t)
             if (self.limbo and self.limbo[0][0] < t) or (self.limbo_cleaned and self.limbo_cleaned[0][0] < t):
                 self._sweep(t)
             return
@@ -380,7 +398,7 @@ class Parser:
                 return
             name, address, method, reason, user = failure
             s = self._session(host, service, pid)
-            self.out.add("auth_failures", (t, s.id, name, address, method, reason, user))
+            self.out.auth_failures.add((t, s.id, name, address, method, reason, user))
         else:
             self.skipped["postfix smtpd (not tabulated)"] += 1
 
@@ -403,16 +421,17 @@ class Parser:
     def _reject(self, t: Seconds, session_id: int, qid: str, r: tuple) -> None:
         """A row of rejects from :func:`events.reject`'s fields."""
         action, stage, name, address, code, dsn, reason, sender, recipient, helo = r
-        self.out.add("rejects", (t, session_id, qid, stage, code, dsn, reason, name, address, sender,
-                                 recipient, helo, action))
+        self.out.rejects.add((t, session_id, qid, stage, code, dsn, reason, name, address, sender,
+                              recipient, helo, action))
 
-    def _end(self, s: _Session, t: Seconds, counts: tuple | None, end: str, now: Seconds) -> None:
+    def _end(self, s: _Session, t: Seconds, counts: Run | None, end: str, now: Seconds) -> None:
         """Write the session's row; ``now``: the current line's time (s), from which its messages that
         never reached qmgr wait ``LIMBO_S`` when ``t`` (its disconnect) is not known."""
         if end == "unfinished":
             self.unfinished += 1
-        self.out.add("sessions", (s.id, s.host, s.service, s.pid, s.connect_s, t, s.name, s.address,
-                                  s.method, s.user, end, s.lost_after) + (counts or _NO_COUNTS))
+        # the buffers' layout of a sessions row (tables.flat_rows): the counts are a run, their text made once
+        self.out.sessions.add((s.id, s.host, s.service, s.pid, s.connect_s, t, s.name, s.address, s.method, s.user,
+                               end, s.lost_after, counts or NO_COUNTS))
         if s.messages is None:
             return
         deadline = (t if t == t else now) + LIMBO_S
@@ -443,8 +462,8 @@ class Parser:
                 self._write_message(m, NAN)
 
     def _write_message(self, m: _Message, removed: Seconds) -> None:
-        self.out.add("messages", (m.qid, m.session_id, m.accepted_s, m.name, m.address, m.user, m.sender, m.size,
-                                  m.nrcpt, removed))
+        self.out.messages.add((m.qid, m.session_id, m.accepted_s, m.name, m.address, m.user, m.sender, m.size,
+                               m.nrcpt, removed))
 
     # ------------------------------------------------------------------ queue and delivery
     def qmgr(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
@@ -453,7 +472,7 @@ class Parser:
         m = self.messages.get(qid) if cut >= 0 else None
         if m is None:
             self.skipped["postfix qmgr: message not received by smtpd in this log"] += 1
-        elif msg.startswith("from=", cut + 2):
+        elif events.starts_at(msg, "from=", cut + 2):
             queued = events.qmgr_from(msg, cut + 2)
             if queued is None:  # e.g. from=<>, status=expired, returned to sender
                 self.skipped["postfix qmgr (not tabulated)"] += 1
@@ -479,13 +498,13 @@ class Parser:
 
     def delivery(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         cut = msg.find(": ")  # what msg.partition(": ") cuts, read in place
-        d = events.delivery_parts(msg, cut + 2) if cut >= 0 and msg.startswith("to=<", cut + 2) else None
+        d = events.delivery_parts(msg, cut + 2) if cut >= 0 and events.starts_at(msg, "to=<", cut + 2) else None
         if d is None:
             self.skipped["postfix delivery agent (not tabulated)"] += 1
             return
-        to, middle, middle_text, status, detail = d
-        # the buffers' layout of a recipients row (tables.flat_rows): the middle's fields and their text
-        self.out.add("recipients", (msg[:cut], t, to, middle_text, status, detail, middle))
+        to, middle, status, detail = d
+        # the buffers' layout of a recipients row (tables.flat_rows): the middle is a run, its text made once
+        self.out.recipients.add((msg[:cut], t, to, middle, status, detail))
 
     def anvil(self, t: Seconds, host: str, service: str, pid: int, msg: str) -> None:
         a = events.anvil(msg)
@@ -493,8 +512,8 @@ class Parser:
             self.skipped["postfix anvil (not tabulated)"] += 1
             return
         statistic, value, client, at = a
-        self.out.add("anvil", (t, statistic, value, service, client,
-                               _at_time(at, t, getattr(self._clock, "last_offset", 0.0))))
+        self.out.anvil.add((t, statistic, value, service, client,
+                            _at_time(at, t, getattr(self._clock, "last_offset", 0.0))))
 
     # ------------------------------------------------------------------ the end
     def finish(self) -> None:

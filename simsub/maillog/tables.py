@@ -1,11 +1,14 @@
 """The parsed tables' columns, and row buffers that hand chunks of rows to a sink.
 
-Rows are tuples in the order of the table's columns, but for one: a recipients row in the buffers is
-(queue_id, t_s, recipient, the middle's CSV text, status, detail, middle), where ``middle`` is the
-tuple of the 8 columns from orig_recipient to dsn, whose text the parser made once per distinct
-middle (:func:`~simsub.maillog.events.delivery_parts`): formatting floats is most of writing a row,
-and most delivery lines repeat their relay, delays and dsn.  :func:`flat_rows` gives the rows in column
-order.  A buffer keeps at most
+Rows are tuples in the order of the table's columns, but for two (:data:`LAID_OUT`), where a run
+of columns that repeats from row to row is one :class:`~simsub.maillog.events.Run` (the columns and
+their CSV text, made once per distinct run): a recipients row in the buffers is (queue_id, t_s,
+recipient, middle, status, detail), ``middle`` the run of the 8 columns from orig_recipient to dsn
+(:func:`~simsub.maillog.events.delivery_parts`: most delivery lines repeat their relay, delays and
+dsn), and a sessions row is its 12 first columns then the run of its 15 command counts
+(:func:`~simsub.maillog.events.disconnect_run`).  Formatting numbers is most of writing a row;
+``"%s" % run`` is the run's text, made once.  :func:`flat_rows` gives the rows in column order,
+:func:`laid_out_row` the other way.  A buffer keeps at most
 ``CHUNK`` rows; each full chunk goes to the sink, which either makes it a
 DataFrame and keeps it (:class:`FrameSink`, for
 :func:`~simsub.maillog.parse.parse_maillog`) or appends it to a gzip CSV file
@@ -27,8 +30,8 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
-from .events import MIDDLE_CSV
 from .events import SESSION_COUNTS as _COUNTS
+from .events import run_of
 
 #: table → ((column, type), ...), see docs/maillog.md for what each column means.
 SCHEMA: dict[str, tuple[tuple[str, str], ...]] = {
@@ -50,8 +53,14 @@ SCHEMA: dict[str, tuple[tuple[str, str], ...]] = {
     "anvil": (("t_s", "f"), ("statistic", "s"), ("value", "i"), ("service", "s"), ("client", "s"),
               ("at_s", "f")),
 }
-#: Rows per chunk: enough to make writing cheap, few enough that the six buffers stay small.
-CHUNK: Final = 5_000
+#: Rows per chunk: enough to make writing a chunk cheap, few enough that a chunk's rows are still in the
+#: processor's caches when they are written and freed.  5,000 cost a quarter more CPU for parse and write
+#: than 250 (a thousand: nearly as little): the six buffers' rows (tuples and strings, a few hundred bytes
+#: a row) outgrew the caches between being made and being written (docs/maillog.md).
+CHUNK: Final = 250
+#: Rows a :class:`FrameSink` gathers per table before it makes them a DataFrame (a frame per chunk would be
+#: many small frames: pandas' cost per frame, then per frame in the concatenation).
+FRAME_ROWS: Final = 50_000
 _DTYPES = {"f": np.float64, "i": np.int64, "s": object}
 
 
@@ -59,22 +68,27 @@ def columns(table: str) -> list[str]:
     return [name for name, _ in SCHEMA[table]]
 
 
-#: Tables whose rows the buffers hold in another layout than the columns' (see the module's docstring).
-LAID_OUT: Final = frozenset(("recipients",))
+#: Tables whose rows the buffers hold in another layout than the columns': table → (first column of
+#: the run, columns in it) (see the module's docstring).
+LAID_OUT: Final = {"recipients": (3, 8), "sessions": (12, len(_COUNTS))}
 
 
 def flat_rows(table: str, rows: list[tuple]) -> list[tuple]:
     """``rows`` as the buffers hold them → in the order of the table's columns."""
     if table == "recipients":
-        return [row[:3] + row[6] + row[4:6] for row in rows]
+        return [row[:3] + row[3].values + row[4:] for row in rows]
+    if table == "sessions":
+        return [row[:12] + row[12].values for row in rows]
     return rows
 
 
-def recipient_row(row: tuple) -> tuple:
-    """A recipients row in the order of the columns → as the buffers hold it (the parser makes these
-    itself, the middle's text once per distinct middle)."""
-    middle = tuple(row[3:11])
-    return (*row[:3], MIDDLE_CSV % middle, row[11], row[12], middle)
+def laid_out_row(table: str, row: tuple) -> tuple:
+    """A row in the order of the table's columns → as the buffers hold it (the parser makes these
+    itself, a run's text once per distinct run)."""
+    if table not in LAID_OUT:
+        return row
+    first, width = LAID_OUT[table]
+    return (*row[:first], run_of(tuple(row[first:first + width])), *row[first + width:])
 
 
 def frame(table: str, rows: list[tuple]) -> pd.DataFrame:
@@ -85,15 +99,26 @@ def frame(table: str, rows: list[tuple]) -> pd.DataFrame:
 
 
 class FrameSink:
-    """Keeps every chunk; :meth:`result` is one DataFrame per table."""
+    """Keeps every row, ``FRAME_ROWS`` at a time as a DataFrame; :meth:`result` is one DataFrame per table."""
 
     def __init__(self):
         self.chunks: dict[str, list[pd.DataFrame]] = {table: [] for table in SCHEMA}
+        self.pending: dict[str, list[tuple]] = {table: [] for table in SCHEMA}
 
     def write(self, table: str, rows: list[tuple]) -> None:
-        self.chunks[table].append(frame(table, flat_rows(table, rows)))
+        pending = self.pending[table]
+        pending += flat_rows(table, rows)
+        if len(pending) >= FRAME_ROWS:
+            self._frame(table)
+
+    def _frame(self, table: str) -> None:
+        self.chunks[table].append(frame(table, self.pending[table]))
+        self.pending[table] = []
 
     def result(self) -> dict[str, pd.DataFrame]:
+        for table, pending in self.pending.items():
+            if pending:
+                self._frame(table)
         return {table: pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else
                 (chunks[0] if chunks else frame(table, [])) for table, chunks in self.chunks.items()}
 
@@ -108,13 +133,9 @@ class CsvSink:
     The bytes are those of :func:`csv.writer` (``lineterminator="\\n"``), written faster: a row whose
     fields hold no comma, quote or line break needs no quoting, so it is the fields' ``str()`` joined
     by commas (``str()`` of a float is its shortest repr, as csv writes it); ``"%s,%s,..." % row`` makes
-    that in C, and a chunk whose text has exactly the separators' commas and no quote or line break
-    goes out at once.  Any other chunk is written row by row, with csv.writer for the rows that need
-    quoting.
-
-    Formatting numbers is most of the cost, and some runs of columns repeat from row to row (a
-    session's 15 command counts: :data:`REPEATING`): the text of each distinct run is made once and
-    remembered (:class:`_RunTexts`), the rest of the row around it."""
+    that in C (a :class:`~simsub.maillog.events.Run` in a laid-out row is its columns' text, made once),
+    and a chunk whose text has exactly the separators' commas and no quote or line break goes out at
+    once.  Any other chunk is written row by row, with csv.writer for the rows that need quoting."""
 
     def __init__(self, folder: Path):
         self.files = {}
@@ -126,21 +147,13 @@ class CsvSink:
             writer.writerow(columns(table))
             width = len(SCHEMA[table])
             line = ",".join(["%s"] * width)
-            first = REPEATING.get(table)
-            run = None if first is None else ("%s," * first, first, _RunTexts(width - first))
-            # the recipients' buffered rows: the middle's 8 columns are one text (their 7 commas in it)
-            laid_out = ",".join(["%s"] * (width - 7)) if table in LAID_OUT else None
-            self.files[table] = (raw, text, writer, line, width - 1, run, laid_out)
+            # a laid-out row: a run of columns is one field (its text has the commas between them)
+            laid_out = ",".join(["%s"] * (width - LAID_OUT[table][1] + 1)) if table in LAID_OUT else line
+            self.files[table] = (raw, text, writer, line, width - 1, laid_out)
 
     def write(self, table: str, rows: list[tuple]) -> None:
-        _, text, writer, line, commas, run, laid_out = self.files[table]
-        if laid_out is not None:  # the same text as line % flat row
-            chunk = "\n".join([laid_out % row[:6] for row in rows])
-        elif run is None:
-            chunk = "\n".join([line % row for row in rows])
-        else:  # the same text as line % row
-            head, first, texts = run
-            chunk = "\n".join([head % row[:first] + texts[row[first:]] for row in rows])
+        _, text, writer, line, commas, laid_out = self.files[table]
+        chunk = "\n".join([laid_out % row for row in rows])  # the same text as line % flat row
         if (chunk.count(",") == commas * len(rows) and chunk.count("\n") == len(rows) - 1 and '"' not in chunk
                 and "\r" not in chunk):
             text.write(chunk + "\n")
@@ -159,52 +172,60 @@ class CsvSink:
         self.files = {}
 
 
-#: table → first column of a run of columns, to the row's end, that takes few distinct values, where equal
-#: values (==) give equal text: a session's command counts are ints only (never a bool or a float, where
-#: 1 == 1.0 == True and 0.0 == -0.0 would be written differently).
-REPEATING = {"sessions": columns("sessions").index(_COUNTS[0])}
-#: Distinct runs a :class:`_RunTexts` remembers before it forgets them all (memory stays flat).
-RUN_TEXTS: Final = 10_000
+class Buffer:
+    """The rows of one table waiting for their chunk (at most ``CHUNK``), handed to ``sink`` when full;
+    ``count``: rows handed on so far."""
 
+    def __init__(self, table: str, sink):
+        self.table = table
+        self.sink = sink
+        self.rows: list[tuple] = []
+        self.count = 0
 
-class _RunTexts(dict):
-    """A run of column values (a tuple) → its CSV text, made on first use."""
+    def add(self, row: tuple) -> None:
+        rows = self.rows
+        rows.append(row)
+        if len(rows) >= CHUNK:
+            self.flush()
 
-    def __init__(self, width: int):
-        super().__init__()
-        self.line = ",".join(["%s"] * width)
-
-    def __missing__(self, run: tuple) -> str:
-        if len(self) >= RUN_TEXTS:
-            self.clear()
-        text = self[run] = self.line % run
-        return text
+    def flush(self) -> None:
+        rows = self.rows
+        if rows:
+            self.count += len(rows)
+            self.sink.write(self.table, rows)
+            self.rows = []
 
 
 class Buffers:
-    """One row buffer per table, flushed to ``sink`` chunk by chunk; ``counts`` rows per table."""
+    """One :class:`Buffer` per table, flushed to ``sink`` chunk by chunk; ``counts`` rows per table.
+
+    The parser adds rows to the tables' buffers directly (``buffers.recipients.add(row)``: an attribute,
+    not a lookup by the table's name per row)."""
 
     def __init__(self, sink):
         self.sink = sink
-        self.rows: dict[str, list[tuple]] = {table: [] for table in SCHEMA}
-        self.counts = {table: 0 for table in SCHEMA}
+        self.tables = {table: Buffer(table, sink) for table in SCHEMA}
+        self.sessions = self.tables["sessions"]
+        self.messages = self.tables["messages"]
+        self.recipients = self.tables["recipients"]
+        self.rejects = self.tables["rejects"]
+        self.auth_failures = self.tables["auth_failures"]
+        self.anvil = self.tables["anvil"]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Rows handed to the sink per table."""
+        return {table: buffer.count for table, buffer in self.tables.items()}
 
     def add(self, table: str, row: tuple) -> None:
-        rows = self.rows[table]
-        rows.append(row)
-        if len(rows) >= CHUNK:
-            self.flush(table)
+        self.tables[table].add(row)
 
     def flush(self, table: str) -> None:
-        rows = self.rows[table]
-        if rows:
-            self.counts[table] += len(rows)
-            self.sink.write(table, rows)
-            self.rows[table] = []
+        self.tables[table].flush()
 
     def finish(self) -> None:
-        for table in SCHEMA:
-            self.flush(table)
+        for buffer in self.tables.values():
+            buffer.flush()
 
 
 def read_tables(folder: Path, names=None) -> dict[str, pd.DataFrame]:
