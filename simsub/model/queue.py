@@ -206,8 +206,10 @@ class MailQueue:
         # Messages in the deferred queue: they are in ``messages`` with ``where == "deferred"``
         # and in ``deferred_buckets``; a third index of them by id cost a dict entry each.
         self.deferred_count = 0
-        # Deferred messages in buckets of floor(retry_at / width), so a scan takes only the
-        # buckets that can hold due ones (a heap of every deferred message costs a sift
+        # Deferred messages in buckets of ceil(retry_at / width), so a scan takes only the
+        # buckets that can hold due ones (ceil, not floor: a scan at a multiple of the width,
+        # as every periodic one is, finds its last bucket all due, where with floor it
+        # would be all but due and copied back, each message visited twice) (a heap of every deferred message costs a sift
         # through ~17 levels per retry).  A bucket holds the messages alone, not
         # (retry_at, id, message) entries: in a long listing most of the queue sits here
         # (18,000 messages at the 1x benchmark's peak), and an entry cost 88 bytes each.
@@ -234,9 +236,12 @@ class MailQueue:
 
     # ------------------------------------------------------------------ entry points
     def accept(self, message_id: int, kind: int, account: str, local_sender: bool, split: dict[int, int]) -> None:
-        """A message the front end accepted (``split``: destination index -> recipients)."""
+        """A message the front end accepted (``split``: destination index -> recipients).
+
+        The queue keeps ``split`` as the message's own (its recipients still to go): the
+        caller hands over a dict it no longer uses (each message's split is drawn anew)."""
         now = clock(self.env)  # env.now without SimPy's interpreted property
-        message = QueuedMessage(message_id, kind, account, local_sender, now, dict(split))
+        message = QueuedMessage(message_id, kind, account, local_sender, now, split)
         if self.volume_window is not None:
             volume, oldest = self.volume, now - self.volume_window
             volume.append((now, account, message.recipients))
@@ -457,15 +462,17 @@ class MailQueue:
         every destination is dead and that :meth:`_redefer` may defer again at once,
         their recipients, the others as (retry_at, id, message), unsorted).
 
-        A message is due if ``retry_at <= now``; since floor(x / width) never decreases
-        as x grows, every due message is in a bucket up to floor(now / width), and only
-        that last bucket can also hold messages not yet due (they stay).  A message
+        A message is due if ``retry_at <= now``; since ceil(x / width) never decreases
+        as x grows (the rounded division does not either), every due message is in a
+        bucket up to ceil(now / width), and only that last bucket can also hold messages
+        not yet due (they stay): with ``now`` a multiple of the width, as at every
+        periodic scan, it holds retry_at in (now - width, now], all due.  A message
         purged while deferred leaves its entry behind, which is dropped here; no other
         message leaves the deferred queue but through this method, so a deferred
         message has exactly one entry."""
         buckets = self.deferred_buckets
         lifetime_of_kind = self.lifetime_of_kind
-        top = math.floor(now / self.bucket_width)
+        top = math.ceil(now / self.bucket_width)
         suspended: list[QueuedMessage] = []
         recipients = 0
         others: list[tuple[float, int, QueuedMessage]] = []
@@ -503,12 +510,12 @@ class MailQueue:
         message.retry_at = retry_at
         message.where = "deferred"
         self.deferred_count += 1
-        self._bucket(math.floor(retry_at / self.bucket_width)).append(message)
+        self._bucket(math.ceil(retry_at / self.bucket_width)).append(message)
         if self.deferred_count > self.peak_deferred:
             self.peak_deferred = self.deferred_count
 
     def _bucket(self, b: int) -> list[QueuedMessage]:
-        """The deferred messages' bucket ``b`` (floor(retry_at / bucket_width)), made if it is new."""
+        """The deferred messages' bucket ``b`` (ceil(retry_at / bucket_width)), made if it is new."""
         if b < self.low_bucket:  # only a retry_at before the last scan's now (s), which is never
             self.low_bucket = b
         bucket = self.deferred_buckets.get(b)
@@ -540,7 +547,7 @@ class MailQueue:
         for message in messages:
             retry_at = now + min(max(now - message.accepted_at, minimal_backoff), maximal_backoff)
             message.retry_at = retry_at
-            b = math.floor(retry_at / width)
+            b = math.ceil(retry_at / width)
             if b != last_b:  # mostly the same bucket as the last one: old mail waits maximal_backoff
                 last_b = b
                 bucket = self._bucket(b)
