@@ -4,21 +4,12 @@ The model calls :meth:`Recorder.message`, :meth:`Recorder.session` and
 :meth:`Recorder.sample` with plain numbers; the recorder keeps them in compact
 typed columns (``array.array``: 8 bytes a value, no per-row objects).  Analysis
 code turns the columns into tables; the model never computes statistics.
-
-The rows of messages, sessions and deliveries (one per message or session, the
-recorder's hot path) are first packed whole into a small buffer (one
-``struct.pack`` a row, rather than one ``append`` call a field) and moved into
-the columns every :data:`FLUSH_ROWS` rows and whenever a table is read, so a
-reader always sees every row and memory stays that of the columns.
 """
 
 from __future__ import annotations
 
-import struct
 from array import array
 from typing import Any, Callable
-
-import numpy as np
 
 MESSAGE_COLUMNS = (
     ("message_id", "q"),  # also the id of its row in the deliveries table, if accepted
@@ -73,42 +64,12 @@ DELIVERY_COLUMNS = (
 )
 
 
-FLUSH_ROWS = 2048  # rows a table's buffer holds before they move to its columns (~200 kB at most)
-
-
-class _Rows:
-    """Rows of one table packed into a buffer (native sizes, no padding: the columns'
-    own item formats, so every value is stored exactly as ``array.append`` stores it),
-    moved into the table's columns by :meth:`flush`."""
-
-    def __init__(self, columns: tuple[tuple[str, str], ...]):
-        self.columns: dict[str, array] = {name: array(code) for name, code in columns}
-        self.names = [name for name, _ in columns]
-        self.pack: Callable[..., bytes] = struct.Struct("=" + "".join(code for _, code in columns)).pack
-        self.dtype = np.dtype([(name, "=" + code) for name, code in columns])
-        self.buffer = bytearray()
-        self.count = 0  # rows in the buffer
-
-    def flush(self) -> None:
-        if self.count:
-            _move(self.buffer, self.dtype, self.names, self.columns)
-            del self.buffer[:]  # the view _move made is gone: the buffer may shrink
-            self.count = 0
-
-
-def _move(buffer: bytearray, dtype: Any, names: list[str], columns: dict[str, array]) -> None:
-    """Append the rows packed in ``buffer`` to ``columns``, field by field."""
-    rows = np.frombuffer(buffer, dtype=dtype)
-    for name in names:
-        columns[name].frombytes(rows[name].tobytes())
-
-
 class Recorder:
     def __init__(self):
-        self._messages = _Rows(MESSAGE_COLUMNS)
-        self._sessions = _Rows(SESSION_COLUMNS)
-        self._deliveries = _Rows(DELIVERY_COLUMNS)
+        self.messages = {name: array(code) for name, code in MESSAGE_COLUMNS}
+        self.sessions = {name: array(code) for name, code in SESSION_COLUMNS}
         self.samples = {name: array(code) for name, code in SAMPLE_COLUMNS}
+        self.deliveries = {name: array(code) for name, code in DELIVERY_COLUMNS}
         self.events: list[tuple[float, str, str]] = []  # (t, what, detail): listings, operator actions
         self.totals: dict[str, float | int | None] = {}  # end-of-run counters of the queue and operator
         self.populations: list[str] = []
@@ -116,22 +77,10 @@ class Recorder:
         self.origins: list[str] = []
         self.accounts: list[str] = []
         self._account_codes: dict[str, int] = {}
-
-    # The tables' columns, every row recorded so far in them.
-    @property
-    def messages(self) -> dict[str, array]:
-        self._messages.flush()
-        return self._messages.columns
-
-    @property
-    def sessions(self) -> dict[str, array]:
-        self._sessions.flush()
-        return self._sessions.columns
-
-    @property
-    def deliveries(self) -> dict[str, array]:
-        self._deliveries.flush()
-        return self._deliveries.columns
+        # Each column's append, typed: compiled, a list of them is indexed natively.
+        self._m: list[Callable[[Any], None]] = [self.messages[name].append for name, _ in MESSAGE_COLUMNS]
+        self._s: list[Callable[[Any], None]] = [self.sessions[name].append for name, _ in SESSION_COLUMNS]
+        self._d: list[Callable[[Any], None]] = [self.deliveries[name].append for name, _ in DELIVERY_COLUMNS]
 
     def account_code(self, name: str) -> int:
         code = self._account_codes.get(name)
@@ -143,20 +92,31 @@ class Recorder:
     def message(self, message_id, population, client, origin, account, recipients, first_attempt, end, accepted,
                 attempts, outcome, step, recipients_accepted, ideal, slot_wait, policy_delay) -> None:
         """One finished message, in :data:`MESSAGE_COLUMNS` order (times in s)."""
-        rows = self._messages
-        rows.buffer += rows.pack(message_id, population, client, origin, account, recipients, first_attempt, end,
-                                 accepted, attempts, outcome, step, recipients_accepted, ideal, slot_wait,
-                                 policy_delay)
-        rows.count += 1
-        if rows.count >= FLUSH_ROWS:
-            rows.flush()
+        m = self._m
+        m[0](message_id)
+        m[1](population)
+        m[2](client)
+        m[3](origin)
+        m[4](account)
+        m[5](recipients)
+        m[6](first_attempt)
+        m[7](end)
+        m[8](accepted)
+        m[9](attempts)
+        m[10](outcome)
+        m[11](step)
+        m[12](recipients_accepted)
+        m[13](ideal)
+        m[14](slot_wait)
+        m[15](policy_delay)
 
     def session(self, population: int, arrival: float, outcome: int, slot_wait: float, slot_hold: float) -> None:
-        rows = self._sessions
-        rows.buffer += rows.pack(population, arrival, outcome, slot_wait, slot_hold)
-        rows.count += 1
-        if rows.count >= FLUSH_ROWS:
-            rows.flush()
+        s = self._s
+        s[0](population)
+        s[1](arrival)
+        s[2](outcome)
+        s[3](slot_wait)
+        s[4](slot_hold)
 
     def sample(self, t: float, busy_area: float, busy_peak: int, queue_peak: int,
                mail: tuple[int, int, int] = (0, 0, 0), mail_peaks: tuple[int, int] = (0, 0)) -> None:
@@ -170,12 +130,17 @@ class Recorder:
     def delivery(self, message_id, kind, accepted, recipients, delivered, bounced, purged, expired, queued,
                  last_delivery) -> None:
         """What became of one queued message's recipients (in :data:`DELIVERY_COLUMNS` order)."""
-        rows = self._deliveries
-        rows.buffer += rows.pack(message_id, kind, accepted, recipients, delivered, bounced, purged, expired, queued,
-                                 last_delivery)
-        rows.count += 1
-        if rows.count >= FLUSH_ROWS:
-            rows.flush()
+        d = self._d
+        d[0](message_id)
+        d[1](kind)
+        d[2](accepted)
+        d[3](recipients)
+        d[4](delivered)
+        d[5](bounced)
+        d[6](purged)
+        d[7](expired)
+        d[8](queued)
+        d[9](last_delivery)
 
     def event(self, t: float, what: str, detail: str) -> None:
         self.events.append((t, what, detail))
