@@ -51,9 +51,9 @@ from mypy_extensions import mypyc_attr
 from ..policy.ratelimit import FixedWindow
 from ..scenario.types import Destination, QueueConfig
 from .destination_window import DestinationWindow
-from .engine import timeout
+from .engine import Delay, clock, timeout
 from .recorder import Recorder
-from .reputation import Reputation
+from .reputation import Reputation, first_refusal
 
 NAN: Final = math.nan
 LOCAL_DELIVERY_TIME: Final = 0.01  # s, local(8) delivery of a bounce to a mailbox of the ISP
@@ -182,6 +182,8 @@ class MailQueue:
         self.uniform = Draws(rng, lambda r, n: r.random(n))
         self.delivery_times = [Draws(rng, d.delivery_time.sample) for d in destinations]
         self.lists = [d.lists for d in destinations]  # the reputation lists each destination consults
+        # The same lists' states, looked up once: a delivery reads them without a dict lookup per name.
+        self.list_states = [reputation.states(d.lists) for d in destinations]
         self.waiting_requests = 0
         self.agents_busy = 0
         # Read on every delivery: plain attributes, not lookups through config.
@@ -204,8 +206,10 @@ class MailQueue:
         # Messages in the deferred queue: they are in ``messages`` with ``where == "deferred"``
         # and in ``deferred_buckets``; a third index of them by id cost a dict entry each.
         self.deferred_count = 0
-        # Deferred messages in buckets of floor(retry_at / width), so a scan takes only the
-        # buckets that can hold due ones (a heap of every deferred message costs a sift
+        # Deferred messages in buckets of ceil(retry_at / width), so a scan takes only the
+        # buckets that can hold due ones (ceil, not floor: a scan at a multiple of the width,
+        # as every periodic one is, finds its last bucket all due, where with floor it
+        # would be all but due and copied back, each message visited twice) (a heap of every deferred message costs a sift
         # through ~17 levels per retry).  A bucket holds the messages alone, not
         # (retry_at, id, message) entries: in a long listing most of the queue sits here
         # (18,000 messages at the 1x benchmark's peak), and an entry cost 88 bytes each.
@@ -232,9 +236,12 @@ class MailQueue:
 
     # ------------------------------------------------------------------ entry points
     def accept(self, message_id: int, kind: int, account: str, local_sender: bool, split: dict[int, int]) -> None:
-        """A message the front end accepted (``split``: destination index -> recipients)."""
-        now = self.env.now
-        message = QueuedMessage(message_id, kind, account, local_sender, now, dict(split))
+        """A message the front end accepted (``split``: destination index -> recipients).
+
+        The queue keeps ``split`` as the message's own (its recipients still to go): the
+        caller hands over a dict it no longer uses (each message's split is drawn anew)."""
+        now = clock(self.env)  # env.now without SimPy's interpreted property
+        message = QueuedMessage(message_id, kind, account, local_sender, now, split)
         if self.volume_window is not None:
             volume, oldest = self.volume, now - self.volume_window
             volume.append((now, account, message.recipients))
@@ -326,14 +333,14 @@ class MailQueue:
             self.peak_active = self.active
         per_request = self.recipients_per_request
         message.rejected_now = 0
-        todo, message.todo = message.todo, {}
-        message.todo_mask = 0
+        todo = message.todo
         windows = self.windows
+        local = self.local
+        dead = 0  # the destinations whose recipients stay in ``todo``
         for destination, count in todo.items():
-            if destination != self.local and windows[destination].window == 0:
+            if destination != local and windows[destination].window == 0:
                 # qmgr_message_resolve: "This queue is dead. Defer delivery to this recipient."
-                message.todo[destination] = count
-                message.todo_mask |= 1 << destination
+                dead |= 1 << destination
                 self.suspended_recipients += count
                 continue
             while count > 0:
@@ -342,6 +349,14 @@ class MailQueue:
                 self.waiting_requests += 1
                 message.in_flight += 1
                 count -= chunk
+        # ``todo`` keeps the dead destinations' entries, in their order: kept whole if every
+        # destination is dead, emptied in place if none is (no new dict per activation).
+        if dead != message.todo_mask:
+            if dead:
+                message.todo = {d: c for d, c in todo.items() if dead >> d & 1}
+            else:
+                todo.clear()
+            message.todo_mask = dead
         if message.in_flight == 0:
             self._end_pass(message)
 
@@ -351,7 +366,7 @@ class MailQueue:
         env = self.env
         while True:
             yield timeout(env, delay)
-            self._scan(env.now)
+            self._scan(clock(env))
 
     def _scan(self, now: float) -> None:
         """One scan of the deferred queue at ``now`` (s).
@@ -391,10 +406,13 @@ class MailQueue:
             active_before = self.active
             activated = 0
             end = len(others)  # the index of the message after which the shortcut ends (len: it does not)
+            # Activating a message with a live destination only queues requests: no window
+            # changes in this loop, so the mask holds for all of it.
+            live = self._live_destinations()
             for j in range(len(others)):
                 message = others[j][2]
                 self.deferred_count -= 1
-                if message.todo_mask & self._live_destinations():  # a live destination
+                if message.todo_mask & live:  # a live destination
                     self._activate(message)  # requests only: no pass ends, nothing bounces
                     activated += 1
                     if self.active < self.active_limit:
@@ -444,15 +462,17 @@ class MailQueue:
         every destination is dead and that :meth:`_redefer` may defer again at once,
         their recipients, the others as (retry_at, id, message), unsorted).
 
-        A message is due if ``retry_at <= now``; since floor(x / width) never decreases
-        as x grows, every due message is in a bucket up to floor(now / width), and only
-        that last bucket can also hold messages not yet due (they stay).  A message
+        A message is due if ``retry_at <= now``; since ceil(x / width) never decreases
+        as x grows (the rounded division does not either), every due message is in a
+        bucket up to ceil(now / width), and only that last bucket can also hold messages
+        not yet due (they stay): with ``now`` a multiple of the width, as at every
+        periodic scan, it holds retry_at in (now - width, now], all due.  A message
         purged while deferred leaves its entry behind, which is dropped here; no other
         message leaves the deferred queue but through this method, so a deferred
         message has exactly one entry."""
         buckets = self.deferred_buckets
         lifetime_of_kind = self.lifetime_of_kind
-        top = math.floor(now / self.bucket_width)
+        top = math.ceil(now / self.bucket_width)
         suspended: list[QueuedMessage] = []
         recipients = 0
         others: list[tuple[float, int, QueuedMessage]] = []
@@ -490,12 +510,12 @@ class MailQueue:
         message.retry_at = retry_at
         message.where = "deferred"
         self.deferred_count += 1
-        self._bucket(math.floor(retry_at / self.bucket_width)).append(message)
+        self._bucket(math.ceil(retry_at / self.bucket_width)).append(message)
         if self.deferred_count > self.peak_deferred:
             self.peak_deferred = self.deferred_count
 
     def _bucket(self, b: int) -> list[QueuedMessage]:
-        """The deferred messages' bucket ``b`` (floor(retry_at / bucket_width)), made if it is new."""
+        """The deferred messages' bucket ``b`` (ceil(retry_at / bucket_width)), made if it is new."""
         if b < self.low_bucket:  # only a retry_at before the last scan's now (s), which is never
             self.low_bucket = b
         bucket = self.deferred_buckets.get(b)
@@ -527,7 +547,7 @@ class MailQueue:
         for message in messages:
             retry_at = now + min(max(now - message.accepted_at, minimal_backoff), maximal_backoff)
             message.retry_at = retry_at
-            b = math.floor(retry_at / width)
+            b = math.ceil(retry_at / width)
             if b != last_b:  # mostly the same bucket as the last one: old mail waits maximal_backoff
                 last_b = b
                 bucket = self._bucket(b)
@@ -562,12 +582,14 @@ class MailQueue:
             duration = LOCAL_DELIVERY_TIME if d == self.local else self.delivery_times[d].next()
             timeout(env, duration, (message, d, count)).callbacks.append(self._on_delivered)
 
-    def _delivered(self, event: simpy.Event) -> None:
+    def _delivered(self, event: Delay) -> None:
         """A delivery request is over; ``event.value`` is (message, destination, recipients)."""
-        message, d, count = cast("tuple[QueuedMessage, int, int]", event.value)
+        # Typed as the engine's Delay (what :meth:`_dispatch` schedules): compiled, its value is
+        # read natively rather than by name.
+        message, d, count = cast("tuple[QueuedMessage, int, int]", event._value)
         self.agents_busy -= 1
         self.busy_per_destination[d] -= 1
-        now = self.env.now
+        now = clock(self.env)
         if message.purged and message.pending == 0:  # purged while the request was on its way
             # (unpurged, the request's own recipients are still pending)
             self._request_done(message)
@@ -576,8 +598,8 @@ class MailQueue:
         if d == self.local:
             accepted, deferred, rejected = count, 0, 0
         else:
-            lists = self.lists[d]
-            refusal = self.reputation.refusal(lists) if lists else None
+            states = self.list_states[d]
+            refusal = first_refusal(states) if states else None
             limit = self.limits[d]
             site_failure = False  # smtp_site_fail with a soft error: the queue manager throttles
             if refusal is not None:
@@ -668,7 +690,7 @@ class MailQueue:
             self._end_pass(message)
 
     def _end_pass(self, message: QueuedMessage) -> None:
-        now: float = self.env.now  # typed: compiled, the arithmetic below is on doubles, not Python objects
+        now: float = clock(self.env)  # typed: compiled, the arithmetic below is on doubles, not Python objects
         self.active -= 1
         if message.rejected_now:
             message.bounced += message.rejected_now

@@ -28,11 +28,25 @@ STAGES = ("greeting", "rcpt", "data")  # where a destination can refuse the serv
 class ListState:
     def __init__(self, config: ReputationList):
         self.config = config
+        # What a destination consulting this list answers while it lists the server, and how
+        # early in the dialogue (lower first; at a stage a rejection before a deferral):
+        # fixed by the configuration, so worked out once rather than on every delivery.
+        self.refusal: tuple[str, str] = (config.action, config.stage)
+        self.rank: int = 2 * STAGES.index(config.stage) + (config.action != "reject")
         self.recent: deque[tuple[int, int]] = deque()  # (minute, spam recipients sent in it)
         self.recent_total = 0
         self.listed = False
         self.pending = False  # threshold crossed, listing on its way
         self.delist_requested = False
+
+
+def first_refusal(states: list[ListState]) -> tuple[str, str] | None:
+    """:meth:`Reputation.refusal` for the lists ``states`` a destination consults."""
+    best: ListState | None = None
+    for state in states:
+        if state.listed and (best is None or state.rank < best.rank):
+            best = state
+    return None if best is None else best.refusal
 
 
 class Reputation:
@@ -50,15 +64,12 @@ class Reputation:
         The SMTP dialogue ends at the first refusal, so the earliest stage
         among the lists that have the server listed wins; at that stage a
         rejecting list wins over a deferring one."""
-        best = None
-        for name in consulted:
-            state = self.lists[name]
-            if state.listed:
-                config = state.config
-                key = (STAGES.index(config.stage), config.action != "reject")
-                if best is None or key < best[0]:
-                    best = (key, (config.action, config.stage))
-        return None if best is None else best[1]
+        return first_refusal([self.lists[name] for name in consulted])
+
+    def states(self, consulted: tuple[str, ...]) -> list[ListState]:
+        """The lists named ``consulted``, for :func:`first_refusal` (the mail queue keeps
+        them per destination rather than looking each name up on every delivery)."""
+        return [self.lists[name] for name in consulted]
 
     def listed_names(self) -> list[str]:
         return [name for name, state in self.lists.items() if state.listed]
