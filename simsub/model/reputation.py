@@ -64,7 +64,7 @@ class Reputation:
         The SMTP dialogue ends at the first refusal, so the earliest stage
         among the lists that have the server listed wins; at that stage a
         rejecting list wins over a deferring one."""
-        return first_refusal([self.lists[name] for name in consulted])
+        return first_refusal(self.states(consulted))
 
     def states(self, consulted: tuple[str, ...]) -> list[ListState]:
         """The lists named ``consulted``, for :func:`first_refusal` (the mail queue keeps
